@@ -1,0 +1,414 @@
+"""The ``nlptasks`` command line (Click).
+
+Domain errors become one line on stderr and exit code 1; ``--debug`` shows the traceback.
+Heavy modules (torch, transformers) are imported inside commands, never at start-up, so
+``nlptasks --help`` and ``nlptasks list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nlptasks import __version__
+from nlptasks.errors import NlpTasksError
+
+LIST_KINDS = ("tasks", "recipes", "models", "datasets", "metrics")
+
+
+class NlpTasksGroup(click.Group):
+    """Turns domain errors into one-line messages; ``--debug`` shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NlpTasksError as exc:
+            if ctx.meta.get("nlptasks.debug"):
+                raise
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    line: str | None = None,
+) -> str:
+    return f"Warning: {message}\n"
+
+
+@click.group(cls=NlpTasksGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="nlptasks")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Fine-tune, evaluate, compare and use transformer models; every task is a plugin.
+
+    \b
+    Example:
+        nlptasks run sentiment                       # offline default recipe
+        nlptasks run sentiment --recipe bert-base train.epochs=1
+    """
+    ctx.meta["nlptasks.debug"] = debug
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+
+
+def _reporter(quiet: bool, as_json: bool) -> Any:
+    from nlptasks.events import JsonReporter, QuietReporter, RichReporter
+
+    if as_json:
+        return JsonReporter()
+    if quiet:
+        return QuietReporter()
+    return RichReporter()
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("task")
+@click.argument("overrides", nargs=-1)
+@click.option("--recipe", "-r", help="Recipe name (see 'nlptasks recipes list') or YAML path.")
+@click.option("--output-dir", "-o", help="Write the run here (must not exist yet).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
+def run(
+    task: str,
+    overrides: tuple[str, ...],
+    recipe: str | None,
+    output_dir: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Fine-tune and evaluate TASK with a recipe, then write a new run directory.
+
+    OVERRIDES are KEY=VALUE (e.g. train.epochs=1) or ~KEY (back to the default).
+
+    \b
+    Example:
+        nlptasks run sentiment --recipe minilm train.epochs=1 data.max_train_examples=2000
+    """
+    from nlptasks.runner import run as run_task
+
+    result = run_task(task, recipe, list(overrides), output_dir, _reporter(quiet, as_json))
+    if as_json:
+        return
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    click.echo(f"Eval: {metrics}")
+    if result.run_dir is not None:
+        click.echo(f"Run directory: {result.run_dir}")
+        click.echo(f"  model:      {result.run_dir / 'model'}")
+        click.echo(f"  model card: {result.run_dir / 'README.md'}")
+        click.echo(f"  results:    {result.run_dir / 'results.json'}")
+
+
+@cli.command(name="eval")
+@click.argument("task")
+@click.argument("overrides", nargs=-1)
+@click.option("--model", "-m", "model_dir", required=True, help="A trained model directory.")
+@click.option("--recipe", "-r", help="Recipe whose data to use (default: the model's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def eval_command(
+    task: str, overrides: tuple[str, ...], model_dir: str, recipe: str | None, as_json: bool
+) -> None:
+    """Evaluate a trained model on the eval split of a recipe's data.
+
+    \b
+    Example:
+        nlptasks eval sentiment --model runs/RUN/model data.eval_path=dev.tsv
+    """
+    from nlptasks.runner import evaluate_model
+
+    _require_dir(model_dir)
+    metrics = evaluate_model(task, model_dir, recipe, list(overrides))
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        click.echo("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("texts", nargs=-1)
+@click.option("--model", "-m", "model_dir", required=True, help="A trained model directory.")
+@click.option(
+    "--input", "-i", "input_file", type=click.Path(dir_okay=False),
+    help="JSON lines with a 'text' field (or plain strings), one input per line.",
+)
+def predict(task: str, texts: tuple[str, ...], model_dir: str, input_file: str | None) -> None:
+    """Predict with a trained model; prints one JSON object per input.
+
+    \b
+    Example:
+        nlptasks predict sentiment --model runs/RUN/model "A gripping, funny film."
+    """
+    from nlptasks.runner import predict as predict_inputs
+
+    _require_dir(model_dir)
+    inputs: list[Any] = list(texts)
+    if input_file:
+        inputs.extend(_read_jsonl(Path(input_file)))
+    if not inputs:
+        raise click.UsageError("Give TEXT arguments or --input FILE.jsonl.")
+    for item in predict_inputs(task, model_dir, inputs):
+        click.echo(json.dumps(item, ensure_ascii=False))
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise NlpTasksError(f"Input file '{path}' does not exist. Check the path.")
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise NlpTasksError(
+                f"{path} line {number} is not valid JSON ({exc.msg}). Write one JSON object "
+                f"per line, e.g. {{\"text\": \"...\"}}."
+            ) from None
+        if isinstance(value, dict):
+            if "text" not in value:
+                raise NlpTasksError(
+                    f"{path} line {number} has no 'text' field. Write {{\"text\": \"...\"}}."
+                )
+            value = value["text"]
+        items.append(value)
+    return items
+
+
+def _require_dir(model_dir: str) -> None:
+    if not Path(model_dir).is_dir():
+        raise NlpTasksError(
+            f"Model directory '{model_dir}' does not exist. Pass the model/ folder of a run, "
+            f"e.g. --model runs/RUN/model."
+        )
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(LIST_KINDS), required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(kind: str | None, as_json: bool) -> None:
+    """List tasks, recipes, models, datasets or metrics, with the plugin providing each.
+
+    \b
+    Example:
+        nlptasks list recipes
+    """
+    from nlptasks.registry import get_registries
+
+    regs = get_registries()
+    kinds = [kind] if kind else list(LIST_KINDS)
+    rows: dict[str, list[dict[str, str]]] = {}
+    for name in kinds:
+        registry = getattr(regs, name)
+        rows[name] = [
+            {"name": e.name, "plugin": e.plugin, "description": e.description or _describe(e)}
+            for e in registry
+        ]
+    if as_json:
+        click.echo(json.dumps(rows if kind is None else rows[kind], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for name, entries in rows.items():
+        table = Table(title=name, title_justify="left", show_lines=False)
+        for column in ("name", "plugin", "description"):
+            table.add_column(column)
+        for entry in entries:
+            table.add_row(entry["name"], entry["plugin"], entry["description"])
+        console.print(table)
+
+
+def _describe(entry: Any) -> str:
+    if isinstance(entry.target, Path):
+        from nlptasks.recipes import _read_yaml
+
+        try:
+            return str(_read_yaml(entry.target).get("description", ""))
+        except NlpTasksError:
+            return "(invalid recipe)"
+    return ""
+
+
+@cli.group()
+def recipes() -> None:
+    """List, show, copy and validate recipes."""
+
+
+@recipes.command(name="list")
+@click.argument("task", required=False)
+def recipes_list(task: str | None) -> None:
+    """List recipes (of one TASK, or all).
+
+    \b
+    Example:
+        nlptasks recipes list sentiment
+    """
+    from nlptasks.registry import get_registries
+
+    regs = get_registries()
+    if task is not None:
+        regs.tasks.get(task)
+    for entry in regs.recipes:
+        if task is None or entry.name.startswith(f"{task}/"):
+            click.echo(f"{entry.name:<28} {_describe(entry)}")
+
+
+def _recipe_entry(name: str) -> Path:
+    from nlptasks.errors import UnknownNameError
+    from nlptasks.registry import get_registries
+
+    regs = get_registries()
+    if name in regs.recipes:
+        return regs.recipes.get(name).target
+    matches = [e for e in regs.recipes if e.name.split("/", 1)[1] == name]
+    if len(matches) == 1:
+        return matches[0].target
+    raise UnknownNameError("recipe", name, regs.recipes.names(), "See 'nlptasks recipes list'.")
+
+
+@recipes.command(name="show")
+@click.argument("name")
+@click.argument("overrides", nargs=-1)
+@click.option("--resolved", is_flag=True, help="Show every key after extends and overrides.")
+def recipes_show(name: str, overrides: tuple[str, ...], resolved: bool) -> None:
+    """Print a recipe (TASK/NAME or NAME).
+
+    \b
+    Example:
+        nlptasks recipes show sentiment/minilm --resolved train.epochs=1
+    """
+    path = _recipe_entry(name)
+    if not resolved and not overrides:
+        click.echo(path.read_text(encoding="utf-8"), nl=False)
+        return
+    from nlptasks.recipes import dump_recipe, load_recipe, read_recipe_dict
+
+    task = str(read_recipe_dict(path).get("task") or name.split("/", 1)[0])
+    if "/" not in name:
+        task = path.parent.name
+    click.echo(dump_recipe(load_recipe(task, str(path), list(overrides))), nl=False)
+
+
+@recipes.command(name="copy")
+@click.argument("name")
+@click.argument("destination", type=click.Path())
+def recipes_copy(name: str, destination: str) -> None:
+    """Copy a recipe to DESTINATION to edit it; never overwrites a file.
+
+    \b
+    Example:
+        nlptasks recipes copy sentiment/minilm my-recipe.yaml
+    """
+    source = _recipe_entry(name)
+    target = Path(destination)
+    if target.is_dir():
+        target = target / source.name
+    if target.exists():
+        raise NlpTasksError(f"'{target}' already exists. Choose another destination.")
+    from nlptasks.recipes import read_recipe_dict
+
+    # The copy must stand alone: resolve `extends` so it does not point at a sibling file.
+    raw = read_recipe_dict(source, source.parent.name)
+    raw.setdefault("task", source.parent.name)
+    if "extends" in source.read_text(encoding="utf-8"):
+        import yaml
+
+        target.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    else:
+        shutil.copyfile(source, target)
+    click.echo(f"Copied {name} to {target}. Run it with: nlptasks run {raw['task']} "
+               f"--recipe {target}")
+
+
+@recipes.command(name="validate")
+@click.argument("paths", nargs=-1, required=True)
+def recipes_validate(paths: tuple[str, ...]) -> None:
+    """Validate recipe files or names; reports every problem.
+
+    \b
+    Example:
+        nlptasks recipes validate my-recipe.yaml
+    """
+    from nlptasks.recipes import read_recipe_dict, validate
+
+    failed = False
+    for item in paths:
+        path = Path(item) if Path(item).exists() else _recipe_entry(item)
+        try:
+            raw = read_recipe_dict(path, path.parent.name)
+            raw.setdefault("task", path.parent.name)
+            raw.setdefault("name", path.stem)
+            recipe = validate(raw, str(path))
+            from nlptasks.registry import get_registries
+
+            get_registries().tasks.get(recipe.task)
+        except NlpTasksError as exc:
+            failed = True
+            click.secho(f"{item}: {exc}", fg="red", err=True)
+            continue
+        click.echo(f"{item}: ok")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Include built-in plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(show_all: bool, as_json: bool) -> None:
+    """List installed plugins: name, version and the hooks they implement.
+
+    \b
+    Example:
+        nlptasks plugins --all
+    """
+    from nlptasks.plugins import plugin_infos
+
+    infos = [i for i in plugin_infos() if show_all or not i.builtin]
+    data = [
+        {"name": i.name, "distribution": i.distribution, "version": i.version, "hooks": i.hooks}
+        for i in infos
+    ]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not data:
+        click.echo("No third-party plugins installed. Use --all to include built-in ones.")
+    for row in data:
+        click.echo(f"{row['name']} ({row['distribution']} {row['version']}): "
+                   f"{', '.join(row['hooks'])}")
+
+
+_commands_loaded = False
+
+
+def main() -> None:
+    """Entry point of the ``nlptasks`` console script."""
+    _load_plugin_commands()
+    cli()
+
+
+def _load_plugin_commands() -> None:
+    # Plugin commands need the plugins loaded; --help/--version must survive a broken plugin.
+    global _commands_loaded
+    if _commands_loaded:
+        return
+    _commands_loaded = True
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    try:
+        from nlptasks.plugins import get_plugin_manager
+
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except NlpTasksError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        sys.exit(1)

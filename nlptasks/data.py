@@ -1,0 +1,200 @@
+"""Datasets for a run: local files, hub ids or plugin loaders, split and capped.
+
+Returns a ``datasets.DatasetDict`` with ``train`` and ``eval`` splits. Everything goes through
+``datasets`` so later ``map`` calls are cached by fingerprint between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nlptasks.errors import DataError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from nlptasks.recipes import DataConfig
+
+# File suffix -> (datasets builder, extra builder arguments).
+_BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    # GLUE-style TSV files have unquoted text with stray quote characters: QUOTE_NONE (3).
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": 3}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+    ".txt": ("text", {}),
+}
+
+
+def cache_dir() -> Path:
+    """nlptasks' own cache (converted models, prepared plugin datasets)."""
+    root = os.environ.get("NLPTASKS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nlptasks"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_splits(config: DataConfig, need_train: bool = True) -> datasets.DatasetDict:
+    """Load the ``train`` and ``eval`` splits the recipe's data section describes.
+
+    With ``need_train=False`` (evaluation only) the train split is loaded only when the eval
+    split must be held out of it.
+    """
+    import datasets
+
+    train: datasets.Dataset | None = None
+    evaluation: datasets.Dataset | None = None
+    if config.train_path or (config.eval_path and not need_train):
+        if config.eval_path:
+            evaluation = load_file(config.eval_path)
+        if config.train_path and (need_train or evaluation is None):
+            train = load_file(config.train_path)
+    elif config.dataset:
+        loaded = _load_named(config)
+        train = loaded.get(config.train_split)
+        if config.eval_split:
+            if config.eval_split not in loaded:
+                raise DataError(
+                    f"Dataset '{config.dataset}' has no split '{config.eval_split}' (it has "
+                    f"{', '.join(loaded)}). Set data.eval_split to one of them."
+                )
+            evaluation = loaded[config.eval_split]
+        if train is None and (need_train or evaluation is None):
+            raise DataError(
+                f"Dataset '{config.dataset}' has no split '{config.train_split}' (it has "
+                f"{', '.join(loaded)}). Set data.train_split to one of them."
+            )
+    else:
+        raise DataError(
+            "The recipe names no data. Set data.train_path=FILE (and data.eval_path=FILE) "
+            "or data.dataset=NAME (see 'nlptasks list datasets')."
+        )
+
+    if evaluation is None:
+        assert train is not None
+        _check_not_empty(train, "training data")
+        if not 0 < config.eval_fraction < 1:
+            raise DataError(
+                f"data.eval_fraction must be between 0 and 1, got {config.eval_fraction}."
+            )
+        # A fixed seed keeps the held-out split identical across runs and for `nlptasks eval`.
+        held = train.train_test_split(
+            test_size=config.eval_fraction, seed=config.split_seed, shuffle=True
+        )
+        train, evaluation = held["train"], held["test"]
+
+    splits = {}
+    if train is not None and need_train:
+        if config.max_train_examples is not None:
+            train = train.select(range(min(config.max_train_examples, len(train))))
+        _check_not_empty(train, "training data")
+        splits["train"] = train
+    if config.max_eval_examples is not None:
+        evaluation = evaluation.select(range(min(config.max_eval_examples, len(evaluation))))
+    _check_not_empty(evaluation, "evaluation data")
+    splits["eval"] = evaluation
+    return datasets.DatasetDict(splits)
+
+
+def load_file(path_text: str) -> datasets.Dataset:
+    """Load one local data file by its suffix (csv, tsv, json, jsonl, parquet, txt)."""
+    import datasets
+
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise DataError(f"Data file '{path_text}' does not exist. Check the path.")
+    suffix = path.suffix.lower()
+    if suffix not in _BUILDERS:
+        raise DataError(
+            f"Data file '{path_text}' has an unsupported type '{suffix or 'none'}'. Use one of "
+            f"{', '.join(sorted(_BUILDERS))}."
+        )
+    builder, kwargs = _BUILDERS[suffix]
+    try:
+        loaded = datasets.load_dataset(
+            builder, data_files={"data": str(path.resolve())}, split="data", **kwargs
+        )
+    except Exception as exc:  # datasets raises many types for unreadable files
+        raise DataError(
+            f"Cannot read '{path_text}' as {suffix[1:]}: {_first_line(exc)}. Check the file's "
+            f"format."
+        ) from exc
+    assert isinstance(loaded, datasets.Dataset)
+    return loaded
+
+
+def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
+    import datasets
+
+    from nlptasks.registry import get_registries
+
+    name = config.dataset
+    assert name is not None
+    regs = get_registries()
+    if name in regs.datasets:
+        loaded = regs.datasets.get(name).load()(config)
+    else:
+        looks_like_path = os.sep in name and not name.count("/") == 1
+        if looks_like_path or Path(name).exists():
+            raise DataError(
+                f"data.dataset '{name}' looks like a file path. Use data.train_path={name}."
+            )
+        try:
+            loaded = datasets.load_dataset(name, config.dataset_config)
+        except Exception as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else _first_line(exc)
+            raise DataError(
+                f"Dataset '{name}' is not a registered dataset and could not be loaded from "
+                f"the Hub: {why}. Use local files (data.train_path=FILE data.eval_path=FILE) "
+                f"or an offline recipe (see 'nlptasks list datasets')."
+            ) from exc
+    if isinstance(loaded, datasets.Dataset):
+        return {config.train_split: loaded}
+    return dict(loaded)
+
+
+def _check_not_empty(dataset: datasets.Dataset, what: str) -> None:
+    if len(dataset) == 0:
+        raise DataError(f"The {what} is empty. Point the recipe at a file with rows.")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def resolve_column(
+    dataset: datasets.Dataset, wanted: str | None, candidates: tuple[str, ...], key: str
+) -> str:
+    """The column to use for ``key``: ``wanted`` if set, else the first candidate present."""
+    columns = list(dataset.column_names)
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(
+                f"Column '{wanted}' ({key}) is not in the data; it has {', '.join(columns)}. "
+                f"Set {key}=COLUMN."
+            )
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise DataError(
+        f"No column for {key} (looked for {', '.join(candidates)}); the data has "
+        f"{', '.join(columns)}. Set {key}=COLUMN."
+    )
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable fingerprint for ``Dataset.map(new_fingerprint=...)``.
+
+    datasets hashes the mapped function otherwise, and a fast tokenizer's hash changes after
+    use, which would defeat the cache between runs.
+    """
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]

@@ -1,0 +1,66 @@
+"""User-facing errors.
+
+Every error a user can cause is an :class:`NlpTasksError`; the CLI prints its message on one
+line and exits with code 1 (no traceback unless ``--debug``). Messages say what failed, where,
+and what to do next. None of these subclass ``KeyError``: ``str(KeyError(msg))`` is a repr.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class NlpTasksError(Exception):
+    """Base class for errors caused by input, configuration or the environment."""
+
+
+class UnknownNameError(NlpTasksError):
+    """A task, recipe, model, dataset or metric name that no plugin registered."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = "") -> None:
+        self.kind, self.name = kind, name
+        message = f"Unknown {kind} '{name}'.{did_you_mean(name, known)}"
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+
+class DuplicateNameError(NlpTasksError):
+    """Two plugins registered the same name."""
+
+
+class ConfigError(NlpTasksError):
+    """A recipe with one or more problems; all of them are reported at once."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        if len(problems) == 1:
+            message = f"Recipe {source}: {problems[0]}"
+        else:
+            # Still one line per problem, but never a traceback.
+            listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+            message = f"Recipe {source} has {len(problems)} problems: {listed}"
+        super().__init__(message)
+
+
+class PluginError(NlpTasksError):
+    """A plugin that is broken in a way strict mode or hook validation refuses."""
+
+
+class DataError(NlpTasksError):
+    """A dataset that cannot be loaded or does not have the expected shape."""
+
+
+class ModelError(NlpTasksError):
+    """A model that cannot be loaded or does not fit the task."""
+
+
+class RunDirectoryError(NlpTasksError):
+    """A run directory that exists already (runs never overwrite earlier results)."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """Return `` Did you mean 'x'?`` for the closest known name, or an empty string."""
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" Did you mean '{matches[0]}'?" if matches else ""

@@ -1,0 +1,153 @@
+"""The structured event stream of a run, and the reporters that show it.
+
+Every step, evaluation and checkpoint is an event: a JSON-serialisable dict with ``type`` and
+``time``. An :class:`EventLog` appends each event to ``events.jsonl``, hands it to the
+``on_event`` plugin hook (trackers are plugins) and to one reporter: a rich progress display,
+JSON lines on stdout (``--json``) or nothing (``--quiet``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+Event = dict[str, Any]
+
+
+class Reporter(Protocol):
+    """Shows events to a person or a script."""
+
+    def handle(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class QuietReporter:
+    """Shows nothing (``--quiet``)."""
+
+    def handle(self, event: Event) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JsonReporter:
+    """One JSON object per line on stdout (``--json``), for scripts."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def handle(self, event: Event) -> None:
+        self.stream.write(json.dumps(event, default=str) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A live progress bar: step, epoch, loss, learning rate, examples/s and ETA."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._progress: Any = None
+        self._task_id: Any = None
+
+    def _start(self, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]:.2f}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[speed]} ex/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._progress.start()
+        self._task_id = self._progress.add_task(
+            "train", total=total, epoch=0.0, loss="-", lr="-", speed="-"
+        )
+
+    def handle(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "run_start":
+            self.console.print(
+                f"[bold]nlptasks[/] {event['task']} · recipe {event['recipe']} · model "
+                f"{event['model']} · {event['train_examples']} train / "
+                f"{event['eval_examples']} eval examples · device {event['device']}"
+            )
+        elif kind == "train_start":
+            self._start(event["total_steps"])
+        elif kind == "step" and self._progress is not None:
+            self._progress.update(
+                self._task_id,
+                completed=event["step"],
+                epoch=event["epoch"],
+                loss=f"{event['loss']:.4f}",
+                lr=f"{event['learning_rate']:.2e}",
+                speed=f"{event['examples_per_second']:.1f}",
+            )
+        elif kind == "eval":
+            metrics = ", ".join(
+                f"{k} {v:.4f}" for k, v in event["metrics"].items() if isinstance(v, float)
+            )
+            self.console.print(f"eval @ step {event['step']}: {metrics}")
+        elif kind == "early_stop":
+            self.console.print(f"early stopping at step {event['step']}: {event['reason']}")
+        elif kind == "train_end":
+            self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class EventLog:
+    """Writes events to ``events.jsonl``, the ``on_event`` hook and a reporter."""
+
+    def __init__(
+        self, path: Path | None, reporter: Reporter | None = None, enabled: bool = True
+    ) -> None:
+        # Under several processes only the main one writes and reports (enabled=True).
+        self.enabled = enabled
+        self.reporter = reporter or QuietReporter()
+        self._file = path.open("a", encoding="utf-8") if (path and enabled) else None
+
+    def emit(self, type: str, **fields: Any) -> Event:
+        event: Event = {"type": type, "time": round(time.time(), 3), **fields}
+        if not self.enabled:
+            return event
+        if self._file is not None:
+            self._file.write(json.dumps(event, default=str) + "\n")
+            self._file.flush()
+        from nlptasks.plugins import get_plugin_manager
+
+        get_plugin_manager().hook.on_event(event=event)
+        self.reporter.handle(event)
+        return event
+
+    def close(self) -> None:
+        self.reporter.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

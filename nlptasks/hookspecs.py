@@ -1,0 +1,90 @@
+"""Hook specifications: the whole contract between nlptasks and its plugins.
+
+Plugin authors write ``import nlptasks`` and decorate functions with ``@nlptasks.hookimpl``.
+Registration hooks receive a ``register`` callback; plugins never mutate core state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("nlptasks")
+hookimpl = pluggy.HookimplMarker("nlptasks")
+
+
+@hookspec
+def register_tasks(register: Callable[..., None]) -> None:
+    """Register tasks.
+
+    Called once when the task registry is first used.
+
+    Args:
+        register: ``register(name, target, description="")`` where ``target`` is a Task
+            class or a lazy ``"module:attr"`` string (preferred: it keeps ``nlptasks list``
+            from importing torch).
+    """
+
+
+@hookspec
+def register_models(register: Callable[..., None]) -> None:
+    """Register model presets: short names that resolve to a local directory or hub id.
+
+    Args:
+        register: ``register(name, resolve, description="", tasks=())`` where ``resolve()``
+            returns a path or hub id, called only when the preset is used.
+    """
+
+
+@hookspec
+def register_datasets(register: Callable[..., None]) -> None:
+    """Register dataset loaders usable as ``data.dataset: NAME`` in a recipe.
+
+    Args:
+        register: ``register(name, loader, description="", tasks=())`` where ``loader`` is a
+            callable or ``"module:attr"`` string; called as ``loader(config)`` with the recipe's
+            data section, it returns a ``datasets.Dataset`` or ``datasets.DatasetDict``.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[..., None]) -> None:
+    """Register metrics (``evaluate.Metric`` subclasses or compatible objects).
+
+    Args:
+        register: ``register(name, target, description="", tasks=())`` where ``target`` is a
+            class or ``"module:attr"`` string.
+    """
+
+
+@hookspec
+def register_recipes(register: Callable[..., None]) -> None:
+    """Register recipe files.
+
+    Args:
+        register: ``register(task, name, path)`` with the path of a YAML recipe.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``nlptasks`` Click group.
+
+    Called once when the CLI starts.
+
+    Args:
+        cli: the top-level ``click.Group``; call ``cli.command()`` / ``cli.add_command``.
+    """
+
+
+@hookspec
+def on_event(event: dict[str, Any]) -> None:
+    """Receive every trainer event (step, eval, checkpoint, run start and end).
+
+    Called in order for each event written to ``events.jsonl``: trackers are plugins too.
+
+    Args:
+        event: a JSON-serialisable dict with at least ``type`` and ``time``.
+    """

@@ -1,0 +1,46 @@
+"""Model references: preset names, local directories and hub ids, with offline-aware errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from nlptasks.errors import ModelError
+
+T = TypeVar("T")
+
+
+def resolve_model(reference: str) -> str:
+    """Turn a model preset name into its path; a local path or hub id is returned as is."""
+    from nlptasks.registry import get_registries
+
+    models = get_registries().models
+    if reference in models:
+        return str(models.get(reference).load()())
+    return reference
+
+
+def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") -> T:
+    """Call ``loader(reference)``; turn a missing model into a one-line error with a fix."""
+    try:
+        return loader(reference)
+    except OSError as exc:
+        if Path(reference).exists():
+            raise ModelError(
+                f"'{reference}' is not a loadable model directory ({_first_line(exc)}). Point "
+                f"model= at a folder written by save_pretrained."
+            ) from exc
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it could not be fetched"
+        offline_recipe = f" or the offline recipe: nlptasks run {task}" if task else ""
+        raise ModelError(
+            f"Model '{reference}' is not a local directory and {why}. Use a local path "
+            f"(model=/path/to/model), a preset from 'nlptasks list models'{offline_recipe}."
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,362 @@
+"""Recipes: YAML files that say everything about one run, validated against a typed schema.
+
+A recipe names a task, a model and its data and training settings. It may ``extends:`` one
+other recipe (one level only). ``key=value`` overrides (values parsed as YAML) and ``~key``
+removals (back to the default) apply after loading. Validation reports every problem at once,
+with suggestions for misspelled keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nlptasks.errors import ConfigError, NlpTasksError, UnknownNameError
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how its columns map onto the task."""
+
+    dataset: str | None = None
+    """Hub id or registered dataset name (``nlptasks list datasets``); used when no
+    ``train_path`` is given."""
+    dataset_config: str | None = None
+    """Hub dataset configuration name."""
+    train_split: str = "train"
+    eval_split: str | None = None
+    """Split to evaluate on; when absent, ``eval_fraction`` of train is held out."""
+    train_path: str | None = None
+    """Local training file (csv, tsv, json, jsonl, parquet, txt); wins over ``dataset``."""
+    eval_path: str | None = None
+    text_column: str | None = None
+    """Text column; when absent the first of text/sentence/content/review that exists."""
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    label_names: list[str] | None = None
+    """Names for integer labels 0..n-1 (kept in the model's id2label)."""
+    eval_fraction: float = 0.1
+    split_seed: int = 42
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    max_length: int = 128
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and evaluation settings for the shared trainer."""
+
+    epochs: float = 3.0
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (wins over ``epochs``)."""
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    """Examples per optimizer step on each process (micro-batch x accumulation)."""
+    gradient_accumulation_steps: int = 1
+    eval_batch_size: int = 64
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    seed: int = 42
+    eval_every: int | None = None
+    """Evaluate every N optimizer steps; when absent, at the end of each epoch."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement of ``metric_for_best``."""
+    metric_for_best: str | None = None
+    """Metric that picks the best checkpoint (default: the task's main metric)."""
+    group_by_length: bool = True
+    log_every: int = 10
+    save_checkpoints: bool = True
+
+
+@dataclass
+class Recipe:
+    """One run: task, model, data and training."""
+
+    task: str
+    model: str
+    """Model preset name (``nlptasks list models``), local directory or hub id."""
+    description: str = ""
+    output_dir: str = "runs"
+    """Folder that receives a new run directory per run."""
+    run_name: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str | None = None
+    """The recipe's own name (set when loaded from the registry)."""
+
+
+def load_recipe(
+    task: str,
+    recipe: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Recipe:
+    """Find, load, extend, override and validate a recipe for ``task``.
+
+    ``recipe`` is a registered name (``minilm`` or ``sentiment/minilm``), a YAML path, or None
+    for the task's default recipe.
+    """
+    path, name = resolve_recipe_path(task, recipe)
+    raw = read_recipe_dict(path, task)
+    raw = apply_overrides(raw, overrides)
+    raw.setdefault("task", task)
+    raw.setdefault("name", name)
+    recipe_obj = validate(raw, str(path))
+    if recipe_obj.task != task:
+        raise ConfigError(
+            str(path),
+            [f"is a recipe for task '{recipe_obj.task}', not '{task}'. "
+             f"Run 'nlptasks run {recipe_obj.task} --recipe {path}'."],
+        )
+    return recipe_obj
+
+
+def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
+    """Return (path, recipe name) for a registered name, a file path, or the task default."""
+    from nlptasks.registry import get_registries
+
+    regs = get_registries()
+    task_entry = regs.tasks.get(task)
+    if recipe is None:
+        recipe = default_recipe_name(task_entry.load())
+    candidate = Path(recipe)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise NlpTasksError(
+                f"Recipe file '{recipe}' does not exist. Check the path, or see "
+                f"'nlptasks recipes list' for built-in recipes."
+            )
+        return candidate, candidate.stem
+    key = recipe if "/" in recipe else f"{task}/{recipe}"
+    if key not in regs.recipes:
+        known = [n.split("/", 1)[1] for n in regs.recipes.names() if n.startswith(f"{task}/")]
+        raise UnknownNameError(
+            f"recipe for task '{task}'", recipe, known, "See 'nlptasks recipes list'."
+        )
+    return regs.recipes.get(key).target, key.split("/", 1)[1]
+
+
+def default_recipe_name(task_cls: Any) -> str:
+    return str(getattr(task_cls, "default_recipe", "default"))
+
+
+def read_recipe_dict(path: Path, task: str | None = None) -> dict[str, Any]:
+    """Read a YAML recipe and merge the one recipe it ``extends`` (one level only)."""
+    raw = _read_yaml(path)
+    parent_ref = raw.pop("extends", None)
+    if parent_ref is None:
+        return raw
+    parent_path = _resolve_parent(path, str(parent_ref), task or raw.get("task"))
+    parent = _read_yaml(parent_path)
+    if "extends" in parent:
+        raise ConfigError(
+            str(path),
+            [f"extends '{parent_ref}', which itself extends '{parent['extends']}'; only one "
+             f"level of 'extends' is allowed. Copy the keys you need instead."],
+        )
+    return _deep_merge(parent, raw)
+
+
+def _resolve_parent(child: Path, ref: str, task: str | None) -> Path:
+    sibling = child.parent / (ref if ref.endswith((".yaml", ".yml")) else f"{ref}.yaml")
+    if sibling.is_file():
+        return sibling
+    if task:
+        return resolve_recipe_path(task, ref)[0]
+    raise ConfigError(str(child), [f"extends '{ref}', which was not found next to it."])
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NlpTasksError(f"Cannot read recipe '{path}': {exc.strerror}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(
+            f"{path}{where}", [f"malformed YAML ({problem}). Fix the syntax there."]
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["must be a YAML mapping of keys to values."])
+    return data
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key=value`` (value parsed as YAML) and ``~key`` (remove) overrides."""
+    result = copy.deepcopy(raw)
+    problems = []
+    for item in overrides:
+        if item.startswith("~"):
+            keys = item[1:].split(".")
+            node = result
+            for key in keys[:-1]:
+                node = node.get(key, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(keys[-1], None)
+            continue
+        key, sep, value_text = item.partition("=")
+        if not sep or not key:
+            problems.append(
+                f"override '{item}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1)."
+            )
+            continue
+        try:
+            value = yaml.safe_load(value_text) if value_text else None
+        except yaml.YAMLError:
+            value = value_text  # Not YAML: keep the text, validation checks its type.
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    if problems:
+        raise ConfigError("overrides", problems)
+    return result
+
+
+def validate(raw: dict[str, Any], source: str) -> Recipe:
+    """Build a :class:`Recipe` from a dict, reporting every problem at once."""
+    problems: list[str] = []
+    recipe = _build(Recipe, raw, "", problems)
+    if problems:
+        raise ConfigError(source, problems)
+    assert isinstance(recipe, Recipe)
+    return recipe
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        problems.append(f"'{prefix.rstrip('.')}' must be a mapping, got {_describe(raw)}.")
+        return None
+    problems_before = len(problems)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else (
+                f" Known keys: {', '.join(prefix + f for f in fields)}."
+            )
+            problems.append(f"unknown key '{prefix}{key}'.{hint}")
+            continue
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            values[key] = _build(expected, value, f"{prefix}{key}.", problems)  # type: ignore[arg-type]
+            continue
+        ok, converted = _check_type(value, expected)
+        if not ok:
+            problems.append(
+                f"'{prefix}{key}' must be {_type_name(expected)}, got {_describe(value)}."
+            )
+            continue
+        values[key] = converted
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in values and name not in raw:
+            problems.append(f"missing required key '{prefix}{name}'. Add '{prefix}{name}: ...'.")
+    if len(problems) > problems_before:
+        return None
+    return cls(**values)
+
+
+def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            ok, converted = _check_type(value, arg)
+            if ok:
+                return True, converted
+        return False, None
+    if expected is type(None):
+        return value is None, None
+    if origin is Literal:
+        return value in args, value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, None
+        items = [_check_type(v, args[0]) for v in value]
+        return all(ok for ok, _ in items), [c for _, c in items]
+    if expected is bool:
+        return isinstance(value, bool), value
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if expected is float:
+        if isinstance(value, bool):
+            return False, None
+        if isinstance(value, (int, float)):
+            return True, float(value)
+        # YAML 1.1 reads "2e-5" as a string; accept it as a number.
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, None
+        return False, None
+    if expected is str:
+        # Numbers are fine where a string is expected (e.g. a model name "123").
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return True, str(value)
+        return False, None
+    return isinstance(value, expected), value
+
+
+def _type_name(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is list:
+        return f"a list of {_type_name(args[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        expected, getattr(expected, "__name__", str(expected))
+    )
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {value!r}"
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe as plain data (re-runnable with ``--recipe``)."""
+    return dataclasses.asdict(recipe)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML."""
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)

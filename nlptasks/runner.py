@@ -1,0 +1,230 @@
+"""One run along the flow: recipe -> registry -> data -> task -> trainer -> results.
+
+The CLI and the Python API (``nlptasks.run``) both call :func:`run`, so a run from a notebook
+equals a run from the shell.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nlptasks.events import EventLog, QuietReporter, Reporter
+from nlptasks.recipes import Recipe, dump_recipe, load_recipe
+from nlptasks.registry import get_registries
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its results, and its final metrics."""
+
+    run_dir: Path | None
+    metrics: dict[str, float]
+    results: dict[str, Any]
+
+
+def load_task(name: str) -> Any:
+    """An instance of the registered task ``name``."""
+    return get_registries().tasks.get(name).load()()
+
+
+def run(
+    task: str,
+    recipe: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    output_dir: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Fine-tune and evaluate ``task`` with a recipe; write a new run directory."""
+    resolved = load_recipe(task, recipe, overrides)
+    return run_recipe(resolved, output_dir=output_dir, reporter=reporter)
+
+
+def run_recipe(
+    recipe: Recipe, output_dir: str | None = None, reporter: Reporter | None = None
+) -> RunResult:
+    """Run an already validated recipe (see :func:`run`)."""
+    _quiet_libraries()
+    from nlptasks import data, models, results
+    from nlptasks.trainer import Trainer, make_accelerator
+
+    started = time.time()
+    task = load_task(recipe.task)
+    # Everything a user can get wrong is checked before the run directory exists.
+    model_path = models.resolve_model(recipe.model)
+    splits = data.load_splits(recipe.data)
+    splits = task.prepare_data(splits, recipe)
+    model, tokenizer = task.build_model(model_path, recipe)
+    accelerator = make_accelerator(recipe.train)
+    with accelerator.main_process_first():
+        # The main process tokenises first and fills the cache; the others read it.
+        features = {name: task.preprocess(split, tokenizer, recipe) for name, split in splits.items()}
+
+    run_name = recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}"
+    run_dir = _make_run_dir(accelerator, output_dir, recipe)
+    main = accelerator.is_main_process
+    recipe_yaml = dump_recipe(recipe)
+    if main and run_dir is not None:
+        (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+    events = EventLog(
+        run_dir / "events.jsonl" if run_dir else None,
+        reporter if main else QuietReporter(),
+        enabled=main,
+    )
+    events.emit(
+        "run_start",
+        task=recipe.task,
+        recipe=recipe.name,
+        model=recipe.model,
+        run_dir=str(run_dir) if run_dir else None,
+        train_examples=len(features["train"]),
+        eval_examples=len(features["eval"]),
+        device=str(accelerator.device),
+        num_processes=accelerator.num_processes,
+    )
+    try:
+        trainer = Trainer(
+            task,
+            model,
+            tokenizer,
+            recipe.train,
+            features["train"],
+            features["eval"],
+            events=events,
+            checkpoint_dir=(run_dir / "checkpoints") if run_dir else None,
+            accelerator=accelerator,
+        )
+        outcome = trainer.train()
+        metrics = outcome.metrics or trainer.evaluate()
+        summary: dict[str, Any] = {}
+        if main and run_dir is not None:
+            final = accelerator.unwrap_model(trainer.model)
+            final.save_pretrained(run_dir / "model")
+            tokenizer.save_pretrained(run_dir / "model")
+            summary = {
+                "task": recipe.task,
+                "recipe": recipe.name,
+                "model": recipe.model,
+                "model_path": model_path,
+                "run_dir": str(run_dir),
+                "metrics": {"eval": metrics},
+                "train": {
+                    "steps": outcome.global_step,
+                    "epochs": outcome.epochs,
+                    "train_loss": outcome.train_loss,
+                    "examples_seen": outcome.examples_seen,
+                    "train_seconds": round(outcome.train_seconds, 2),
+                    "examples_per_second": round(
+                        outcome.examples_seen / max(outcome.train_seconds, 1e-9), 2
+                    ),
+                    "best_step": outcome.best_step,
+                    "stopped_early": outcome.stopped_early,
+                    "history": outcome.history,
+                },
+                "data": {
+                    "train_examples": len(features["train"]),
+                    "eval_examples": len(features["eval"]),
+                    "source": _data_source(recipe),
+                },
+                "provenance": {
+                    **results.provenance(
+                        recipe.train.seed,
+                        str(accelerator.device),
+                        accelerator.num_processes,
+                        recipe.train.mixed_precision,
+                    ),
+                    "started_at": started,
+                    "duration_seconds": round(time.time() - started, 2),
+                },
+            }
+            results.write_json(run_dir / "results.json", summary)
+            (run_dir / "README.md").write_text(
+                results.model_card(
+                    run_name=run_name,
+                    task=recipe.task,
+                    pipeline_tag=task.pipeline_tag,
+                    base_model=recipe.model,
+                    dataset_name=_data_source(recipe),
+                    dataset_split="held-out" if not (recipe.data.eval_path or
+                                                     recipe.data.eval_split) else "eval",
+                    metrics=metrics,
+                    recipe_yaml=recipe_yaml,
+                    extra=task.model_card_info(),
+                    train_summary={k: v for k, v in summary["train"].items() if k != "history"},
+                ),
+                encoding="utf-8",
+            )
+        events.emit("run_end", run_dir=str(run_dir) if run_dir else None, metrics=metrics)
+    finally:
+        events.close()
+    accelerator.wait_for_everyone()
+    return RunResult(run_dir, metrics, summary)
+
+
+def evaluate_model(
+    task_name: str,
+    model_dir: str,
+    recipe: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, float]:
+    """Metrics of a trained model on the eval split of a recipe's data.
+
+    The data defaults to the recipe the model was trained with (``recipe.yaml`` next to a run's
+    ``model/``), else the task's default recipe; ``overrides`` change it.
+    """
+    _quiet_libraries()
+    from nlptasks import data
+    from nlptasks.trainer import Trainer, make_accelerator
+
+    task = load_task(task_name)
+    beside = Path(model_dir).parent / "recipe.yaml"
+    if recipe is None and beside.is_file():
+        recipe = str(beside)
+    resolved = load_recipe(task_name, recipe, list(overrides))
+    model, tokenizer = task.load_trained(model_dir)
+    splits = data.load_splits(resolved.data, need_train=False)
+    splits = task.prepare_data(splits, resolved, trained_model=model)
+    features = task.preprocess(splits["eval"], tokenizer, resolved)
+    trainer = Trainer(
+        task, model, tokenizer, resolved.train, None, features,
+        accelerator=make_accelerator(resolved.train),
+    )
+    trainer.model = trainer.accelerator.prepare(model)
+    return trainer.evaluate()
+
+
+def predict(task_name: str, model_dir: str, inputs: list[Any]) -> list[Any]:
+    """Predictions of a trained model for raw inputs."""
+    _quiet_libraries()
+    task = load_task(task_name)
+    model, tokenizer = task.load_trained(model_dir)
+    return list(task.predict(model, tokenizer, inputs))
+
+
+def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> Path | None:
+    from nlptasks.results import new_run_dir
+
+    if not accelerator.is_main_process:
+        return None
+    if output_dir is not None:
+        return new_run_dir(output_dir, recipe.task, recipe.name or "recipe", exact=True)
+    return new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
+
+
+def _data_source(recipe: Recipe) -> str:
+    d = recipe.data
+    if d.train_path:
+        return Path(d.train_path).name
+    return d.dataset or "unknown"
+
+
+def _quiet_libraries() -> None:
+    # Library chatter (new-head warnings, progress bars of datasets) drowns our display.
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()

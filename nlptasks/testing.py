@@ -1,0 +1,88 @@
+"""Helpers for tests of nlptasks and of plugins: tiny real models built in seconds.
+
+Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures
+``tiny_bert`` (a 2-layer BERT with a WordPiece tokenizer trained on SST-2-like text) and
+``offline`` (no Hub access, no third-party entry points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+DEFAULT_TEXTS = (
+    "a gripping , funny and moving film",
+    "the plot is dull and the acting is worse",
+    "one of the best movies of the year",
+    "a tedious , boring mess",
+    "charming performances and a clever script",
+    "it never finds its footing",
+)
+
+
+def make_tiny_bert(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0) -> Path:
+    """Save a tiny random BERT (2 layers, hidden 32) and a WordPiece tokenizer trained on
+    ``texts`` to ``folder``; loadable with the Auto* classes. Takes about a second."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(
+        list(texts), trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials)
+    )
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.token_to_id("[PAD]"),
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No Hub and no third-party entry points for the duration of a test."""
+    from nlptasks import plugins
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("NLPTASKS_LOAD_PLUGINS", "")
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT checkpoint directory (see :func:`make_tiny_bert`)."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

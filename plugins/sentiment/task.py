@@ -1,0 +1,263 @@
+"""Sequence classification: text (or a text pair) -> one of N labels."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import datasets
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from nlptasks import DataError, Recipe, fingerprint, load_pretrained, resolve_column
+
+TEXT_CANDIDATES = ("text", "sentence", "content", "review")
+# Bump when preprocessing changes so that cached tokenisations are not reused.
+PREPROCESS_VERSION = 1
+
+
+class SentimentTask:
+    """Fine-tunes any encoder with a classification head; labels live in the model config."""
+
+    name: ClassVar[str] = "sentiment"
+    default_recipe: ClassVar[str] = "minilm"
+    main_metric: ClassVar[str] = "accuracy"
+    greater_is_better: ClassVar[bool] = True
+    pipeline_tag: ClassVar[str] = "text-classification"
+
+    def __init__(self) -> None:
+        self.label_names: list[str] = []
+        self.pad_token_id = 0
+
+    # ------------------------------------------------------------------------------- data
+    def prepare_data(
+        self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
+    ) -> datasets.DatasetDict:
+        cfg = recipe.data
+        columns = {}
+        for name, split in splits.items():
+            text = resolve_column(split, cfg.text_column, TEXT_CANDIDATES, "data.text_column")
+            pair = (
+                resolve_column(split, cfg.text_pair_column, (), "data.text_pair_column")
+                if cfg.text_pair_column
+                else None
+            )
+            label = resolve_column(split, cfg.label_column, (), "data.label_column")
+            columns[name] = (text, pair, label)
+
+        # unique() reads one Arrow column: cheap even for large data.
+        seen = {
+            name: {self._label_text(v, split, columns[name][2], cfg.label_names)
+                   for v in split.unique(columns[name][2])}
+            for name, split in splits.items()
+        }
+        if trained_model is not None:
+            id2label = trained_model.config.id2label
+            self.label_names = [id2label[i] for i in range(len(id2label))]
+        elif cfg.label_names:
+            self.label_names = list(cfg.label_names)
+        else:
+            self.label_names = _sorted_labels(seen.get("train") or seen["eval"])
+        label2id = {label: i for i, label in enumerate(self.label_names)}
+
+        prepared = {}
+        for name, split in splits.items():
+            unknown = sorted(seen[name] - set(label2id))
+            if unknown:
+                known = ", ".join(self.label_names)
+                where = "the model" if trained_model is not None else "data.label_names"
+                raise DataError(
+                    f"The {name} data has label '{unknown[0]}', which {where} does not know "
+                    f"(it knows {known}). Use data with those labels"
+                    + (" or fix data.label_names." if trained_model is None else ".")
+                )
+            prepared[name] = self._normalise(split, *columns[name], label2id, cfg.label_names)
+        return datasets.DatasetDict(prepared)
+
+    def _normalise(
+        self,
+        split: datasets.Dataset,
+        text: str,
+        pair: str | None,
+        label: str,
+        label2id: dict[str, int],
+        label_names: list[str] | None,
+    ) -> datasets.Dataset:
+        """Columns text, [text_pair], labels (class ids); cached on disk by fingerprint."""
+
+        def normalise(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            out: dict[str, list[Any]] = {
+                "text": [t if t is not None else "" for t in batch[text]],
+                "labels": [
+                    label2id[self._label_text(v, split, label, label_names)] for v in batch[label]
+                ],
+            }
+            if pair:
+                out["text_pair"] = [t if t is not None else "" for t in batch[pair]]
+            return out
+
+        fp = fingerprint(split._fingerprint, text, pair, label, label2id, "labels-v1")
+        return split.map(
+            normalise, batched=True, remove_columns=split.column_names, new_fingerprint=fp
+        )
+
+    @staticmethod
+    def _label_text(
+        value: Any, split: datasets.Dataset, column: str, label_names: list[str] | None
+    ) -> str:
+        feature = split.features.get(column)
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, int):
+            if isinstance(feature, datasets.ClassLabel):
+                return str(feature.int2str(value))
+            if label_names and 0 <= value < len(label_names):
+                return label_names[value]
+            return str(value)
+        if value is None:
+            raise DataError("A row has no label. Remove rows with empty labels from the data.")
+        return str(value)
+
+    # ------------------------------------------------------------------------------ model
+    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
+        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, self.name)
+        model = load_pretrained(
+            model_path,
+            lambda ref: AutoModelForSequenceClassification.from_pretrained(
+                ref,
+                num_labels=len(self.label_names),
+                id2label=dict(enumerate(self.label_names)),
+                label2id={name: i for i, name in enumerate(self.label_names)},
+                problem_type="single_label_classification",
+                # A checkpoint that already has a head of another size gets a new one.
+                ignore_mismatched_sizes=True,
+            ),
+            self.name,
+        )
+        self.pad_token_id = tokenizer.pad_token_id or 0
+        return model, tokenizer
+
+    def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
+        tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
+        model = load_pretrained(
+            model_dir, AutoModelForSequenceClassification.from_pretrained, self.name
+        )
+        id2label = model.config.id2label
+        self.label_names = [id2label[i] for i in range(len(id2label))]
+        self.pad_token_id = tokenizer.pad_token_id or 0
+        model.eval()
+        return model, tokenizer
+
+    # ------------------------------------------------------------------------ features
+    def preprocess(
+        self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
+    ) -> datasets.Dataset:
+        max_length = recipe.data.max_length
+        has_pair = "text_pair" in dataset.column_names
+
+        def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            encoded = tokenizer(
+                batch["text"],
+                batch["text_pair"] if has_pair else None,
+                truncation=True,
+                max_length=max_length,
+            )
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            return dict(encoded)
+
+        fp = fingerprint(
+            dataset._fingerprint, _tokenizer_digest(tokenizer), max_length, PREPROCESS_VERSION
+        )
+        return dataset.map(
+            tokenize,
+            batched=True,
+            remove_columns=[c for c in ("text", "text_pair") if c in dataset.column_names],
+            new_fingerprint=fp,
+            desc="Tokenizing",
+        )
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        batch: dict[str, torch.Tensor] = {}
+        for key, pad in (("input_ids", self.pad_token_id), ("attention_mask", 0),
+                         ("token_type_ids", 0)):
+            if key in features[0]:
+                batch[key] = torch.tensor(
+                    [f[key] + [pad] * (longest - len(f[key])) for f in features]
+                )
+        batch["labels"] = torch.tensor([f["labels"] for f in features])
+        return batch
+
+    # ---------------------------------------------------------------------------- loss
+    def count_targets(self, batch: Any) -> int:
+        return int(batch["labels"].shape[0])
+
+    def _logits(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**inputs).logits.float()
+
+    def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        return F.cross_entropy(self._logits(model, batch), batch["labels"], reduction="sum")
+
+    def eval_step(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        logits = self._logits(model, batch)
+        return {
+            "predictions": logits.argmax(dim=-1),
+            "references": batch["labels"],
+            "loss_sum": F.cross_entropy(logits, batch["labels"], reduction="sum"),
+        }
+
+    def compute_metrics(self, outputs: Sequence[dict[str, Any]]) -> dict[str, float]:
+        from nlptasks.builtins.sentiment.metrics import Accuracy, MacroF1
+
+        predictions = torch.cat([o["predictions"] for o in outputs]).tolist()
+        references = torch.cat([o["references"] for o in outputs]).tolist()
+        metrics: dict[str, float] = {}
+        for metric in (Accuracy(), MacroF1()):
+            metrics.update(metric.compute(predictions=predictions, references=references) or {})
+        return metrics
+
+    # ------------------------------------------------------------------------- predict
+    def predict(
+        self, model: torch.nn.Module, tokenizer: Any, inputs: Sequence[Any], batch_size: int = 32
+    ) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        model.eval()
+        max_length = min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        for start in range(0, len(inputs), batch_size):
+            chunk = [str(text) for text in inputs[start : start + batch_size]]
+            encoded = tokenizer(
+                chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
+            encoded = {k: v.to(model.device) for k, v in encoded.items()}
+            with torch.no_grad():
+                probabilities = model(**encoded).logits.float().softmax(dim=-1).cpu()
+            for text, row in zip(chunk, probabilities.tolist(), strict=True):
+                best = max(range(len(row)), key=row.__getitem__)
+                results.append(
+                    {
+                        "text": text,
+                        "label": self.label_names[best],
+                        "score": row[best],
+                        "probabilities": dict(zip(self.label_names, row, strict=True)),
+                    }
+                )
+        return results
+
+    def model_card_info(self) -> dict[str, Any]:
+        return {"labels": self.label_names}
+
+
+def _sorted_labels(labels: set[str]) -> list[str]:
+    # Integer-like labels in numeric order ("2" after "10" would be surprising), else text.
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _tokenizer_digest(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(tokenizer)
+    return hashlib.sha256(text.encode()).hexdigest()

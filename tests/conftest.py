@@ -1,0 +1,74 @@
+"""Shared fixtures: no network, isolated caches, a tiny BERT trained on real SST-2 text."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports huggingface_hub: tests never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["NLPTASKS_LOAD_PLUGINS"] = ""  # entry points are off unless a test turns them on
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+SST2 = SHARED_DATA / "sst2"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    cache = tmp_path_factory.mktemp("cache")
+    old = {k: os.environ.get(k) for k in ("NLPTASKS_CACHE", "HF_DATASETS_CACHE")}
+    os.environ["NLPTASKS_CACHE"] = str(cache / "nlptasks")
+    os.environ["HF_DATASETS_CACHE"] = str(cache / "datasets")
+    import datasets
+
+    # datasets reads HF_DATASETS_CACHE at import; point its config there too.
+    datasets.config.HF_DATASETS_CACHE = Path(os.environ["HF_DATASETS_CACHE"])
+    yield
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins() -> Iterator[None]:
+    from nlptasks import plugins
+
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+def sst2_rows(split: str, limit: int | None = None) -> list[tuple[str, int]]:
+    with open(SST2 / f"{split}.tsv", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        rows = [(sentence.strip(), int(label)) for sentence, label in reader]
+    return rows[:limit] if limit else rows
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT whose WordPiece vocabulary is trained on real SST-2 sentences."""
+    from nlptasks.testing import make_tiny_bert
+
+    texts = [text for text, _ in sst2_rows("train", 5000)]
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+@pytest.fixture
+def sst2_small(tmp_path: Path) -> tuple[Path, Path]:
+    """400 SST-2 training rows and 200 dev rows as TSV files in the GLUE format."""
+    paths = []
+    for split, limit in (("train", 400), ("dev", 200)):
+        path = tmp_path / f"{split}.tsv"
+        lines = (SST2 / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[: limit + 1]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nlptasks.errors import ConfigError, NlpTasksError, UnknownNameError
+from nlptasks.recipes import apply_overrides, dump_recipe, load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_shipped_recipe_loads_and_validates() -> None:
+    paths = sorted((REPO / "recipes").rglob("*.yaml"))
+    assert len(paths) == 3  # update when adding recipes: a glob that finds nothing must fail
+    for path in paths:
+        recipe = load_recipe(path.parent.name, str(path))
+        assert recipe.task == path.parent.name
+        assert recipe.model
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("#"), f"{path} must open with a comment showing the command"
+
+
+def test_registered_recipes_match_files() -> None:
+    from nlptasks.registry import get_registries
+
+    names = get_registries().recipes.names()
+    assert names == ["sentiment/bert-base", "sentiment/distilbert", "sentiment/minilm"]
+
+
+def test_default_recipe_is_offline_minilm() -> None:
+    recipe = load_recipe("sentiment")
+    assert recipe.name == "minilm"
+    assert recipe.model == "all-minilm-l6-v2"
+    assert recipe.data.dataset == "rotten-tomatoes-snippets"
+
+
+def test_required_keys_exist() -> None:
+    recipe = load_recipe("sentiment", "minilm", [
+        "data.train_path=a.tsv", "data.eval_path=b.tsv", "data.max_train_examples=10",
+        "data.max_eval_examples=5", "train.epochs=2", "train.max_steps=7",
+        "train.learning_rate=3e-5", "train.batch_size=8", "train.seed=3", "output_dir=out",
+        "model=other",
+    ])
+    assert recipe.data.train_path == "a.tsv" and recipe.data.eval_path == "b.tsv"
+    assert recipe.data.max_train_examples == 10 and recipe.data.max_eval_examples == 5
+    assert recipe.train.epochs == 2.0 and recipe.train.max_steps == 7
+    assert recipe.train.learning_rate == pytest.approx(3e-5)
+    assert recipe.train.batch_size == 8 and recipe.train.seed == 3
+    assert recipe.output_dir == "out" and recipe.model == "other"
+
+
+def test_extends_merges_one_level() -> None:
+    recipe = load_recipe("sentiment", "distilbert")
+    assert recipe.model == "distilbert/distilbert-base-uncased"
+    assert recipe.data.dataset == "nyu-mll/glue"  # inherited from bert-base
+    assert recipe.train.learning_rate == pytest.approx(2e-5)
+    assert recipe.name == "distilbert"
+
+
+def test_extends_two_levels_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("task: sentiment\nmodel: m\n")
+    (tmp_path / "b.yaml").write_text("extends: a\n")
+    (tmp_path / "c.yaml").write_text("extends: b\n")
+    assert load_recipe("sentiment", str(tmp_path / "b.yaml")).model == "m"
+    with pytest.raises(ConfigError, match="only one level"):
+        load_recipe("sentiment", str(tmp_path / "c.yaml"))
+
+
+def test_overrides_set_and_remove() -> None:
+    raw = {"train": {"epochs": 3, "seed": 1}, "model": "x"}
+    out = apply_overrides(raw, ["train.epochs=1", "~train.seed", "data.max_length=64"])
+    assert out == {"train": {"epochs": 1}, "model": "x", "data": {"max_length": 64}}
+    assert raw["train"] == {"epochs": 3, "seed": 1}  # the input is not modified
+    recipe = load_recipe("sentiment", "minilm", ["~train.learning_rate"])
+    assert recipe.train.learning_rate == pytest.approx(2e-5)  # back to the schema default
+
+
+def test_override_values_are_yaml_typed() -> None:
+    recipe = load_recipe("sentiment", "minilm", [
+        "train.eval_every=5", "train.group_by_length=false", "data.label_names=[a, b]",
+        "train.max_grad_norm=null",
+    ])
+    assert recipe.train.eval_every == 5
+    assert recipe.train.group_by_length is False
+    assert recipe.data.label_names == ["a", "b"]
+    assert recipe.train.max_grad_norm is None
+
+
+def test_every_problem_reported_at_once_with_suggestions() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe("sentiment", "minilm", [
+            "train.epoch=1", "train.learning_rate=fast", "data.max_length=x",
+            "train.scheduler=exponential", "trian.seed=1",
+        ])
+    problems = info.value.problems
+    assert len(problems) == 5
+    text = str(info.value)
+    assert "Did you mean 'train.epochs'?" in text
+    assert "Did you mean 'train'?" in text
+    assert "'train.learning_rate' must be a number, got str 'fast'" in text
+    assert "'data.max_length' must be an integer" in text
+    assert "one of 'linear', 'cosine', 'constant'" in text
+    assert "\n" not in text
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("task: sentiment\ndata:\n  max_length: 32\n")
+    with pytest.raises(ConfigError, match="missing required key 'model'"):
+        load_recipe("sentiment", str(path))
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: sentiment\nmodel: [unclosed\ntrain:\n  epochs: 1\n")
+    with pytest.raises(ConfigError, match=r"line \d+.*malformed YAML"):
+        load_recipe("sentiment", str(path))
+
+
+def test_unknown_recipe_suggests() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'minilm'"):
+        load_recipe("sentiment", "minlm")
+
+
+def test_missing_recipe_file() -> None:
+    with pytest.raises(NlpTasksError, match="does not exist"):
+        load_recipe("sentiment", "no/such/recipe.yaml")
+
+
+def test_resolved_dump_is_rerunnable(tmp_path: Path) -> None:
+    recipe = load_recipe("sentiment", "distilbert", ["train.epochs=1"])
+    path = tmp_path / "recipe.yaml"
+    path.write_text(dump_recipe(recipe))
+    again = load_recipe("sentiment", str(path))
+    assert again == recipe
+
+
+def test_recipe_for_another_task_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("task: qa\nmodel: m\n")
+    with pytest.raises(ConfigError, match="not 'sentiment'"):
+        load_recipe("sentiment", str(path))
