@@ -412,3 +412,7 @@ def _load_plugin_commands() -> None:
     except NlpTasksError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # `python -m nlptasks.cli` / `torchrun -m nlptasks.cli`
+    main()

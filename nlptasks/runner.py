@@ -56,6 +56,9 @@ def run_recipe(
     model_path = models.resolve_model(recipe.model)
     splits = data.load_splits(recipe.data)
     splits = task.prepare_data(splits, recipe)
+    from accelerate.utils import set_seed
+
+    set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     model, tokenizer = task.build_model(model_path, recipe)
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
@@ -226,5 +229,6 @@ def _quiet_libraries() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()

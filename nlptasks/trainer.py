@@ -57,6 +57,13 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
         raise NlpTasksError(
             "train.mixed_precision=fp16 needs a GPU. Use train.mixed_precision=bf16 or no."
         )
+    from accelerate.state import AcceleratorState, GradientState
+
+    # accelerate keeps one global state per process and refuses a second Accelerator with
+    # other settings; a notebook or test session runs many recipes, so start each one afresh
+    # (the distributed set-up, PartialState, is kept).
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     return Accelerator(mixed_precision=config.mixed_precision)
 
 

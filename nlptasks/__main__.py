@@ -1,0 +1,5 @@
+"""``python -m nlptasks`` is the ``nlptasks`` command."""
+
+from nlptasks.cli import main
+
+main()

@@ -1,0 +1,278 @@
+"""The command line: end to end on a tiny BERT, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nlptasks.cli import cli
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real `nlptasks run sentiment` on a tiny BERT and 400 SST-2 rows (seconds)."""
+    from tests.conftest import SST2
+
+    work = tmp_path_factory.mktemp("e2e")
+    train, dev = work / "train.tsv", work / "dev.tsv"
+    for src, dst, n in ((SST2 / "train.tsv", train, 400), (SST2 / "dev.tsv", dev, 200)):
+        dst.write_text("\n".join(src.read_text().splitlines()[: n + 1]) + "\n")
+    run_dir = work / "run"
+    code, output = invoke(
+        "run", "sentiment", "--recipe", "minilm", f"model={tiny_bert}",
+        f"data.train_path={train}", f"data.eval_path={dev}", "train.epochs=2",
+        "train.learning_rate=1e-3", "train.batch_size=16", "--output-dir", str(run_dir), "--quiet",
+    )
+    assert code == 0, output
+    assert f"Run directory: {run_dir}" in output
+    assert "accuracy" in output
+    return run_dir
+
+
+def test_run_directory_contents(trained_run: Path) -> None:
+    for name in ("recipe.yaml", "events.jsonl", "results.json", "README.md",
+                 "model/config.json", "model/model.safetensors", "model/tokenizer.json",
+                 "checkpoints/best/model.safetensors", "checkpoints/last/model.safetensors"):
+        assert (trained_run / name).is_file(), name
+    results = json.loads((trained_run / "results.json").read_text())
+    assert 0.0 <= results["metrics"]["eval"]["accuracy"] <= 1.0
+    assert "macro_f1" in results["metrics"]["eval"]
+    prov = results["provenance"]
+    assert prov["seed"] == 42 and prov["device"] == "cpu"
+    assert prov["versions"]["transformers"].startswith("5.")
+    assert "git_commit" in prov and prov["duration_seconds"] > 0
+    assert results["data"] == {"train_examples": 400, "eval_examples": 200, "source": "train.tsv"}
+    events = [json.loads(line) for line in (trained_run / "events.jsonl").read_text().splitlines()]
+    types = [e["type"] for e in events]
+    assert types[0] == "run_start" and types[-1] == "run_end"
+    assert types.count("eval") == 2 and "step" in types and "checkpoint" in types
+    config = json.loads((trained_run / "model/config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_model_card_has_model_index(trained_run: Path) -> None:
+    text = (trained_run / "README.md").read_text()
+    front = yaml.safe_load(text.split("---")[1])
+    result = front["model-index"][0]["results"][0]
+    assert result["task"]["type"] == "text-classification"
+    metrics = {m["type"]: m["value"] for m in result["metrics"]}
+    accuracy = json.loads((trained_run / "results.json").read_text())["metrics"]["eval"]
+    assert metrics["accuracy"] == pytest.approx(accuracy["accuracy"], abs=1e-4)
+    assert front["pipeline_tag"] == "text-classification"
+
+
+def test_predict_agrees_with_transformers_pipeline(trained_run: Path, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    texts = ["a gripping , funny and moving film", "the plot is dull",
+             "an uneven but often charming comedy that never quite finds its footing"]
+    code, output = invoke("predict", "sentiment", "--model", str(trained_run / "model"), *texts)
+    assert code == 0, output
+    ours = [json.loads(line) for line in output.splitlines()]
+    pipe = pipeline("text-classification", model=str(trained_run / "model"), top_k=None)
+    for text, mine in zip(texts, ours, strict=True):
+        theirs = {row["label"]: row["score"] for row in pipe([text])[0]}
+        assert mine["text"] == text
+        assert mine["label"] == max(theirs, key=theirs.__getitem__)
+        for label, score in theirs.items():
+            assert mine["probabilities"][label] == pytest.approx(score, abs=1e-4)
+    # --input FILE.jsonl gives the same answers
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
+    code, output = invoke("predict", "sentiment", "--model", str(trained_run / "model"),
+                          "--input", str(inputs))
+    assert code == 0, output
+    assert [json.loads(line) for line in output.splitlines()] == ours
+
+
+def test_eval_reproduces_the_run_metrics(trained_run: Path) -> None:
+    code, output = invoke("eval", "sentiment", "--model", str(trained_run / "model"), "--json")
+    assert code == 0, output
+    metrics = json.loads(output)
+    expected = json.loads((trained_run / "results.json").read_text())["metrics"]["eval"]
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-9)
+
+
+def test_resolved_recipe_reruns(trained_run: Path, tmp_path: Path) -> None:
+    code, output = invoke("run", "sentiment", "--recipe", str(trained_run / "recipe.yaml"),
+                          "train.max_steps=2", "--output-dir", str(tmp_path / "again"), "--json")
+    assert code == 0, output
+    events = [json.loads(line) for line in output.splitlines()]
+    assert events[0]["type"] == "run_start" and events[-1]["type"] == "run_end"
+    assert json.loads((tmp_path / "again/results.json").read_text())["train"]["steps"] == 2
+
+
+def test_existing_run_directory_is_never_overwritten(trained_run: Path) -> None:
+    before = (trained_run / "results.json").read_bytes()
+    code, output = invoke("run", "sentiment", "--recipe", str(trained_run / "recipe.yaml"),
+                          "--output-dir", str(trained_run))
+    assert code == 1
+    assert "already exists" in output and "Traceback" not in output
+    assert (trained_run / "results.json").read_bytes() == before
+
+
+def test_default_output_dirs_are_new_each_time(tiny_bert: Path, sst2_small: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    train, dev = sst2_small
+    args = ["run", "sentiment", f"model={tiny_bert}", f"data.train_path={train}",
+            f"data.eval_path={dev}", "train.max_steps=1", f"output_dir={tmp_path / 'runs'}",
+            "--quiet", "train.save_checkpoints=false"]
+    assert invoke(*args)[0] == 0
+    assert invoke(*args)[0] == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(r.startswith("sentiment-minilm-") for r in runs)
+
+
+# ---------------------------------------------------------------------------- bad input
+def _one_line_error(code: int, output: str, *needles: str) -> None:
+    assert code == 1, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unknown_task() -> None:
+    _one_line_error(*invoke("run", "sentimnet"), "Unknown task 'sentimnet'",
+                    "Did you mean 'sentiment'?", "nlptasks list tasks")
+
+
+def test_unknown_recipe() -> None:
+    _one_line_error(*invoke("run", "sentiment", "--recipe", "minilmm"), "minilmm",
+                    "Did you mean 'minilm'?")
+
+
+def test_unknown_key() -> None:
+    _one_line_error(*invoke("run", "sentiment", "train.epoch=1"), "unknown key 'train.epoch'",
+                    "Did you mean 'train.epochs'?")
+
+
+def test_wrong_value_type() -> None:
+    _one_line_error(*invoke("run", "sentiment", "train.batch_size=many"),
+                    "'train.batch_size' must be an integer")
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("task: sentiment\nmodel: x\ntrain:\n  epochs: [1\n")
+    _one_line_error(*invoke("run", "sentiment", "--recipe", str(path)), "malformed YAML",
+                    "line")
+
+
+def test_missing_data_file(tiny_bert: Path) -> None:
+    _one_line_error(*invoke("run", "sentiment", f"model={tiny_bert}",
+                            "data.train_path=/no/such/train.tsv"),
+                    "'/no/such/train.tsv' does not exist")
+
+
+def test_missing_column(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
+    train, dev = sst2_small
+    _one_line_error(*invoke("run", "sentiment", f"model={tiny_bert}", f"data.train_path={train}",
+                            f"data.eval_path={dev}", "data.text_column=review_text"),
+                    "Column 'review_text'", "sentence, label", "data.text_column=")
+
+
+def test_empty_dataset(tiny_bert: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("sentence\tlabel\n")
+    _one_line_error(*invoke("run", "sentiment", f"model={tiny_bert}", f"data.train_path={empty}"),
+                    "empty")
+
+
+def test_unreachable_hub_model(sst2_small: tuple[Path, Path], tmp_path: Path) -> None:
+    train, dev = sst2_small
+    code, output = invoke("run", "sentiment", "model=google-bert/bert-base-uncased",
+                          f"data.train_path={train}", f"data.eval_path={dev}",
+                          f"output_dir={tmp_path / 'runs'}")
+    _one_line_error(code, output, "'google-bert/bert-base-uncased'", "offline",
+                    "nlptasks run sentiment")
+    assert not (tmp_path / "runs").exists()  # nothing written for a run that could not start
+
+
+def test_hub_dataset_offline() -> None:
+    _one_line_error(*invoke("run", "sentiment", "--recipe", "bert-base"), "nyu-mll/glue",
+                    "data.train_path=")
+
+
+def test_label_the_model_does_not_know(trained_run: Path, tmp_path: Path) -> None:
+    data = tmp_path / "three.csv"
+    data.write_text("text,label\ngreat,positive\nmeh,neutral\nbad,negative\n")
+    _one_line_error(*invoke("eval", "sentiment", "--model", str(trained_run / "model"),
+                            f"data.eval_path={data}"),
+                    "label 'neutral'", "negative, positive")
+
+
+def test_missing_model_directory() -> None:
+    _one_line_error(*invoke("predict", "sentiment", "--model", "/no/model", "hi"),
+                    "'/no/model' does not exist")
+
+
+def test_debug_shows_traceback() -> None:
+    result = CliRunner().invoke(cli, ["--debug", "run", "sentimnet"])
+    assert result.exit_code != 0
+    assert result.exception is not None
+
+
+# ----------------------------------------------------------------------------- light CLI
+def _run_cli_and_list_modules(*args: str) -> tuple[str, list[str]]:
+    code = (
+        "import sys\nfrom nlptasks.cli import main\nsys.argv = ['nlptasks', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         check=True)
+    return out.stdout, [line for line in out.stdout.splitlines() if line.startswith("HEAVY")]
+
+
+@pytest.mark.parametrize("args", [("--help",), ("list",), ("list", "recipes"), ("--version",)])
+def test_help_and_list_do_not_import_torch(args: tuple[str, ...]) -> None:
+    stdout, heavy = _run_cli_and_list_modules(*args)
+    assert heavy == ["HEAVY []"], stdout
+
+
+def test_version() -> None:
+    code, output = invoke("--version")
+    assert code == 0 and "0.1.0" in output
+
+
+def test_list_shows_providing_plugin() -> None:
+    code, output = invoke("list", "models", "--json")
+    assert code == 0
+    rows = json.loads(output)
+    assert rows[0]["name"] == "all-minilm-l6-v2" and rows[0]["plugin"] == "sentiment"
+
+
+def test_recipes_commands(tmp_path: Path) -> None:
+    code, output = invoke("recipes", "list")
+    assert code == 0 and "sentiment/minilm" in output and "sentiment/bert-base" in output
+    code, output = invoke("recipes", "show", "sentiment/distilbert", "--resolved",
+                          "train.epochs=1")
+    assert code == 0
+    shown = yaml.safe_load(output)
+    assert shown["train"]["epochs"] == 1.0 and shown["data"]["dataset"] == "nyu-mll/glue"
+    target = tmp_path / "mine.yaml"
+    code, output = invoke("recipes", "copy", "distilbert", str(target))
+    assert code == 0 and target.is_file()
+    assert "extends" not in target.read_text()  # the copy stands alone
+    assert invoke("recipes", "validate", str(target))[0] == 0
+    code, output = invoke("recipes", "copy", "distilbert", str(target))
+    _one_line_error(code, output, "already exists")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: sentiment\nmodel: x\ntrain:\n  epochz: 1\n  seed: x\n")
+    code, output = invoke("recipes", "validate", str(bad))
+    assert code == 1 and "epochz" in output and "train.seed" in output

@@ -1,0 +1,185 @@
+"""The shared trainer on a tiny real BERT: accumulation, learning, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from nlptasks.data import load_splits
+from nlptasks.events import EventLog
+from nlptasks.recipes import load_recipe
+from nlptasks.runner import load_task
+from nlptasks.trainer import Trainer
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def handle(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+def _setup(tiny_bert: Path, train_file: Path, dev_file: Path, *overrides: str) -> tuple:
+    recipe = load_recipe("sentiment", "minilm", [
+        f"model={tiny_bert}", f"data.train_path={train_file}", f"data.eval_path={dev_file}",
+        *overrides,
+    ])
+    task = load_task("sentiment")
+    splits = task.prepare_data(load_splits(recipe.data), recipe)
+    torch.manual_seed(0)  # the new classification head starts the same in every call
+    model, tokenizer = task.build_model(str(tiny_bert), recipe)
+    # No dropout: two runs that see the same examples must compute the same gradients.
+    model.config.hidden_dropout_prob = 0.0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    features = {k: task.preprocess(v, tokenizer, recipe) for k, v in splits.items()}
+    return recipe, task, model, tokenizer, features
+
+
+def _one_step(tiny_bert: Path, files: tuple[Path, Path], examples: int, accumulation: int) -> dict:
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert, *files, f"data.max_train_examples={examples}", "train.batch_size=32",
+        f"train.gradient_accumulation_steps={accumulation}", "train.max_steps=1",
+        "train.learning_rate=1e-2", "train.group_by_length=false", "train.warmup_ratio=0",
+        "train.scheduler=constant",
+    )
+    torch.manual_seed(0)
+    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], None)
+    result = trainer.train()
+    assert result.global_step == 1
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, result
+
+
+@pytest.mark.parametrize("examples", [32, 30])
+def test_accumulation_4x8_equals_batch_32(tiny_bert: Path, sst2_small: tuple[Path, Path],
+                                          examples: int) -> None:
+    # 30 examples: micro-batches of 8, 8, 8, 6, so the loss must be weighted by example count.
+    full, full_result = _one_step(tiny_bert, sst2_small, examples, 1)
+    accumulated, acc_result = _one_step(tiny_bert, sst2_small, examples, 4)
+    assert full_result.train_loss == pytest.approx(acc_result.train_loss, rel=1e-5)
+    changed = 0
+    for name, value in full.items():
+        # Adam divides by sqrt(v): float noise in near-zero gradients moves a
+        # weight by ~1e-5 of a 1e-2 step; real accumulation errors move it by ~1e-2.
+        torch.testing.assert_close(accumulated[name], value, rtol=1e-4, atol=1e-4)
+        changed += 1
+    assert changed > 10
+
+
+def _window_gradients(trainer: Trainer, window: list[dict[str, torch.Tensor]]) -> dict:
+    optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.0)
+    trainer.model.zero_grad(set_to_none=True)
+    trainer._optimizer_step(window, optimizer)
+    return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+def test_uneven_window_gradient_equals_full_batch(tiny_bert: Path,
+                                                  sst2_small: tuple[Path, Path]) -> None:
+    """The gradient of micro-batches 8+8+8+6 equals that of one batch of 30.
+
+    Adam hides gradient scale, so this compares raw gradients; a per-batch mean (the common
+    off-by-weighting bug) gives 8/30 vs 1/4 weights and fails here.
+    """
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert, *sst2_small, "data.max_train_examples=30", "train.max_grad_norm=null"
+    )
+    with torch.no_grad():  # a confident head: per-example losses differ a lot
+        model.classifier.weight.mul_(200.0)
+    rows = [features["train"][i] for i in range(30)]
+    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], None)
+    micro = [task.collate(rows[s : s + 8]) for s in range(0, 30, 8)]
+    full = _window_gradients(trainer, [task.collate(rows)])
+    accumulated = _window_gradients(trainer, micro)
+    for name, grad in full.items():
+        torch.testing.assert_close(accumulated[name], grad, rtol=1e-4, atol=1e-7)
+    # The naive weighting really is different here (so the comparison above can fail).
+    with torch.no_grad():
+        sums = [task.compute_loss(model, b).item() for b in micro]
+    naive = sum(s / len(b["labels"]) for s, b in zip(sums, micro, strict=True)) / 4
+    assert abs(sum(sums) / 30 - naive) > 1e-3
+
+
+def test_loss_decreases_and_events_are_written(tiny_bert: Path, sst2_small: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert, *sst2_small, "train.epochs=6", "train.learning_rate=2e-3",
+        "train.batch_size=16", "train.log_every=5", "train.warmup_ratio=0.1",
+    )
+    collect = Collect()
+    events = EventLog(tmp_path / "events.jsonl", collect)
+    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"],
+                      events=events, checkpoint_dir=tmp_path / "checkpoints")
+    result = trainer.train()
+    events.close()
+    steps = [e for e in collect.events if e["type"] == "step"]
+    assert len(steps) >= 5
+    assert steps[-1]["loss"] < steps[0]["loss"] * 0.9
+    assert result.train_loss > 0
+    evals = [e for e in collect.events if e["type"] == "eval"]
+    assert len(evals) == 6  # once per epoch
+    for field in ("step", "epoch", "loss", "learning_rate", "examples_per_second"):
+        assert field in steps[0]
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) == len(collect.events)
+    # The best checkpoint holds the best evaluation, and the final model is that checkpoint.
+    best = max(evals, key=lambda e: e["metrics"]["accuracy"])
+    assert result.best_step == best["step"]
+    assert result.metrics["accuracy"] == pytest.approx(best["metrics"]["accuracy"])
+    assert (tmp_path / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "last" / "model.safetensors").is_file()
+    # Reloading the best checkpoint gives the same predictions as the model in memory.
+    reloaded_task = load_task("sentiment")
+    reloaded, reloaded_tok = reloaded_task.load_trained(str(tmp_path / "checkpoints" / "best"))
+    texts = ["a gripping , funny film", "dull and lifeless", "not bad at all"]
+    trainer.model.eval()
+    ours = task.predict(trainer.model, tokenizer, texts)
+    theirs = reloaded_task.predict(reloaded, reloaded_tok, texts)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["label"] == b["label"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+    assert trainer.evaluate()["accuracy"] == pytest.approx(best["metrics"]["accuracy"])
+
+
+def test_early_stopping(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert, *sst2_small, "train.epochs=50", "train.learning_rate=0",
+        "train.eval_every=2", "train.early_stopping_patience=2", "train.batch_size=16",
+    )
+    collect = Collect()
+    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"],
+                      events=EventLog(None, collect))
+    result = trainer.train()
+    # Learning rate 0: nothing improves after the first evaluation, so it stops at the third.
+    assert result.stopped_early
+    assert result.global_step == 6
+    assert [e["type"] for e in collect.events].count("eval") == 3
+
+
+def test_bf16_mixed_precision_trains(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert, *sst2_small, "train.max_steps=3", "train.mixed_precision=bf16",
+        "train.batch_size=16",
+    )
+    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"])
+    result = trainer.train()
+    assert result.global_step == 3
+    assert 0 <= result.metrics["accuracy"] <= 1
+
+
+def test_fp16_without_gpu_is_a_clear_error(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("fp16 works on this machine's GPU")
+    from nlptasks.errors import NlpTasksError
+    from nlptasks.trainer import make_accelerator
+
+    recipe = load_recipe("sentiment", "minilm", ["train.mixed_precision=fp16"])
+    with pytest.raises(NlpTasksError, match="needs a GPU"):
+        make_accelerator(recipe.train)
