@@ -58,7 +58,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
         nlptasks run sentiment --recipe bert-base train.epochs=1
     """
     ctx.meta["nlptasks.debug"] = debug
-    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    warnings.formatwarning = _one_line_warning
 
 
 def _reporter(quiet: bool, as_json: bool) -> Any:
@@ -375,8 +375,9 @@ def plugins(show_all: bool, as_json: bool) -> None:
     from nlptasks.plugins import plugin_infos
 
     infos = [i for i in plugin_infos() if show_all or not i.builtin]
-    data = [
-        {"name": i.name, "distribution": i.distribution, "version": i.version, "hooks": i.hooks}
+    data: list[dict[str, Any]] = [
+        {"name": i.name, "distribution": i.distribution, "version": i.version,
+         "hooks": list(i.hooks)}
         for i in infos
     ]
     if as_json:
@@ -404,7 +405,7 @@ def _load_plugin_commands() -> None:
     if _commands_loaded:
         return
     _commands_loaded = True
-    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    warnings.formatwarning = _one_line_warning
     try:
         from nlptasks.plugins import get_plugin_manager
 

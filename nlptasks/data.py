@@ -140,7 +140,7 @@ def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
     if name in regs.datasets:
         loaded = regs.datasets.get(name).load()(config)
     else:
-        looks_like_path = os.sep in name and not name.count("/") == 1
+        looks_like_path = os.sep in name and name.count("/") != 1
         if looks_like_path or Path(name).exists():
             raise DataError(
                 f"data.dataset '{name}' looks like a file path. Use data.train_path={name}."

@@ -62,7 +62,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def provenance(seed: int, device: str, num_processes: int, mixed_precision: str) -> dict[str, Any]:
     """Versions, hardware and source revision, so a result can be traced and reproduced."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -88,7 +88,9 @@ def git_commit(folder: Path) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def model_card(

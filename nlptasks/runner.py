@@ -63,7 +63,7 @@ def run_recipe(
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.
-        features = {name: task.preprocess(split, tokenizer, recipe) for name, split in splits.items()}
+        features = {name: task.preprocess(s, tokenizer, recipe) for name, s in splits.items()}
 
     run_name = recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}"
     run_dir = _make_run_dir(accelerator, output_dir, recipe)

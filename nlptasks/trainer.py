@@ -264,7 +264,7 @@ class Trainer:
         sampler.set_epoch(epoch)
         assert self.train_dataset is not None
         loader = DataLoader(
-            self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate  # type: ignore[arg-type]
+            self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate
         )
         window: list[dict[str, torch.Tensor]] = []
         self._window_index = 0
@@ -316,7 +316,8 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # No weight decay on biases and LayerNorm weights, as in the transformers examples.
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
@@ -336,7 +337,9 @@ class Trainer:
     ) -> torch.optim.lr_scheduler.LRScheduler:
         from transformers import get_scheduler
 
-        name = {"constant": "constant_with_warmup"}.get(self.config.scheduler, self.config.scheduler)
+        name: str = self.config.scheduler
+        if name == "constant":
+            name = "constant_with_warmup"  # warmup applies to every schedule
         return get_scheduler(
             name, optimizer, num_warmup_steps=warmup, num_training_steps=total
         )
@@ -348,7 +351,7 @@ class Trainer:
         acc = self.accelerator
         if self._eval_loader is None:
             loader = DataLoader(
-                self.eval_dataset,  # type: ignore[arg-type]
+                self.eval_dataset,
                 batch_size=self.config.eval_batch_size,
                 collate_fn=self.task.collate,
             )
