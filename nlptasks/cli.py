@@ -39,7 +39,10 @@ class NlpTasksGroup(click.Group):
 
 
 def _one_line_warning(
-    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
     line: str | None = None,
 ) -> str:
     return f"Warning: {message}\n"
@@ -138,7 +141,10 @@ def eval_command(
 @click.argument("texts", nargs=-1)
 @click.option("--model", "-m", "model_dir", required=True, help="A trained model directory.")
 @click.option(
-    "--input", "-i", "input_file", type=click.Path(dir_okay=False),
+    "--input",
+    "-i",
+    "input_file",
+    type=click.Path(dir_okay=False),
     help="JSON lines with a 'text' field (or plain strings), one input per line.",
 )
 def predict(task: str, texts: tuple[str, ...], model_dir: str, input_file: str | None) -> None:
@@ -172,12 +178,12 @@ def _read_jsonl(path: Path) -> list[Any]:
         except json.JSONDecodeError as exc:
             raise NlpTasksError(
                 f"{path} line {number} is not valid JSON ({exc.msg}). Write one JSON object "
-                f"per line, e.g. {{\"text\": \"...\"}}."
+                f'per line, e.g. {{"text": "..."}}.'
             ) from None
         if isinstance(value, dict):
             if "text" not in value:
                 raise NlpTasksError(
-                    f"{path} line {number} has no 'text' field. Write {{\"text\": \"...\"}}."
+                    f'{path} line {number} has no \'text\' field. Write {{"text": "..."}}.'
                 )
             value = value["text"]
         items.append(value)
@@ -327,8 +333,9 @@ def recipes_copy(name: str, destination: str) -> None:
         target.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     else:
         shutil.copyfile(source, target)
-    click.echo(f"Copied {name} to {target}. Run it with: nlptasks run {raw['task']} "
-               f"--recipe {target}")
+    click.echo(
+        f"Copied {name} to {target}. Run it with: nlptasks run {raw['task']} --recipe {target}"
+    )
 
 
 @recipes.command(name="validate")
@@ -376,8 +383,12 @@ def plugins(show_all: bool, as_json: bool) -> None:
 
     infos = [i for i in plugin_infos() if show_all or not i.builtin]
     data: list[dict[str, Any]] = [
-        {"name": i.name, "distribution": i.distribution, "version": i.version,
-         "hooks": list(i.hooks)}
+        {
+            "name": i.name,
+            "distribution": i.distribution,
+            "version": i.version,
+            "hooks": list(i.hooks),
+        }
         for i in infos
     ]
     if as_json:
@@ -386,8 +397,9 @@ def plugins(show_all: bool, as_json: bool) -> None:
     if not data:
         click.echo("No third-party plugins installed. Use --all to include built-in ones.")
     for row in data:
-        click.echo(f"{row['name']} ({row['distribution']} {row['version']}): "
-                   f"{', '.join(row['hooks'])}")
+        click.echo(
+            f"{row['name']} ({row['distribution']} {row['version']}): {', '.join(row['hooks'])}"
+        )
 
 
 _commands_loaded = False

@@ -116,8 +116,10 @@ def load_recipe(
     if recipe_obj.task != task:
         raise ConfigError(
             str(path),
-            [f"is a recipe for task '{recipe_obj.task}', not '{task}'. "
-             f"Run 'nlptasks run {recipe_obj.task} --recipe {path}'."],
+            [
+                f"is a recipe for task '{recipe_obj.task}', not '{task}'. "
+                f"Run 'nlptasks run {recipe_obj.task} --recipe {path}'."
+            ],
         )
     return recipe_obj
 
@@ -162,8 +164,10 @@ def read_recipe_dict(path: Path, task: str | None = None) -> dict[str, Any]:
     if "extends" in parent:
         raise ConfigError(
             str(path),
-            [f"extends '{parent_ref}', which itself extends '{parent['extends']}'; only one "
-             f"level of 'extends' is allowed. Copy the keys you need instead."],
+            [
+                f"extends '{parent_ref}', which itself extends '{parent['extends']}'; only one "
+                f"level of 'extends' is allowed. Copy the keys you need instead."
+            ],
         )
     return _deep_merge(parent, raw)
 
@@ -223,9 +227,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             continue
         key, sep, value_text = item.partition("=")
         if not sep or not key:
-            problems.append(
-                f"override '{item}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1)."
-            )
+            problems.append(f"override '{item}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1).")
             continue
         try:
             value = yaml.safe_load(value_text) if value_text else None
@@ -264,8 +266,10 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     for key, value in raw.items():
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f" Did you mean '{prefix}{close[0]}'?" if close else (
-                f" Known keys: {', '.join(prefix + f for f in fields)}."
+            hint = (
+                f" Did you mean '{prefix}{close[0]}'?"
+                if close
+                else (f" Known keys: {', '.join(prefix + f for f in fields)}.")
             )
             problems.append(f"unknown key '{prefix}{key}'.{hint}")
             continue

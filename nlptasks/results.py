@@ -123,8 +123,11 @@ def model_card(
                 "results": [
                     {
                         "task": {"type": pipeline_tag, "name": task},
-                        "dataset": {"name": dataset_name, "type": dataset_name,
-                                    "split": dataset_split},
+                        "dataset": {
+                            "name": dataset_name,
+                            "type": dataset_name,
+                            "split": dataset_split,
+                        },
                         "metrics": metric_rows,
                     }
                 ],

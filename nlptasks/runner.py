@@ -150,8 +150,9 @@ def run_recipe(
                     pipeline_tag=task.pipeline_tag,
                     base_model=recipe.model,
                     dataset_name=_data_source(recipe),
-                    dataset_split="held-out" if not (recipe.data.eval_path or
-                                                     recipe.data.eval_split) else "eval",
+                    dataset_split="held-out"
+                    if not (recipe.data.eval_path or recipe.data.eval_split)
+                    else "eval",
                     metrics=metrics,
                     recipe_yaml=recipe_yaml,
                     extra=task.model_card_info(),
@@ -191,7 +192,12 @@ def evaluate_model(
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
     trainer = Trainer(
-        task, model, tokenizer, resolved.train, None, features,
+        task,
+        model,
+        tokenizer,
+        resolved.train,
+        None,
+        features,
         accelerator=make_accelerator(resolved.train),
     )
     trainer.model = trainer.accelerator.prepare(model)

@@ -46,9 +46,7 @@ class LengthGroupedBatchSampler:
             window = self.batch_size * MEGABATCH_FACTOR
             chunks = [order[i : i + window] for i in range(0, len(order), window)]
             # Longest first inside each window; stable so equal lengths keep the random order.
-            order = np.concatenate(
-                [c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks]
-            )
+            order = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
         batches = [
             order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)
         ]

@@ -142,8 +142,10 @@ class Trainer:
         )
 
         metric_name = cfg.metric_for_best or self.task.main_metric
-        greater = self.task.greater_is_better if cfg.metric_for_best is None else not (
-            "loss" in metric_name or "perplexity" in metric_name
+        greater = (
+            self.task.greater_is_better
+            if cfg.metric_for_best is None
+            else not ("loss" in metric_name or "perplexity" in metric_name)
         )
         best_metric: float | None = None
         best_step: int | None = None
@@ -212,8 +214,9 @@ class Trainer:
                 )
                 record = {"step": step, "epoch": round(epoch_progress, 4), **last_metrics}
                 history.append(record)
-                self.events.emit("eval", step=step, epoch=record["epoch"], metrics=last_metrics,
-                                 is_best=improved)
+                self.events.emit(
+                    "eval", step=step, epoch=record["epoch"], metrics=last_metrics, is_best=improved
+                )
                 if improved:
                     best_metric, best_step = value, step
                     evals_without_improvement = 0
@@ -263,9 +266,7 @@ class Trainer:
         """Accumulation windows of one epoch: lists of up to ``accumulation`` micro-batches."""
         sampler.set_epoch(epoch)
         assert self.train_dataset is not None
-        loader = DataLoader(
-            self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate
-        )
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate)
         window: list[dict[str, torch.Tensor]] = []
         self._window_index = 0
         for batch in loader:
@@ -340,9 +341,7 @@ class Trainer:
         name: str = self.config.scheduler
         if name == "constant":
             name = "constant_with_warmup"  # warmup applies to every schedule
-        return get_scheduler(
-            name, optimizer, num_warmup_steps=warmup, num_training_steps=total
-        )
+        return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
     # --------------------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, float]:

@@ -30,9 +30,19 @@ def trained_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         dst.write_text("\n".join(src.read_text().splitlines()[: n + 1]) + "\n")
     run_dir = work / "run"
     code, output = invoke(
-        "run", "sentiment", "--recipe", "minilm", f"model={tiny_bert}",
-        f"data.train_path={train}", f"data.eval_path={dev}", "train.epochs=2",
-        "train.learning_rate=1e-3", "train.batch_size=16", "--output-dir", str(run_dir), "--quiet",
+        "run",
+        "sentiment",
+        "--recipe",
+        "minilm",
+        f"model={tiny_bert}",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "train.epochs=2",
+        "train.learning_rate=1e-3",
+        "train.batch_size=16",
+        "--output-dir",
+        str(run_dir),
+        "--quiet",
     )
     assert code == 0, output
     assert f"Run directory: {run_dir}" in output
@@ -41,9 +51,17 @@ def trained_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_run_directory_contents(trained_run: Path) -> None:
-    for name in ("recipe.yaml", "events.jsonl", "results.json", "README.md",
-                 "model/config.json", "model/model.safetensors", "model/tokenizer.json",
-                 "checkpoints/best/model.safetensors", "checkpoints/last/model.safetensors"):
+    for name in (
+        "recipe.yaml",
+        "events.jsonl",
+        "results.json",
+        "README.md",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "checkpoints/best/model.safetensors",
+        "checkpoints/last/model.safetensors",
+    ):
         assert (trained_run / name).is_file(), name
     results = json.loads((trained_run / "results.json").read_text())
     assert 0.0 <= results["metrics"]["eval"]["accuracy"] <= 1.0
@@ -75,8 +93,11 @@ def test_model_card_has_model_index(trained_run: Path) -> None:
 def test_predict_agrees_with_transformers_pipeline(trained_run: Path, tmp_path: Path) -> None:
     from transformers import pipeline
 
-    texts = ["a gripping , funny and moving film", "the plot is dull",
-             "an uneven but often charming comedy that never quite finds its footing"]
+    texts = [
+        "a gripping , funny and moving film",
+        "the plot is dull",
+        "an uneven but often charming comedy that never quite finds its footing",
+    ]
     code, output = invoke("predict", "sentiment", "--model", str(trained_run / "model"), *texts)
     assert code == 0, output
     ours = [json.loads(line) for line in output.splitlines()]
@@ -90,8 +111,9 @@ def test_predict_agrees_with_transformers_pipeline(trained_run: Path, tmp_path: 
     # --input FILE.jsonl gives the same answers
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
-    code, output = invoke("predict", "sentiment", "--model", str(trained_run / "model"),
-                          "--input", str(inputs))
+    code, output = invoke(
+        "predict", "sentiment", "--model", str(trained_run / "model"), "--input", str(inputs)
+    )
     assert code == 0, output
     assert [json.loads(line) for line in output.splitlines()] == ours
 
@@ -105,8 +127,16 @@ def test_eval_reproduces_the_run_metrics(trained_run: Path) -> None:
 
 
 def test_resolved_recipe_reruns(trained_run: Path, tmp_path: Path) -> None:
-    code, output = invoke("run", "sentiment", "--recipe", str(trained_run / "recipe.yaml"),
-                          "train.max_steps=2", "--output-dir", str(tmp_path / "again"), "--json")
+    code, output = invoke(
+        "run",
+        "sentiment",
+        "--recipe",
+        str(trained_run / "recipe.yaml"),
+        "train.max_steps=2",
+        "--output-dir",
+        str(tmp_path / "again"),
+        "--json",
+    )
     assert code == 0, output
     events = [json.loads(line) for line in output.splitlines()]
     assert events[0]["type"] == "run_start" and events[-1]["type"] == "run_end"
@@ -115,19 +145,34 @@ def test_resolved_recipe_reruns(trained_run: Path, tmp_path: Path) -> None:
 
 def test_existing_run_directory_is_never_overwritten(trained_run: Path) -> None:
     before = (trained_run / "results.json").read_bytes()
-    code, output = invoke("run", "sentiment", "--recipe", str(trained_run / "recipe.yaml"),
-                          "--output-dir", str(trained_run))
+    code, output = invoke(
+        "run",
+        "sentiment",
+        "--recipe",
+        str(trained_run / "recipe.yaml"),
+        "--output-dir",
+        str(trained_run),
+    )
     assert code == 1
     assert "already exists" in output and "Traceback" not in output
     assert (trained_run / "results.json").read_bytes() == before
 
 
-def test_default_output_dirs_are_new_each_time(tiny_bert: Path, sst2_small: tuple[Path, Path],
-                                               tmp_path: Path) -> None:
+def test_default_output_dirs_are_new_each_time(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
     train, dev = sst2_small
-    args = ["run", "sentiment", f"model={tiny_bert}", f"data.train_path={train}",
-            f"data.eval_path={dev}", "train.max_steps=1", f"output_dir={tmp_path / 'runs'}",
-            "--quiet", "train.save_checkpoints=false"]
+    args = [
+        "run",
+        "sentiment",
+        f"model={tiny_bert}",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "train.max_steps=1",
+        f"output_dir={tmp_path / 'runs'}",
+        "--quiet",
+        "train.save_checkpoints=false",
+    ]
     assert invoke(*args)[0] == 0
     assert invoke(*args)[0] == 0
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
@@ -146,78 +191,111 @@ def _one_line_error(code: int, output: str, *needles: str) -> None:
 
 
 def test_unknown_task() -> None:
-    _one_line_error(*invoke("run", "sentimnet"), "Unknown task 'sentimnet'",
-                    "Did you mean 'sentiment'?", "nlptasks list tasks")
+    _one_line_error(
+        *invoke("run", "sentimnet"),
+        "Unknown task 'sentimnet'",
+        "Did you mean 'sentiment'?",
+        "nlptasks list tasks",
+    )
 
 
 def test_unknown_recipe() -> None:
-    _one_line_error(*invoke("run", "sentiment", "--recipe", "minilmm"), "minilmm",
-                    "Did you mean 'minilm'?")
+    _one_line_error(
+        *invoke("run", "sentiment", "--recipe", "minilmm"), "minilmm", "Did you mean 'minilm'?"
+    )
 
 
 def test_unknown_key() -> None:
-    _one_line_error(*invoke("run", "sentiment", "train.epoch=1"), "unknown key 'train.epoch'",
-                    "Did you mean 'train.epochs'?")
+    _one_line_error(
+        *invoke("run", "sentiment", "train.epoch=1"),
+        "unknown key 'train.epoch'",
+        "Did you mean 'train.epochs'?",
+    )
 
 
 def test_wrong_value_type() -> None:
-    _one_line_error(*invoke("run", "sentiment", "train.batch_size=many"),
-                    "'train.batch_size' must be an integer")
+    _one_line_error(
+        *invoke("run", "sentiment", "train.batch_size=many"),
+        "'train.batch_size' must be an integer",
+    )
 
 
 def test_malformed_yaml(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("task: sentiment\nmodel: x\ntrain:\n  epochs: [1\n")
-    _one_line_error(*invoke("run", "sentiment", "--recipe", str(path)), "malformed YAML",
-                    "line")
+    _one_line_error(*invoke("run", "sentiment", "--recipe", str(path)), "malformed YAML", "line")
 
 
 def test_missing_data_file(tiny_bert: Path) -> None:
-    _one_line_error(*invoke("run", "sentiment", f"model={tiny_bert}",
-                            "data.train_path=/no/such/train.tsv"),
-                    "'/no/such/train.tsv' does not exist")
+    _one_line_error(
+        *invoke("run", "sentiment", f"model={tiny_bert}", "data.train_path=/no/such/train.tsv"),
+        "'/no/such/train.tsv' does not exist",
+    )
 
 
 def test_missing_column(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
     train, dev = sst2_small
-    _one_line_error(*invoke("run", "sentiment", f"model={tiny_bert}", f"data.train_path={train}",
-                            f"data.eval_path={dev}", "data.text_column=review_text"),
-                    "Column 'review_text'", "sentence, label", "data.text_column=")
+    _one_line_error(
+        *invoke(
+            "run",
+            "sentiment",
+            f"model={tiny_bert}",
+            f"data.train_path={train}",
+            f"data.eval_path={dev}",
+            "data.text_column=review_text",
+        ),
+        "Column 'review_text'",
+        "sentence, label",
+        "data.text_column=",
+    )
 
 
 def test_empty_dataset(tiny_bert: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.tsv"
     empty.write_text("sentence\tlabel\n")
-    _one_line_error(*invoke("run", "sentiment", f"model={tiny_bert}", f"data.train_path={empty}"),
-                    "empty")
+    _one_line_error(
+        *invoke("run", "sentiment", f"model={tiny_bert}", f"data.train_path={empty}"), "empty"
+    )
 
 
 def test_unreachable_hub_model(sst2_small: tuple[Path, Path], tmp_path: Path) -> None:
     train, dev = sst2_small
-    code, output = invoke("run", "sentiment", "model=google-bert/bert-base-uncased",
-                          f"data.train_path={train}", f"data.eval_path={dev}",
-                          f"output_dir={tmp_path / 'runs'}")
-    _one_line_error(code, output, "'google-bert/bert-base-uncased'", "offline",
-                    "nlptasks run sentiment")
+    code, output = invoke(
+        "run",
+        "sentiment",
+        "model=google-bert/bert-base-uncased",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        f"output_dir={tmp_path / 'runs'}",
+    )
+    _one_line_error(
+        code, output, "'google-bert/bert-base-uncased'", "offline", "nlptasks run sentiment"
+    )
     assert not (tmp_path / "runs").exists()  # nothing written for a run that could not start
 
 
 def test_hub_dataset_offline() -> None:
-    _one_line_error(*invoke("run", "sentiment", "--recipe", "bert-base"), "nyu-mll/glue",
-                    "data.train_path=")
+    _one_line_error(
+        *invoke("run", "sentiment", "--recipe", "bert-base"), "nyu-mll/glue", "data.train_path="
+    )
 
 
 def test_label_the_model_does_not_know(trained_run: Path, tmp_path: Path) -> None:
     data = tmp_path / "three.csv"
     data.write_text("text,label\ngreat,positive\nmeh,neutral\nbad,negative\n")
-    _one_line_error(*invoke("eval", "sentiment", "--model", str(trained_run / "model"),
-                            f"data.eval_path={data}"),
-                    "label 'neutral'", "negative, positive")
+    _one_line_error(
+        *invoke(
+            "eval", "sentiment", "--model", str(trained_run / "model"), f"data.eval_path={data}"
+        ),
+        "label 'neutral'",
+        "negative, positive",
+    )
 
 
 def test_missing_model_directory() -> None:
-    _one_line_error(*invoke("predict", "sentiment", "--model", "/no/model", "hi"),
-                    "'/no/model' does not exist")
+    _one_line_error(
+        *invoke("predict", "sentiment", "--model", "/no/model", "hi"), "'/no/model' does not exist"
+    )
 
 
 def test_debug_shows_traceback() -> None:
@@ -234,8 +312,9 @@ def _run_cli_and_list_modules(*args: str) -> tuple[str, list[str]]:
         "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
     return out.stdout, [line for line in out.stdout.splitlines() if line.startswith("HEAVY")]
 
 
@@ -260,8 +339,7 @@ def test_list_shows_providing_plugin() -> None:
 def test_recipes_commands(tmp_path: Path) -> None:
     code, output = invoke("recipes", "list")
     assert code == 0 and "sentiment/minilm" in output and "sentiment/bert-base" in output
-    code, output = invoke("recipes", "show", "sentiment/distilbert", "--resolved",
-                          "train.epochs=1")
+    code, output = invoke("recipes", "show", "sentiment/distilbert", "--resolved", "train.epochs=1")
     assert code == 0
     shown = yaml.safe_load(output)
     assert shown["train"]["epochs"] == 1.0 and shown["data"]["dataset"] == "nyu-mll/glue"

@@ -36,12 +36,23 @@ def test_default_recipe_is_offline_minilm() -> None:
 
 
 def test_required_keys_exist() -> None:
-    recipe = load_recipe("sentiment", "minilm", [
-        "data.train_path=a.tsv", "data.eval_path=b.tsv", "data.max_train_examples=10",
-        "data.max_eval_examples=5", "train.epochs=2", "train.max_steps=7",
-        "train.learning_rate=3e-5", "train.batch_size=8", "train.seed=3", "output_dir=out",
-        "model=other",
-    ])
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            "data.train_path=a.tsv",
+            "data.eval_path=b.tsv",
+            "data.max_train_examples=10",
+            "data.max_eval_examples=5",
+            "train.epochs=2",
+            "train.max_steps=7",
+            "train.learning_rate=3e-5",
+            "train.batch_size=8",
+            "train.seed=3",
+            "output_dir=out",
+            "model=other",
+        ],
+    )
     assert recipe.data.train_path == "a.tsv" and recipe.data.eval_path == "b.tsv"
     assert recipe.data.max_train_examples == 10 and recipe.data.max_eval_examples == 5
     assert recipe.train.epochs == 2.0 and recipe.train.max_steps == 7
@@ -77,10 +88,16 @@ def test_overrides_set_and_remove() -> None:
 
 
 def test_override_values_are_yaml_typed() -> None:
-    recipe = load_recipe("sentiment", "minilm", [
-        "train.eval_every=5", "train.group_by_length=false", "data.label_names=[a, b]",
-        "train.max_grad_norm=null",
-    ])
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            "train.eval_every=5",
+            "train.group_by_length=false",
+            "data.label_names=[a, b]",
+            "train.max_grad_norm=null",
+        ],
+    )
     assert recipe.train.eval_every == 5
     assert recipe.train.group_by_length is False
     assert recipe.data.label_names == ["a", "b"]
@@ -89,10 +106,17 @@ def test_override_values_are_yaml_typed() -> None:
 
 def test_every_problem_reported_at_once_with_suggestions() -> None:
     with pytest.raises(ConfigError) as info:
-        load_recipe("sentiment", "minilm", [
-            "train.epoch=1", "train.learning_rate=fast", "data.max_length=x",
-            "train.scheduler=exponential", "trian.seed=1",
-        ])
+        load_recipe(
+            "sentiment",
+            "minilm",
+            [
+                "train.epoch=1",
+                "train.learning_rate=fast",
+                "data.max_length=x",
+                "train.scheduler=exponential",
+                "trian.seed=1",
+            ],
+        )
     problems = info.value.problems
     assert len(problems) == 5
     text = str(info.value)

@@ -27,10 +27,16 @@ class Collect:
 
 
 def _setup(tiny_bert: Path, train_file: Path, dev_file: Path, *overrides: str) -> tuple:
-    recipe = load_recipe("sentiment", "minilm", [
-        f"model={tiny_bert}", f"data.train_path={train_file}", f"data.eval_path={dev_file}",
-        *overrides,
-    ])
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            f"model={tiny_bert}",
+            f"data.train_path={train_file}",
+            f"data.eval_path={dev_file}",
+            *overrides,
+        ],
+    )
     task = load_task("sentiment")
     splits = task.prepare_data(load_splits(recipe.data), recipe)
     torch.manual_seed(0)  # the new classification head starts the same in every call
@@ -46,9 +52,15 @@ def _setup(tiny_bert: Path, train_file: Path, dev_file: Path, *overrides: str) -
 
 def _one_step(tiny_bert: Path, files: tuple[Path, Path], examples: int, accumulation: int) -> dict:
     recipe, task, model, tokenizer, features = _setup(
-        tiny_bert, *files, f"data.max_train_examples={examples}", "train.batch_size=32",
-        f"train.gradient_accumulation_steps={accumulation}", "train.max_steps=1",
-        "train.learning_rate=1e-2", "train.group_by_length=false", "train.warmup_ratio=0",
+        tiny_bert,
+        *files,
+        f"data.max_train_examples={examples}",
+        "train.batch_size=32",
+        f"train.gradient_accumulation_steps={accumulation}",
+        "train.max_steps=1",
+        "train.learning_rate=1e-2",
+        "train.group_by_length=false",
+        "train.warmup_ratio=0",
         "train.scheduler=constant",
     )
     torch.manual_seed(0)
@@ -59,8 +71,9 @@ def _one_step(tiny_bert: Path, files: tuple[Path, Path], examples: int, accumula
 
 
 @pytest.mark.parametrize("examples", [32, 30])
-def test_accumulation_4x8_equals_batch_32(tiny_bert: Path, sst2_small: tuple[Path, Path],
-                                          examples: int) -> None:
+def test_accumulation_4x8_equals_batch_32(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], examples: int
+) -> None:
     # 30 examples: micro-batches of 8, 8, 8, 6, so the loss must be weighted by example count.
     full, full_result = _one_step(tiny_bert, sst2_small, examples, 1)
     accumulated, acc_result = _one_step(tiny_bert, sst2_small, examples, 4)
@@ -81,8 +94,9 @@ def _window_gradients(trainer: Trainer, window: list[dict[str, torch.Tensor]]) -
     return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
 
 
-def test_uneven_window_gradient_equals_full_batch(tiny_bert: Path,
-                                                  sst2_small: tuple[Path, Path]) -> None:
+def test_uneven_window_gradient_equals_full_batch(
+    tiny_bert: Path, sst2_small: tuple[Path, Path]
+) -> None:
     """The gradient of micro-batches 8+8+8+6 equals that of one batch of 30.
 
     Adam hides gradient scale, so this compares raw gradients; a per-batch mean (the common
@@ -107,16 +121,30 @@ def test_uneven_window_gradient_equals_full_batch(tiny_bert: Path,
     assert abs(sum(sums) / 30 - naive) > 1e-3
 
 
-def test_loss_decreases_and_events_are_written(tiny_bert: Path, sst2_small: tuple[Path, Path],
-                                               tmp_path: Path) -> None:
+def test_loss_decreases_and_events_are_written(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
     recipe, task, model, tokenizer, features = _setup(
-        tiny_bert, *sst2_small, "train.epochs=6", "train.learning_rate=2e-3",
-        "train.batch_size=16", "train.log_every=5", "train.warmup_ratio=0.1",
+        tiny_bert,
+        *sst2_small,
+        "train.epochs=6",
+        "train.learning_rate=2e-3",
+        "train.batch_size=16",
+        "train.log_every=5",
+        "train.warmup_ratio=0.1",
     )
     collect = Collect()
     events = EventLog(tmp_path / "events.jsonl", collect)
-    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"],
-                      events=events, checkpoint_dir=tmp_path / "checkpoints")
+    trainer = Trainer(
+        task,
+        model,
+        tokenizer,
+        recipe.train,
+        features["train"],
+        features["eval"],
+        events=events,
+        checkpoint_dir=tmp_path / "checkpoints",
+    )
     result = trainer.train()
     events.close()
     steps = [e for e in collect.events if e["type"] == "step"]
@@ -150,12 +178,24 @@ def test_loss_decreases_and_events_are_written(tiny_bert: Path, sst2_small: tupl
 
 def test_early_stopping(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
     recipe, task, model, tokenizer, features = _setup(
-        tiny_bert, *sst2_small, "train.epochs=50", "train.learning_rate=0",
-        "train.eval_every=2", "train.early_stopping_patience=2", "train.batch_size=16",
+        tiny_bert,
+        *sst2_small,
+        "train.epochs=50",
+        "train.learning_rate=0",
+        "train.eval_every=2",
+        "train.early_stopping_patience=2",
+        "train.batch_size=16",
     )
     collect = Collect()
-    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"],
-                      events=EventLog(None, collect))
+    trainer = Trainer(
+        task,
+        model,
+        tokenizer,
+        recipe.train,
+        features["train"],
+        features["eval"],
+        events=EventLog(None, collect),
+    )
     result = trainer.train()
     # Learning rate 0: nothing improves after the first evaluation, so it stops at the third.
     assert result.stopped_early
@@ -165,7 +205,10 @@ def test_early_stopping(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
 
 def test_bf16_mixed_precision_trains(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
     recipe, task, model, tokenizer, features = _setup(
-        tiny_bert, *sst2_small, "train.max_steps=3", "train.mixed_precision=bf16",
+        tiny_bert,
+        *sst2_small,
+        "train.max_steps=3",
+        "train.mixed_precision=bf16",
         "train.batch_size=16",
     )
     trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"])

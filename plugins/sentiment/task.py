@@ -49,8 +49,10 @@ class SentimentTask:
 
         # unique() reads one Arrow column: cheap even for large data.
         seen = {
-            name: {self._label_text(v, split, columns[name][2], cfg.label_names)
-                   for v in split.unique(columns[name][2])}
+            name: {
+                self._label_text(v, split, columns[name][2], cfg.label_names)
+                for v in split.unique(columns[name][2])
+            }
             for name, split in splits.items()
         }
         if trained_model is not None:
@@ -181,8 +183,11 @@ class SentimentTask:
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         longest = max(len(f["input_ids"]) for f in features)
         batch: dict[str, torch.Tensor] = {}
-        for key, pad in (("input_ids", self.pad_token_id), ("attention_mask", 0),
-                         ("token_type_ids", 0)):
+        for key, pad in (
+            ("input_ids", self.pad_token_id),
+            ("attention_mask", 0),
+            ("token_type_ids", 0),
+        ):
             if key in features[0]:
                 batch[key] = torch.tensor(
                     [f[key] + [pad] * (longest - len(f[key])) for f in features]
