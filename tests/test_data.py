@@ -1,0 +1,163 @@
+"""Dataset resolution: local file types, held-out splits, caps, label names, the cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nlptasks.data import load_file, load_splits
+from nlptasks.errors import DataError
+from nlptasks.recipes import DataConfig, load_recipe
+from nlptasks.runner import load_task
+from tests.conftest import SST2
+
+ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ("superb", "pos"), ("awful", "neg")]
+
+
+def _write(path: Path) -> Path:
+    suffix = path.suffix
+    if suffix == ".csv":
+        path.write_text("text,label\n" + "".join(f'"{t}",{lab}\n' for t, lab in ROWS))
+    elif suffix == ".tsv":
+        path.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in ROWS))
+    elif suffix == ".json":
+        path.write_text(json.dumps([{"text": t, "label": lab} for t, lab in ROWS]))
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in ROWS))
+    elif suffix == ".parquet":
+        import datasets
+
+        datasets.Dataset.from_dict(
+            {"text": [t for t, _ in ROWS], "label": [lab for _, lab in ROWS]}
+        ).to_parquet(str(path))
+    elif suffix == ".txt":
+        path.write_text("".join(f"{t}\n" for t, _ in ROWS))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+def test_local_file_types(tmp_path: Path, suffix: str) -> None:
+    dataset = load_file(str(_write(tmp_path / f"data{suffix}")))
+    assert dataset["text"] == [t for t, _ in ROWS]
+    assert dataset["label"] == [lab for _, lab in ROWS]
+
+
+def test_txt_files_have_a_text_column(tmp_path: Path) -> None:
+    dataset = load_file(str(_write(tmp_path / "data.txt")))
+    assert dataset.column_names == ["text"] and len(dataset) == 4
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "data.xlsx"
+    path.write_text("x")
+    with pytest.raises(DataError, match="unsupported type '.xlsx'"):
+        load_file(str(path))
+
+
+def test_sst2_tsv_keeps_quotes_and_counts() -> None:
+    train = load_file(str(SST2 / "train.tsv"))
+    dev = load_file(str(SST2 / "dev.tsv"))
+    assert len(train) == 67349 and len(dev) == 872
+    assert sum(dev["label"]) == 444
+    assert train.column_names == ["sentence", "label"]
+
+
+def test_held_out_split_is_fixed_and_disjoint() -> None:
+    config = DataConfig(train_path=str(SST2 / "dev.tsv"), eval_fraction=0.25, split_seed=7)
+    first, second = load_splits(config), load_splits(config)
+    assert first["eval"]["sentence"] == second["eval"]["sentence"]
+    assert len(first["eval"]) == 218 and len(first["train"]) == 654
+    assert not set(first["eval"]["sentence"]) & set(first["train"]["sentence"])
+    other = load_splits(DataConfig(train_path=str(SST2 / "dev.tsv"), eval_fraction=0.25,
+                                   split_seed=8))
+    assert other["eval"]["sentence"] != first["eval"]["sentence"]
+
+
+def test_caps_take_the_first_examples() -> None:
+    config = DataConfig(train_path=str(SST2 / "train.tsv"), eval_path=str(SST2 / "dev.tsv"),
+                        max_train_examples=100, max_eval_examples=50)
+    splits = load_splits(config)
+    assert len(splits["train"]) == 100 and len(splits["eval"]) == 50
+    assert splits["train"][0]["sentence"].startswith("hide new secretions")
+
+
+def test_eval_only_loads_no_train_file(tmp_path: Path) -> None:
+    config = DataConfig(train_path=str(tmp_path / "missing.tsv"), eval_path=str(SST2 / "dev.tsv"))
+    splits = load_splits(config, need_train=False)
+    assert list(splits) == ["eval"] and len(splits["eval"]) == 872
+
+
+def test_no_data_configured() -> None:
+    with pytest.raises(DataError, match="names no data"):
+        load_splits(DataConfig())
+
+
+def test_text_column_is_detected_and_labels_named(tmp_path: Path) -> None:
+    recipe = load_recipe("sentiment", "minilm", [
+        f"data.train_path={SST2 / 'dev.tsv'}", "data.max_train_examples=100",
+    ])
+    task = load_task("sentiment")
+    splits = task.prepare_data(load_splits(recipe.data), recipe)
+    assert task.label_names == ["negative", "positive"]  # data.label_names of the recipe
+    assert splits["train"].column_names == ["text", "labels"]
+    plain = load_recipe("sentiment", "minilm", [
+        f"data.train_path={SST2 / 'dev.tsv'}", "~data.label_names",
+    ])
+    task.prepare_data(load_splits(plain.data), plain)
+    assert task.label_names == ["0", "1"]  # integer labels without names
+
+
+def test_string_labels_come_from_the_data(tmp_path: Path) -> None:
+    recipe = load_recipe("sentiment", "minilm", [
+        f"data.train_path={_write(tmp_path / 'd.csv')}", "~data.label_names",
+        "data.eval_fraction=0.5",
+    ])
+    task = load_task("sentiment")
+    task.prepare_data(load_splits(recipe.data), recipe)
+    assert task.label_names == ["neg", "pos"]
+
+
+def test_label_outside_label_names(tmp_path: Path) -> None:
+    recipe = load_recipe("sentiment", "minilm", [
+        f"data.train_path={_write(tmp_path / 'd.csv')}", "data.label_names=[bad, good]",
+    ])
+    with pytest.raises(DataError, match="label '(neg|pos)'.*data.label_names"):
+        load_task("sentiment").prepare_data(load_splits(recipe.data), recipe)
+
+
+def test_tokenisation_is_cached_between_runs(tiny_bert: Path) -> None:
+    def features() -> tuple[list[str], float]:
+        recipe = load_recipe("sentiment", "minilm", [
+            f"model={tiny_bert}", f"data.train_path={SST2 / 'train.tsv'}",
+            f"data.eval_path={SST2 / 'dev.tsv'}", "data.max_train_examples=3000",
+        ])
+        task = load_task("sentiment")
+        splits = task.prepare_data(load_splits(recipe.data), recipe)
+        _, tokenizer = task.build_model(str(tiny_bert), recipe)
+        done = task.preprocess(splits["train"], tokenizer, recipe)
+        return [f["filename"] for f in done.cache_files], done["length"][:5]
+
+    files_first, lengths_first = features()
+    assert files_first and all(Path(f).is_file() for f in files_first)
+    mtimes = [Path(f).stat().st_mtime_ns for f in files_first]
+    files_second, lengths_second = features()
+    assert files_second == files_first  # the same cache file, found by fingerprint
+    assert [Path(f).stat().st_mtime_ns for f in files_second] == mtimes  # and not rewritten
+    assert lengths_second == lengths_first
+
+
+def test_rotten_tomatoes_snippets() -> None:
+    from nlptasks.builtins.sentiment.datasets import load_rotten_tomatoes_snippets
+
+    loaded = load_rotten_tomatoes_snippets()
+    train = loaded["train"]
+    assert len(train) == 12752
+    assert sorted(set(train["label"])) == ["negative", "positive"]
+    assert train["label"].count("positive") == 7368
+    assert len(set(train["text"])) == 12752
+    # the default recipe's fixed held-out split
+    recipe = load_recipe("sentiment")
+    splits = load_splits(recipe.data)
+    assert len(splits["eval"]) == 1276 and len(splits["train"]) == 11476
