@@ -70,14 +70,19 @@ def test_held_out_split_is_fixed_and_disjoint() -> None:
     assert first["eval"]["sentence"] == second["eval"]["sentence"]
     assert len(first["eval"]) == 218 and len(first["train"]) == 654
     assert not set(first["eval"]["sentence"]) & set(first["train"]["sentence"])
-    other = load_splits(DataConfig(train_path=str(SST2 / "dev.tsv"), eval_fraction=0.25,
-                                   split_seed=8))
+    other = load_splits(
+        DataConfig(train_path=str(SST2 / "dev.tsv"), eval_fraction=0.25, split_seed=8)
+    )
     assert other["eval"]["sentence"] != first["eval"]["sentence"]
 
 
 def test_caps_take_the_first_examples() -> None:
-    config = DataConfig(train_path=str(SST2 / "train.tsv"), eval_path=str(SST2 / "dev.tsv"),
-                        max_train_examples=100, max_eval_examples=50)
+    config = DataConfig(
+        train_path=str(SST2 / "train.tsv"),
+        eval_path=str(SST2 / "dev.tsv"),
+        max_train_examples=100,
+        max_eval_examples=50,
+    )
     splits = load_splits(config)
     assert len(splits["train"]) == 100 and len(splits["eval"]) == 50
     assert splits["train"][0]["sentence"].startswith("hide new secretions")
@@ -95,44 +100,70 @@ def test_no_data_configured() -> None:
 
 
 def test_text_column_is_detected_and_labels_named(tmp_path: Path) -> None:
-    recipe = load_recipe("sentiment", "minilm", [
-        f"data.train_path={SST2 / 'dev.tsv'}", "data.max_train_examples=100",
-    ])
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            f"data.train_path={SST2 / 'dev.tsv'}",
+            "data.max_train_examples=100",
+        ],
+    )
     task = load_task("sentiment")
     splits = task.prepare_data(load_splits(recipe.data), recipe)
     assert task.label_names == ["negative", "positive"]  # data.label_names of the recipe
     assert splits["train"].column_names == ["text", "labels"]
-    plain = load_recipe("sentiment", "minilm", [
-        f"data.train_path={SST2 / 'dev.tsv'}", "~data.label_names",
-    ])
+    plain = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            f"data.train_path={SST2 / 'dev.tsv'}",
+            "~data.label_names",
+        ],
+    )
     task.prepare_data(load_splits(plain.data), plain)
     assert task.label_names == ["0", "1"]  # integer labels without names
 
 
 def test_string_labels_come_from_the_data(tmp_path: Path) -> None:
-    recipe = load_recipe("sentiment", "minilm", [
-        f"data.train_path={_write(tmp_path / 'd.csv')}", "~data.label_names",
-        "data.eval_fraction=0.5",
-    ])
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            f"data.train_path={_write(tmp_path / 'd.csv')}",
+            "~data.label_names",
+            "data.eval_fraction=0.5",
+        ],
+    )
     task = load_task("sentiment")
     task.prepare_data(load_splits(recipe.data), recipe)
     assert task.label_names == ["neg", "pos"]
 
 
 def test_label_outside_label_names(tmp_path: Path) -> None:
-    recipe = load_recipe("sentiment", "minilm", [
-        f"data.train_path={_write(tmp_path / 'd.csv')}", "data.label_names=[bad, good]",
-    ])
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            f"data.train_path={_write(tmp_path / 'd.csv')}",
+            "data.label_names=[bad, good]",
+        ],
+    )
     with pytest.raises(DataError, match="label '(neg|pos)'.*data.label_names"):
         load_task("sentiment").prepare_data(load_splits(recipe.data), recipe)
 
 
 def test_tokenisation_is_cached_between_runs(tiny_bert: Path) -> None:
     def features() -> tuple[list[str], float]:
-        recipe = load_recipe("sentiment", "minilm", [
-            f"model={tiny_bert}", f"data.train_path={SST2 / 'train.tsv'}",
-            f"data.eval_path={SST2 / 'dev.tsv'}", "data.max_train_examples=3000",
-        ])
+        recipe = load_recipe(
+            "sentiment",
+            "minilm",
+            [
+                f"model={tiny_bert}",
+                f"data.train_path={SST2 / 'train.tsv'}",
+                f"data.eval_path={SST2 / 'dev.tsv'}",
+                "data.max_train_examples=3000",
+            ],
+        )
         task = load_task("sentiment")
         splits = task.prepare_data(load_splits(recipe.data), recipe)
         _, tokenizer = task.build_model(str(tiny_bert), recipe)

@@ -19,8 +19,11 @@ from nlptasks.errors import DuplicateNameError, PluginError, UnknownNameError
 from nlptasks.registry import get_registries
 from tests.plugins import toy
 
-HOOKS = [name for name, fn in vars(hookspecs).items()
-         if inspect.isfunction(fn) and hasattr(fn, "nlptasks_spec")]
+HOOKS = [
+    name
+    for name, fn in vars(hookspecs).items()
+    if inspect.isfunction(fn) and hasattr(fn, "nlptasks_spec")
+]
 
 
 @pytest.fixture
@@ -102,10 +105,19 @@ def test_hook_on_event(toy_plugin: None, tmp_path: Path) -> None:
 def test_toy_dataset_trains_end_to_end(toy_plugin: None, tiny_bert: Path, tmp_path: Path) -> None:
     from nlptasks.runner import run
 
-    result = run("sentiment", None, [f"model={tiny_bert}", "data.dataset=toy-reviews",
-                                     "~data.label_names", "train.max_steps=2",
-                                     "train.batch_size=8", "data.eval_fraction=0.2"],
-                 output_dir=str(tmp_path / "run"))
+    result = run(
+        "sentiment",
+        None,
+        [
+            f"model={tiny_bert}",
+            "data.dataset=toy-reviews",
+            "~data.label_names",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            "data.eval_fraction=0.2",
+        ],
+        output_dir=str(tmp_path / "run"),
+    )
     assert 0 <= result.metrics["accuracy"] <= 1
     config = json.loads((tmp_path / "run/model/config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"}  # label names from the data
@@ -148,9 +160,14 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_entry_point_plugin_loads(site: Path) -> None:
-    _fake_distribution(site, "nlptasks_good", (
-        "import nlptasks\n@nlptasks.hookimpl\ndef register_models(register):\n"
-        "    register('good-model', lambda: '/models/good')\n"))
+    _fake_distribution(
+        site,
+        "nlptasks_good",
+        (
+            "import nlptasks\n@nlptasks.hookimpl\ndef register_models(register):\n"
+            "    register('good-model', lambda: '/models/good')\n"
+        ),
+    )
     plugins.reset()
     assert get_registries().models.get("good-model").plugin == "nlptasks_good"
     info = next(i for i in plugins.plugin_infos() if i.name == "nlptasks_good")
@@ -175,9 +192,12 @@ def test_broken_plugin_cli_still_works(site: Path) -> None:
     import subprocess
 
     _fake_distribution(site, "nlptasks_broken2", "raise RuntimeError('boom')\n")
-    out = subprocess.run([sys.executable, "-m", "nlptasks", "list", "tasks", "--json"],
-                         capture_output=True, text=True, env={**__import__("os").environ,
-                                                              "PYTHONPATH": str(site)})
+    out = subprocess.run(
+        [sys.executable, "-m", "nlptasks", "list", "tasks", "--json"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(site)},
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)[0]["name"] == "sentiment"
     warning_lines = [line for line in out.stderr.splitlines() if "nlptasks_broken2" in line]
@@ -202,9 +222,15 @@ def test_allow_list(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_hook_is_documented_and_tested() -> None:
-    assert set(HOOKS) == {"register_tasks", "register_models", "register_datasets",
-                          "register_metrics", "register_recipes", "register_commands",
-                          "on_event"}
+    assert set(HOOKS) == {
+        "register_tasks",
+        "register_models",
+        "register_datasets",
+        "register_metrics",
+        "register_recipes",
+        "register_commands",
+        "on_event",
+    }
     tests = Path(__file__).read_text()
     for name in HOOKS:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
