@@ -100,7 +100,7 @@ def run(
     from nlptasks.runner import run as run_task
 
     result = run_task(task, recipe, list(overrides), output_dir, _reporter(quiet, as_json))
-    if as_json:
+    if as_json or result.run_dir is None:  # JSON mode, or not the main process of several
         return
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     click.echo(f"Eval: {metrics}")

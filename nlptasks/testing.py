@@ -22,9 +22,14 @@ DEFAULT_TEXTS = (
 )
 
 
-def make_tiny_bert(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0) -> Path:
+def make_tiny_bert(
+    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+) -> Path:
     """Save a tiny random BERT (2 layers, hidden 32) and a WordPiece tokenizer trained on
-    ``texts`` to ``folder``; loadable with the Auto* classes. Takes about a second."""
+    ``texts`` to ``folder``; loadable with the Auto* classes. Takes about a second.
+
+    ``dropout=0`` makes training deterministic across process counts (for equivalence tests).
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
@@ -65,6 +70,8 @@ def make_tiny_bert(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, see
         intermediate_size=64,
         max_position_embeddings=128,
         pad_token_id=tok.token_to_id("[PAD]"),
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(folder)
     return folder

@@ -64,7 +64,17 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     # (the distributed set-up, PartialState, is kept).
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(mixed_precision=config.mixed_precision)
+    # Without an accelerator device, cpu=True is what makes torchrun's processes form a
+    # gloo process group; otherwise each would silently train alone.
+    return Accelerator(mixed_precision=config.mixed_precision, cpu=not _has_accelerator_device())
+
+
+def _has_accelerator_device() -> bool:
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return bool((xpu and xpu.is_available()) or (mps and mps.is_available()))
 
 
 class Trainer:

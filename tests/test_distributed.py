@@ -1,0 +1,95 @@
+"""Real multi-process training with torchrun (2 CPU processes over gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nlptasks.testing import make_tiny_bert
+from tests.conftest import sst2_rows
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_processes_equal_one_process_with_the_global_batch(
+    sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, dev = sst2_small
+    model = make_tiny_bert(tmp_path / "tiny", [t for t, _ in sst2_rows("train", 3000)], dropout=0)
+    common = [
+        f"model={model}",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "train.max_steps=4",
+        "train.learning_rate=1e-3",
+        "train.group_by_length=false",
+        "--quiet",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "nlptasks.cli",
+            "run",
+            "sentiment",
+            *common,
+            "train.batch_size=16",
+            "--output-dir",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nlptasks.cli",
+            "run",
+            "sentiment",
+            *common,
+            "train.batch_size=32",
+            "--output-dir",
+            str(tmp_path / "single"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    ddp_results = json.loads((tmp_path / "ddp/results.json").read_text())
+    single_results = json.loads((tmp_path / "single/results.json").read_text())
+    assert ddp_results["provenance"]["num_processes"] == 2
+    assert ddp_results["train"]["examples_seen"] == single_results["train"]["examples_seen"] == 128
+    # Only the main process writes: one run directory, one line per event.
+    events = (tmp_path / "ddp/events.jsonl").read_text().splitlines()
+    assert sum(json.loads(e)["type"] == "run_start" for e in events) == 1
+    # Each step of 2 x 16 sees the same 32 examples as one step of 32: same weights.
+    a = load_file(str(tmp_path / "ddp/model/model.safetensors"))
+    b = load_file(str(tmp_path / "single/model/model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=1e-4)
+    assert ddp_results["metrics"]["eval"]["accuracy"] == pytest.approx(
+        single_results["metrics"]["eval"]["accuracy"], abs=0.011
+    )
+    assert ddp_results["train"]["train_loss"] == pytest.approx(
+        single_results["train"]["train_loss"], rel=1e-3
+    )
