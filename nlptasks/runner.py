@@ -150,9 +150,7 @@ def run_recipe(
                     pipeline_tag=task.pipeline_tag,
                     base_model=recipe.model,
                     dataset_name=_data_source(recipe),
-                    dataset_split="held-out"
-                    if not (recipe.data.eval_path or recipe.data.eval_split)
-                    else "eval",
+                    dataset_split=_eval_split_name(recipe),
                     metrics=metrics,
                     recipe_yaml=recipe_yaml,
                     extra=task.model_card_info(),
@@ -223,10 +221,23 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
 
 
 def _data_source(recipe: Recipe) -> str:
+    """A readable dataset name: ``sst2/train.tsv`` for files, else the dataset name."""
     d = recipe.data
     if d.train_path:
-        return Path(d.train_path).name
+        path = Path(d.train_path)
+        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    if d.dataset and d.dataset_config:
+        return f"{d.dataset} ({d.dataset_config})"
     return d.dataset or "unknown"
+
+
+def _eval_split_name(recipe: Recipe) -> str:
+    d = recipe.data
+    if d.eval_path:
+        return Path(d.eval_path).name
+    if d.eval_split:
+        return d.eval_split
+    return f"held-out {d.eval_fraction:g} of {d.train_split} (seed {d.split_seed})"
 
 
 def _quiet_libraries() -> None:

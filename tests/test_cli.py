@@ -70,7 +70,11 @@ def test_run_directory_contents(trained_run: Path) -> None:
     assert prov["seed"] == 42 and prov["device"] == "cpu"
     assert prov["versions"]["transformers"].startswith("5.")
     assert "git_commit" in prov and prov["duration_seconds"] > 0
-    assert results["data"] == {"train_examples": 400, "eval_examples": 200, "source": "train.tsv"}
+    assert results["data"] == {
+        "train_examples": 400,
+        "eval_examples": 200,
+        "source": f"{trained_run.parent.name}/train.tsv",
+    }
     events = [json.loads(line) for line in (trained_run / "events.jsonl").read_text().splitlines()]
     types = [e["type"] for e in events]
     assert types[0] == "run_start" and types[-1] == "run_end"
