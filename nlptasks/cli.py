@@ -144,8 +144,8 @@ def eval_command(
     "--input",
     "-i",
     "input_file",
-    type=click.Path(dir_okay=False),
-    help="JSON lines with a 'text' field (or plain strings), one input per line.",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="JSON lines with a 'text' field (or JSON strings), one per line; - for stdin.",
 )
 def predict(task: str, texts: tuple[str, ...], model_dir: str, input_file: str | None) -> None:
     """Predict with a trained model; prints one JSON object per input.
@@ -167,10 +167,14 @@ def predict(task: str, texts: tuple[str, ...], model_dir: str, input_file: str |
 
 
 def _read_jsonl(path: Path) -> list[Any]:
-    if not path.is_file():
+    if str(path) == "-":
+        text = sys.stdin.read()
+    elif not path.exists() or path.is_dir():  # exists(), not is_file(): pipes are fine too
         raise NlpTasksError(f"Input file '{path}' does not exist. Check the path.")
+    else:
+        text = path.read_text(encoding="utf-8")
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

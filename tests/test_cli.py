@@ -120,6 +120,14 @@ def test_predict_agrees_with_transformers_pipeline(trained_run: Path, tmp_path: 
     )
     assert code == 0, output
     assert [json.loads(line) for line in output.splitlines()] == ours
+    # and so does standard input (--input -)
+    result = CliRunner().invoke(
+        cli,
+        ["predict", "sentiment", "--model", str(trained_run / "model"), "--input", "-"],
+        input=inputs.read_text(),
+    )
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.output.splitlines()] == ours
 
 
 def test_eval_reproduces_the_run_metrics(trained_run: Path) -> None:
