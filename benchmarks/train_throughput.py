@@ -79,8 +79,8 @@ def run_transformers(steps: int, batch: int, max_length: int, examples: int) -> 
             per_device_train_batch_size=batch,
             learning_rate=1e-4,
             max_steps=steps,
-            warmup_ratio=0.1,
-            group_by_length=True,
+            warmup_steps=0.1,  # transformers 5: a float below 1 is a ratio
+            train_sampling_strategy="group_by_length",
             use_cpu=True,
             report_to=[],
             save_strategy="no",
