@@ -249,10 +249,44 @@ def validate(raw: dict[str, Any], source: str) -> Recipe:
     """Build a :class:`Recipe` from a dict, reporting every problem at once."""
     problems: list[str] = []
     recipe = _build(Recipe, raw, "", problems)
+    if recipe is not None:
+        problems.extend(_check_values(recipe))
     if problems:
         raise ConfigError(source, problems)
     assert isinstance(recipe, Recipe)
     return recipe
+
+
+def _check_values(recipe: Recipe) -> list[str]:
+    """Values that have the right type but cannot work, caught before any run starts."""
+    t, d = recipe.train, recipe.data
+    checks = [
+        (t.epochs > 0, "'train.epochs' must be above 0"),
+        (t.max_steps is None or t.max_steps > 0, "'train.max_steps' must be at least 1"),
+        (t.batch_size > 0, "'train.batch_size' must be at least 1"),
+        (t.gradient_accumulation_steps > 0, "'train.gradient_accumulation_steps' must be >= 1"),
+        (
+            t.gradient_accumulation_steps <= 0 or t.batch_size % t.gradient_accumulation_steps == 0,
+            f"'train.batch_size' ({t.batch_size}) must be a multiple of "
+            f"'train.gradient_accumulation_steps' ({t.gradient_accumulation_steps})",
+        ),
+        (t.eval_batch_size > 0, "'train.eval_batch_size' must be at least 1"),
+        (t.learning_rate >= 0, "'train.learning_rate' must not be negative"),
+        (0 <= t.warmup_ratio < 1, "'train.warmup_ratio' must be in [0, 1)"),
+        (t.eval_every is None or t.eval_every > 0, "'train.eval_every' must be at least 1"),
+        (t.log_every > 0, "'train.log_every' must be at least 1"),
+        (0 < d.eval_fraction < 1, "'data.eval_fraction' must be between 0 and 1"),
+        (d.max_length > 1, "'data.max_length' must be at least 2"),
+        (
+            d.max_train_examples is None or d.max_train_examples > 0,
+            "'data.max_train_examples' must be at least 1",
+        ),
+        (
+            d.max_eval_examples is None or d.max_eval_examples > 0,
+            "'data.max_eval_examples' must be at least 1",
+        ),
+    ]
+    return [f"{message}." for ok, message in checks if not ok]
 
 
 def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:

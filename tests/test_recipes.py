@@ -165,3 +165,22 @@ def test_recipe_for_another_task_is_refused(tmp_path: Path) -> None:
     path.write_text("task: qa\nmodel: m\n")
     with pytest.raises(ConfigError, match="not 'sentiment'"):
         load_recipe("sentiment", str(path))
+
+
+def test_impossible_values_are_reported_before_a_run() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe(
+            "sentiment",
+            "minilm",
+            [
+                "train.batch_size=30",
+                "train.gradient_accumulation_steps=4",
+                "train.epochs=0",
+                "data.eval_fraction=1.5",
+            ],
+        )
+    text = str(info.value)
+    assert "must be a multiple of 'train.gradient_accumulation_steps' (4)" in text
+    assert "'train.epochs' must be above 0" in text
+    assert "'data.eval_fraction' must be between 0 and 1" in text
+    assert len(info.value.problems) == 3
