@@ -366,3 +366,26 @@ def test_recipes_commands(tmp_path: Path) -> None:
     bad.write_text("task: sentiment\nmodel: x\ntrain:\n  epochz: 1\n  seed: x\n")
     code, output = invoke("recipes", "validate", str(bad))
     assert code == 1 and "epochz" in output and "train.seed" in output
+
+
+def test_python_api_equals_the_cli(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import nlptasks
+
+    train, dev = sst2_small
+    overrides = [
+        f"model={tiny_bert}",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "train.max_steps=3",
+        "train.save_checkpoints=false",
+    ]
+    api = nlptasks.run("sentiment", "minilm", *overrides, output_dir=str(tmp_path / "api"))
+    code, output = invoke(
+        "run", "sentiment", *overrides, "--output-dir", str(tmp_path / "cli"), "--quiet"
+    )
+    assert code == 0, output
+    from_cli = json.loads((tmp_path / "cli/results.json").read_text())["metrics"]["eval"]
+    assert api.metrics == pytest.approx(from_cli)
+    assert (tmp_path / "api/recipe.yaml").read_text() == (tmp_path / "cli/recipe.yaml").read_text()
