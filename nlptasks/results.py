@@ -76,8 +76,15 @@ def provenance(seed: int, device: str, num_processes: int, mixed_precision: str)
         "mixed_precision": mixed_precision,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "gpu": _gpu_name(),
         "git_commit": git_commit(Path.cwd()),
     }
+
+
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def git_commit(folder: Path) -> str | None:

@@ -203,6 +203,7 @@ class Trainer:
                     learning_rate=scheduler.get_last_lr()[0],
                     examples_per_second=log_examples / max(elapsed, 1e-9),
                     elapsed_seconds=time.perf_counter() - started,
+                    eta_seconds=(time.perf_counter() - started) / step * (total_steps - step),
                 )
                 loss_window_sum, loss_window_count = 0.0, 0
                 log_started, log_examples = time.perf_counter(), 0

@@ -153,7 +153,8 @@ def test_loss_decreases_and_events_are_written(
     assert result.train_loss > 0
     evals = [e for e in collect.events if e["type"] == "eval"]
     assert len(evals) == 6  # once per epoch
-    for field in ("step", "epoch", "loss", "learning_rate", "examples_per_second"):
+    fields = ("step", "epoch", "loss", "learning_rate", "examples_per_second", "eta_seconds")
+    for field in fields:
         assert field in steps[0]
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     assert len(lines) == len(collect.events)
