@@ -17,6 +17,7 @@ from nlptasks.errors import (
     NlpTasksError,
     PluginError,
     RunDirectoryError,
+    RunInterrupted,
     UnknownNameError,
 )
 from nlptasks.hookspecs import hookimpl, hookspec
@@ -39,6 +40,7 @@ __all__ = [
     "PluginError",
     "Recipe",
     "RunDirectoryError",
+    "RunInterrupted",
     "Task",
     "TrainConfig",
     "UnknownNameError",

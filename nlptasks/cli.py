@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from nlptasks import __version__
-from nlptasks.errors import NlpTasksError
+from nlptasks.errors import NlpTasksError, RunInterrupted
 
 LIST_KINDS = ("tasks", "recipes", "models", "datasets", "metrics")
 
@@ -32,7 +32,8 @@ class NlpTasksGroup(click.Group):
             if ctx.meta.get("nlptasks.debug"):
                 raise
             click.secho(f"Error: {exc}", fg="red", err=True)
-            ctx.exit(1)
+            # 130 is the shell's code for "stopped by Ctrl-C"; scripts can tell it apart.
+            ctx.exit(130 if isinstance(exc, RunInterrupted) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -56,6 +56,10 @@ class ModelError(NlpTasksError):
     """A model that cannot be loaded or does not fit the task."""
 
 
+class RunInterrupted(NlpTasksError):
+    """Training stopped by SIGINT or SIGTERM after saving its last checkpoint."""
+
+
 class RunDirectoryError(NlpTasksError):
     """A run directory that exists already (runs never overwrite earlier results)."""
 

@@ -13,6 +13,8 @@ import contextlib
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from nlptasks.errors import NlpTasksError
+from nlptasks.errors import NlpTasksError, RunInterrupted
 from nlptasks.events import EventLog
 from nlptasks.sampling import LengthGroupedBatchSampler
 
@@ -111,6 +113,12 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- training
     def train(self) -> TrainResult:
+        """Train; on SIGINT/SIGTERM finish the current step, save ``last`` and raise
+        :class:`RunInterrupted`, so an interrupted run loses at most one step."""
+        with _StopRequests() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: _StopRequests) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         assert self.train_dataset is not None
         set_seed(cfg.seed)
@@ -207,6 +215,15 @@ class Trainer:
                 )
                 loss_window_sum, loss_window_count = 0.0, 0
                 log_started, log_examples = time.perf_counter(), 0
+
+            if stop.requested(acc):
+                self._save_checkpoint("last", step, last_metrics)
+                self.events.emit("interrupted", step=step, signal=stop.signal_name)
+                where = f" in {self.checkpoint_dir / 'last'}" if self.checkpoint_dir else ""
+                raise RunInterrupted(
+                    f"Interrupted by {stop.signal_name} at step {step} of {total_steps}; the "
+                    f"model so far is saved{where}. Start a new run to train again."
+                )
 
             end_of_epoch = self._window_index + 1 == steps_per_epoch
             due = (cfg.eval_every and step % cfg.eval_every == 0) or (
@@ -428,3 +445,36 @@ class Trainer:
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:
     return int(next(iter(batch.values())).shape[0])
+
+
+class _StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the training loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        # Signal handlers can only be set from the main thread (not in a notebook worker).
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def requested(self, accelerator: Accelerator) -> bool:
+        """True on every process as soon as any process got a signal (all stop together)."""
+        local = self.signal_name is not None
+        if accelerator.num_processes == 1:
+            return local
+        flag = torch.tensor(float(local), device=accelerator.device)
+        anyone = accelerator.reduce(flag, reduction="sum").item() > 0
+        if anyone and self.signal_name is None:
+            self.signal_name = "a signal to another process"
+        return bool(anyone)
