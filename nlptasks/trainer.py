@@ -188,7 +188,8 @@ class Trainer:
 
             self.model.train()
             loss_value = self._optimizer_step(window, optimizer)
-            scheduler.step()
+            if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             step_examples = sum(_batch_size(b) for b in window) * acc.num_processes
