@@ -24,13 +24,23 @@ def resolve_model(reference: str) -> str:
 
 def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") -> T:
     """Call ``loader(reference)``; turn a missing model into a one-line error with a fix."""
+    local = Path(reference).expanduser()
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ModelError(
+            f"'{reference}' is a folder but not a model (it has no config.json). Point model= "
+            f"(or --model) at a folder written by save_pretrained, e.g. RUN/model."
+        )
     try:
         return loader(reference)
-    except OSError as exc:
-        if Path(reference).exists():
+    except (OSError, ValueError) as exc:
+        if local.exists():
             raise ModelError(
                 f"'{reference}' is not a loadable model directory ({_first_line(exc)}). Point "
                 f"model= at a folder written by save_pretrained."
+            ) from exc
+        if isinstance(exc, ValueError):  # found, but transformers cannot use it this way
+            raise ModelError(
+                f"Model '{reference}' cannot be loaded for this task: {_first_line(exc)}."
             ) from exc
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it could not be fetched"

@@ -389,3 +389,9 @@ def test_python_api_equals_the_cli(
     from_cli = json.loads((tmp_path / "cli/results.json").read_text())["metrics"]["eval"]
     assert api.metrics == pytest.approx(from_cli)
     assert (tmp_path / "api/recipe.yaml").read_text() == (tmp_path / "cli/recipe.yaml").read_text()
+
+
+def test_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    _one_line_error(
+        *invoke("eval", "sentiment", "--model", str(tmp_path)), "not a model", "config.json"
+    )

@@ -19,10 +19,25 @@ def test_signal_saves_last_checkpoint_and_exits_cleanly(
     train, dev = sst2_small
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "nlptasks", "run", "sentiment", f"model={tiny_bert}",
-         f"data.train_path={train}", f"data.eval_path={dev}", "train.max_steps=100000",
-         "train.log_every=1", "train.batch_size=8", "--output-dir", str(run_dir), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "nlptasks",
+            "run",
+            "sentiment",
+            f"model={tiny_bert}",
+            f"data.train_path={train}",
+            f"data.eval_path={dev}",
+            "train.max_steps=100000",
+            "train.log_every=1",
+            "train.batch_size=8",
+            "--output-dir",
+            str(run_dir),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert process.stdout is not None

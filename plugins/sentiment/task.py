@@ -70,8 +70,9 @@ class SentimentTask:
             if unknown:
                 known = ", ".join(self.label_names)
                 where = "the model" if trained_model is not None else "data.label_names"
+                shown = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:37] + "..."
                 raise DataError(
-                    f"The {name} data has label '{unknown[0]}', which {where} does not know "
+                    f"The {name} data has label '{shown}', which {where} does not know "
                     f"(it knows {known}). Use data with those labels"
                     + (" or fix data.label_names." if trained_model is None else ".")
                 )
