@@ -6,7 +6,7 @@ modules load when a run starts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nlptasks.data import cache_dir, fingerprint, resolve_column
 from nlptasks.errors import (
@@ -26,6 +26,7 @@ from nlptasks.recipes import DataConfig, Recipe, TrainConfig, load_recipe
 from nlptasks.task import Task
 
 if TYPE_CHECKING:
+    from nlptasks.events import Reporter
     from nlptasks.runner import RunResult
 
 __version__ = "0.1.0"
@@ -57,11 +58,18 @@ __all__ = [
 ]
 
 
-def run(task: str, recipe: str | None = None, *overrides: str, **options: Any) -> RunResult:
-    """Fine-tune and evaluate, exactly like ``nlptasks run`` (see :func:`nlptasks.runner.run`).
+def run(
+    task: str,
+    recipe: str | None = None,
+    *overrides: str,
+    output_dir: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Fine-tune and evaluate, exactly like ``nlptasks run``; returns the run's metrics and
+    directory. ``reporter`` defaults to none (quiet); pass ``RichReporter()`` for a display.
 
     Example: ``nlptasks.run("sentiment", "minilm", "train.epochs=1")``.
     """
     from nlptasks.runner import run as _run
 
-    return _run(task, recipe, list(overrides), **options)
+    return _run(task, recipe, list(overrides), output_dir=output_dir, reporter=reporter)
