@@ -47,6 +47,8 @@ def run_recipe(
 ) -> RunResult:
     """Run an already validated recipe (see :func:`run`)."""
     _quiet_libraries()
+    from accelerate.utils import set_seed
+
     from nlptasks import data, models, results
     from nlptasks.trainer import Trainer, make_accelerator
 
@@ -56,8 +58,6 @@ def run_recipe(
     model_path = models.resolve_model(recipe.model)
     splits = data.load_splits(recipe.data)
     splits = task.prepare_data(splits, recipe)
-    from accelerate.utils import set_seed
-
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     model, tokenizer = task.build_model(model_path, recipe)
     accelerator = make_accelerator(recipe.train)
