@@ -424,9 +424,9 @@ def _load_plugin_commands() -> None:
     _commands_loaded = True
     warnings.formatwarning = _one_line_warning
     try:
-        from nlptasks.plugins import get_plugin_manager
+        from nlptasks.plugins import call_each
 
-        get_plugin_manager().hook.register_commands(cli=cli)
+        call_each("register_commands", cli=cli)
     except NlpTasksError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(1)

@@ -131,6 +131,7 @@ class EventLog:
         # Under several processes only the main one writes and reports (enabled=True).
         self.enabled = enabled
         self.reporter = reporter or QuietReporter()
+        self._failed_plugins: set[str] = set()
         self._file = path.open("a", encoding="utf-8") if (path and enabled) else None
 
     def emit(self, type: str, **fields: Any) -> Event:
@@ -140,11 +141,23 @@ class EventLog:
         if self._file is not None:
             self._file.write(json.dumps(event, default=str) + "\n")
             self._file.flush()
-        from nlptasks.plugins import get_plugin_manager
-
-        get_plugin_manager().hook.on_event(event=event)
+        self._notify_plugins(event)
         self.reporter.handle(event)
         return event
+
+    def _notify_plugins(self, event: Event) -> None:
+        from nlptasks.plugins import get_plugin_manager, report_hook_failure
+
+        # A tracker that fails (say, its server is down) is reported once and then left out;
+        # it never stops the run.
+        for impl in get_plugin_manager().hook.on_event.get_hookimpls():
+            if impl.plugin_name in self._failed_plugins:
+                continue
+            try:
+                impl.function(event=event)
+            except Exception as exc:
+                self._failed_plugins.add(impl.plugin_name)
+                report_hook_failure(impl.plugin_name, "on_event", exc)
 
     def close(self) -> None:
         self.reporter.close()

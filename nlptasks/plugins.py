@@ -17,11 +17,12 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from nlptasks import hookspecs
-from nlptasks.errors import PluginError
+from nlptasks.errors import NlpTasksError, PluginError
 
 ENTRY_POINT_GROUP = "nlptasks"
 
@@ -80,7 +81,11 @@ def register_plugin(plugin: object, name: str, distribution: str | None = None) 
     global _generation
     pm = get_plugin_manager()
     pm.register(plugin, name=name)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        pm.unregister(plugin, name=name)  # leave the manager as it was
+        raise
     _infos[name] = PluginInfo(name, distribution)
     _generation += 1
 
@@ -130,28 +135,79 @@ def _load() -> pluggy.PluginManager:
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     allow = os.environ.get("NLPTASKS_LOAD_PLUGINS")
     allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
-    strict = os.environ.get("NLPTASKS_STRICT_PLUGINS", "") not in ("", "0")
+    strict = strict_mode()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if allowed is not None and ep.name not in allowed:
             continue
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
+        where = f"({dist or 'unknown distribution'} {version or ''})".replace(" )", ")")
+        if pm.has_plugin(ep.name):
+            # Never let a newcomer displace a plugin already loaded under that name.
+            taken_by = _infos.get(ep.name)
+            owner = taken_by.distribution if taken_by else "another plugin"
+            _report(
+                f"Plugin '{ep.name}' {where} was skipped: the name is already used by {owner}. "
+                f"Rename its entry point.",
+                strict,
+            )
+            continue
+        plugin: ModuleType | None = None
         try:
-            plugin: ModuleType = ep.load()
+            plugin = ep.load()
             pm.register(plugin, name=ep.name)
             pm.check_pending()
         except Exception as exc:
-            if pm.get_plugin(ep.name) is not None:
-                pm.unregister(name=ep.name)
-            message = (
-                f"Plugin '{ep.name}' ({dist or 'unknown distribution'} {version or ''}) failed "
-                f"to load and was skipped: {type(exc).__name__}: {exc}"
+            if plugin is not None and pm.get_plugin(ep.name) is plugin:
+                pm.unregister(plugin, name=ep.name)
+            _report(
+                f"Plugin '{ep.name}' {where} failed to load and was skipped: "
+                f"{type(exc).__name__}: {exc}",
+                strict,
+                exc,
             )
-            if strict:
-                raise PluginError(message) from exc
-            warnings.warn(message, PluginLoadWarning, stacklevel=2)
             continue
         _infos[ep.name] = PluginInfo(ep.name, dist, version)
+
+
+def strict_mode() -> bool:
+    """True when NLPTASKS_STRICT_PLUGINS asks for plugin problems to be errors."""
+    return os.environ.get("NLPTASKS_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def _report(message: str, strict: bool, exc: BaseException | None = None) -> None:
+    if strict:
+        raise PluginError(message) from exc
+    warnings.warn(message, PluginLoadWarning, stacklevel=3)
+
+
+def report_hook_failure(plugin_name: str, hook: str, exc: BaseException) -> None:
+    """A plugin's hook raised: one warning line naming it (an error in strict mode)."""
+    info = _infos.get(plugin_name)
+    where = ""
+    if info is not None and info.distribution:
+        where = (
+            f" ({info.distribution} {info.version})" if info.version else f" ({info.distribution})"
+        )
+    _report(
+        f"Plugin '{plugin_name}'{where} failed in hook {hook} and was skipped there: "
+        f"{type(exc).__name__}: {exc}",
+        strict_mode(),
+        exc,
+    )
+
+
+def call_each(hook_name: str, **kwargs: Any) -> None:
+    """Call every implementation of a hook, each in its own ``try``: one plugin's failure is
+    reported (see :func:`report_hook_failure`) and never stops the others or the CLI."""
+    pm = get_plugin_manager()
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        try:
+            impl.function(**{name: kwargs[name] for name in impl.argnames})
+        except NlpTasksError:
+            raise  # our own errors (e.g. a duplicate name) already say what to do
+        except Exception as exc:
+            report_hook_failure(impl.plugin_name, hook_name, exc)
 
 
 def _own_version() -> str:

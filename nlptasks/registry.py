@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from nlptasks import plugins
-from nlptasks.errors import DuplicateNameError, UnknownNameError
+from nlptasks.errors import DuplicateNameError, NlpTasksError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -107,23 +107,28 @@ def get_registries() -> Registries:
         metrics=Registry("metric", "nlptasks list metrics"),
         recipes=Registry("recipe", "nlptasks list recipes"),
     )
-    hook = pm.hook
-    for impl in hook.register_tasks.get_hookimpls():
-        impl.function(register=_registrar(regs.tasks, impl.plugin_name))
-    for impl in hook.register_models.get_hookimpls():
-        impl.function(register=_registrar(regs.models, impl.plugin_name))
-    for impl in hook.register_datasets.get_hookimpls():
-        impl.function(register=_registrar(regs.datasets, impl.plugin_name))
-    for impl in hook.register_metrics.get_hookimpls():
-        impl.function(register=_registrar(regs.metrics, impl.plugin_name))
-    for impl in hook.register_recipes.get_hookimpls():
-        impl.function(register=_recipe_registrar(regs.recipes, impl.plugin_name))
+    hooks: tuple[tuple[str, Registry[Any], Callable[..., Callable[..., None]]], ...] = (
+        ("register_tasks", regs.tasks, _registrar),
+        ("register_models", regs.models, _registrar),
+        ("register_datasets", regs.datasets, _registrar),
+        ("register_metrics", regs.metrics, _registrar),
+        ("register_recipes", regs.recipes, _recipe_registrar),
+    )
+    for hook_name, registry, make_register in hooks:
+        # Each plugin gets its own callback so every entry knows which plugin provided it,
+        # and each runs in its own try: one broken plugin never hides the others.
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(register=make_register(registry, impl.plugin_name))
+            except NlpTasksError:
+                raise  # e.g. a duplicate name: an error that names both plugins
+            except Exception as exc:
+                plugins.report_hook_failure(impl.plugin_name, hook_name, exc)
     _cache = (plugins.generation(), regs)
     return regs
 
 
 def _registrar(registry: Registry[Any], plugin_name: str) -> Callable[..., None]:
-    # Each plugin gets its own callback so every entry knows which plugin provided it.
     def register(
         name: str, target: Any, description: str = "", tasks: tuple[str, ...] | list[str] = ()
     ) -> None:

@@ -236,3 +236,53 @@ def test_every_hook_is_documented_and_tested() -> None:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert "Args:" in doc, name
         assert f"def test_hook_{name}(" in tests, name
+
+
+def test_failing_hooks_are_one_warning_each(tmp_path: Path) -> None:
+    from nlptasks.events import EventLog
+    from tests.plugins import faulty
+
+    plugins.register_plugin(faulty, "faulty", distribution="nlptasks-faulty")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            regs = get_registries()
+            plugins.call_each("register_commands", cli=click.Group())
+            log = EventLog(tmp_path / "events.jsonl")
+            for step in range(3):
+                log.emit("step", step=step)
+            log.close()
+        assert "sentiment" in regs.tasks
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 3, messages  # on_event reported once, then left out
+        assert any("hook register_tasks" in m and "nlptasks-faulty" in m for m in messages)
+        assert any("hook register_commands" in m for m in messages)
+        assert any("hook on_event" in m and "tracker server is down" in m for m in messages)
+        assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 3
+    finally:
+        plugins.unregister_plugin("faulty")
+
+
+def test_entry_point_cannot_displace_a_loaded_plugin(site: Path) -> None:
+    _fake_distribution(
+        site,
+        "fake_sentiment",
+        "import nlptasks\n@nlptasks.hookimpl\ndef register_models(register):\n"
+        "    register('fake-model', lambda: '/x')\n",
+    )
+    info = site / "fake_sentiment-1.2.3.dist-info" / "entry_points.txt"
+    info.write_text("[nlptasks]\nsentiment = fake_sentiment\n")  # clashes with the built-in
+    plugins.reset()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        regs = get_registries()
+    assert "sentiment" in regs.tasks and "fake-model" not in regs.models
+    assert any("name is already used by nlptasks" in str(w.message) for w in caught)
+
+
+def test_register_plugin_with_a_bad_hook_leaves_no_trace() -> None:
+    from tests.plugins import misspelled
+
+    with pytest.raises(Exception, match="register_taks"):
+        plugins.register_plugin(misspelled, "misspelled")
+    assert plugins.get_plugin_manager().get_plugin("misspelled") is None
