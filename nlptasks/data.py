@@ -48,33 +48,11 @@ def load_splits(config: DataConfig, need_train: bool = True) -> datasets.Dataset
     """
     import datasets
 
-    train: datasets.Dataset | None = None
-    evaluation: datasets.Dataset | None = None
-    if config.train_path or (config.eval_path and not need_train):
-        if config.eval_path:
-            evaluation = load_file(config.eval_path)
-        if config.train_path and (need_train or evaluation is None):
-            train = load_file(config.train_path)
-    elif config.dataset:
-        loaded = _load_named(config)
-        train = loaded.get(config.train_split)
-        if config.eval_split:
-            if config.eval_split not in loaded:
-                raise DataError(
-                    f"Dataset '{config.dataset}' has no split '{config.eval_split}' (it has "
-                    f"{', '.join(loaded)}). Set data.eval_split to one of them."
-                )
-            evaluation = loaded[config.eval_split]
-        if train is None and (need_train or evaluation is None):
-            raise DataError(
-                f"Dataset '{config.dataset}' has no split '{config.train_split}' (it has "
-                f"{', '.join(loaded)}). Set data.train_split to one of them."
-            )
-    else:
-        raise DataError(
-            "The recipe names no data. Set data.train_path=FILE (and data.eval_path=FILE) "
-            "or data.dataset=NAME (see 'nlptasks list datasets')."
-        )
+    # An eval file wins over every other eval source, whatever the training data is.
+    evaluation = load_file(config.eval_path) if config.eval_path else None
+    train = None
+    if need_train or evaluation is None:
+        train, evaluation = _load_train_source(config, evaluation, need_train)
 
     if evaluation is None:
         assert train is not None
@@ -100,6 +78,36 @@ def load_splits(config: DataConfig, need_train: bool = True) -> datasets.Dataset
     _check_not_empty(evaluation, "evaluation data")
     splits["eval"] = evaluation
     return datasets.DatasetDict(splits)
+
+
+def _load_train_source(
+    config: DataConfig, evaluation: datasets.Dataset | None, need_train: bool
+) -> tuple[datasets.Dataset | None, datasets.Dataset | None]:
+    """The train split from a file or a named dataset, and its eval split if it names one."""
+    train = None
+    if config.train_path:
+        train = load_file(config.train_path)
+    elif config.dataset:
+        loaded = _load_named(config)
+        train = loaded.get(config.train_split)
+        if evaluation is None and config.eval_split:
+            if config.eval_split not in loaded:
+                raise DataError(
+                    f"Dataset '{config.dataset}' has no split '{config.eval_split}' (it has "
+                    f"{', '.join(loaded)}). Set data.eval_split to one of them."
+                )
+            evaluation = loaded[config.eval_split]
+        if train is None and (need_train or evaluation is None):
+            raise DataError(
+                f"Dataset '{config.dataset}' has no split '{config.train_split}' (it has "
+                f"{', '.join(loaded)}). Set data.train_split to one of them."
+            )
+    else:
+        raise DataError(
+            "The recipe names no data. Set data.train_path=FILE (and data.eval_path=FILE) "
+            "or data.dataset=NAME (see 'nlptasks list datasets')."
+        )
+    return train, evaluation
 
 
 def load_file(path_text: str) -> datasets.Dataset:

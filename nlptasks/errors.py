@@ -39,8 +39,8 @@ class ConfigError(NlpTasksError):
             message = f"Recipe {source}: {problems[0]}"
         else:
             # Still one line per problem, but never a traceback.
-            listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
-            message = f"Recipe {source} has {len(problems)} problems: {listed}"
+            listed = "; ".join(f"({i}) {p.rstrip('.')}" for i, p in enumerate(problems, 1))
+            message = f"Recipe {source} has {len(problems)} problems: {listed}."
         super().__init__(message)
 
 

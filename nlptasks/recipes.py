@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -219,6 +220,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     for item in overrides:
         if item.startswith("~"):
             keys = item[1:].split(".")
+            if "=" in item or _field_type(keys) is None:
+                hint = _path_hint(keys) if "=" not in item else " Write ~KEY with no value."
+                problems.append(f"cannot remove '{item[1:]}': not a recipe key.{hint}")
+                continue
             node = result
             for key in keys[:-1]:
                 node = node.get(key, {}) if isinstance(node, dict) else {}
@@ -229,10 +234,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         if not sep or not key:
             problems.append(f"override '{item}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1).")
             continue
-        try:
-            value = yaml.safe_load(value_text) if value_text else None
-        except yaml.YAMLError:
-            value = value_text  # Not YAML: keep the text, validation checks its type.
+        value = _parse_value(value_text, _field_type(key.split(".")))
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
@@ -243,6 +245,64 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     if problems:
         raise ConfigError("overrides", problems)
     return result
+
+
+def _parse_value(text: str, expected: Any) -> Any:
+    """An override's value: YAML, except that text meant for a string field stays text.
+
+    YAML would turn ``no`` into False, ``1.10`` into 1.1, ``2024-01-01`` into a date and cut
+    ``a #2`` at the comment; a string field (a path, a name) must get exactly what was typed.
+    """
+    if text == "":
+        return None
+    if _accepts_plain_text(expected) and text not in ("null", "~"):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # not YAML: keep the text, validation checks its type
+
+
+def _accepts_plain_text(expected: Any) -> bool:
+    if expected is str:
+        return True
+    args = typing.get_args(expected)
+    if typing.get_origin(expected) is Literal:
+        return all(isinstance(a, str) for a in args)
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        real = [a for a in args if a is not type(None)]
+        return len(real) == 1 and _accepts_plain_text(real[0])
+    return False
+
+
+def _field_type(path: list[str]) -> Any:
+    """The schema type at a dotted path (``["train", "epochs"]``), or None if there is none."""
+    cls: Any = Recipe
+    for i, part in enumerate(path):
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return None
+        cls = hints[part]
+        if i == len(path) - 1:
+            return cls
+    return None
+
+
+def _path_hint(path: list[str]) -> str:
+    cls: Any = Recipe
+    prefix = ""
+    for part in path:
+        if not dataclasses.is_dataclass(cls):
+            return ""
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            close = difflib.get_close_matches(part, list(hints), n=1, cutoff=0.6)
+            return f" Did you mean '{prefix}{close[0]}'?" if close else ""
+        prefix += f"{part}."
+        cls = hints[part]
+    return ""
 
 
 def validate(raw: dict[str, Any], source: str) -> Recipe:
@@ -261,7 +321,8 @@ def _check_values(recipe: Recipe) -> list[str]:
     """Values that have the right type but cannot work, caught before any run starts."""
     t, d = recipe.train, recipe.data
     checks = [
-        (t.epochs > 0, "'train.epochs' must be above 0"),
+        (math.isfinite(t.epochs) and t.epochs > 0, "'train.epochs' must be a number above 0"),
+        (math.isfinite(t.learning_rate), "'train.learning_rate' must be a finite number"),
         (t.max_steps is None or t.max_steps > 0, "'train.max_steps' must be at least 1"),
         (t.batch_size > 0, "'train.batch_size' must be at least 1"),
         (t.gradient_accumulation_steps > 0, "'train.gradient_accumulation_steps' must be >= 1"),
@@ -274,6 +335,15 @@ def _check_values(recipe: Recipe) -> list[str]:
         (t.learning_rate >= 0, "'train.learning_rate' must not be negative"),
         (0 <= t.warmup_ratio < 1, "'train.warmup_ratio' must be in [0, 1)"),
         (t.eval_every is None or t.eval_every > 0, "'train.eval_every' must be at least 1"),
+        (t.warmup_steps >= 0, "'train.warmup_steps' must not be negative"),
+        (
+            t.early_stopping_patience is None or t.early_stopping_patience > 0,
+            "'train.early_stopping_patience' must be at least 1",
+        ),
+        (
+            d.label_names is None or len(set(d.label_names)) == len(d.label_names),
+            "'data.label_names' must not repeat a name (classes would merge)",
+        ),
         (t.log_every > 0, "'train.log_every' must be at least 1"),
         (0 < d.eval_fraction < 1, "'data.eval_fraction' must be between 0 and 1"),
         (d.max_length > 1, "'data.max_length' must be at least 2"),
@@ -339,6 +409,10 @@ def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
     if expected is type(None):
         return value is None, None
     if origin is Literal:
+        if isinstance(value, bool):
+            # YAML 1.1 reads a bare no/yes in a recipe file as a boolean.
+            word = "yes" if value else "no"
+            return word in args, word
         return value in args, value
     if origin is list:
         if not isinstance(value, list):

@@ -192,3 +192,10 @@ def test_rotten_tomatoes_snippets() -> None:
     recipe = load_recipe("sentiment")
     splits = load_splits(recipe.data)
     assert len(splits["eval"]) == 1276 and len(splits["train"]) == 11476
+
+
+def test_eval_file_wins_over_a_named_dataset(tmp_path: Path) -> None:
+    recipe = load_recipe("sentiment", "minilm", [f"data.eval_path={SST2 / 'dev.tsv'}"])
+    splits = load_splits(recipe.data)
+    assert len(splits["eval"]) == 872  # not the held-out Rotten Tomatoes split
+    assert len(splits["train"]) == 12752  # nothing held out of train when eval is given

@@ -181,6 +181,60 @@ def test_impossible_values_are_reported_before_a_run() -> None:
         )
     text = str(info.value)
     assert "must be a multiple of 'train.gradient_accumulation_steps' (4)" in text
-    assert "'train.epochs' must be above 0" in text
+    assert "'train.epochs' must be a number above 0" in text
     assert "'data.eval_fraction' must be between 0 and 1" in text
     assert len(info.value.problems) == 3
+
+
+def test_string_fields_get_exactly_the_typed_text() -> None:
+    recipe = load_recipe(
+        "sentiment",
+        "minilm",
+        [
+            "train.mixed_precision=no",
+            "data.dataset_config=1.10",
+            "data.train_path=my data #2.tsv",
+            "run_name=2024-01-01",
+            "data.text_column=yes",
+            "data.eval_split=null",
+        ],
+    )
+    assert recipe.train.mixed_precision == "no"
+    assert recipe.data.dataset_config == "1.10"
+    assert recipe.data.train_path == "my data #2.tsv"
+    assert recipe.run_name == "2024-01-01"
+    assert recipe.data.text_column == "yes"
+    assert recipe.data.eval_split is None
+
+
+def test_yaml_no_in_a_recipe_file_is_the_word(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("task: sentiment\nmodel: m\ntrain:\n  mixed_precision: no\n")
+    assert load_recipe("sentiment", str(path)).train.mixed_precision == "no"
+
+
+def test_removing_an_unknown_key_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe("sentiment", "minilm", ["~train.epoch", "~train.epochs=1"])
+    text = str(info.value)
+    assert "cannot remove 'train.epoch'" in text and "Did you mean 'train.epochs'?" in text
+    assert "Write ~KEY with no value" in text
+
+
+def test_more_impossible_values() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe(
+            "sentiment",
+            "minilm",
+            [
+                "data.label_names=[neg, neg]",
+                "train.early_stopping_patience=0",
+                "train.warmup_steps=-5",
+                "train.epochs=.inf",
+            ],
+        )
+    text = str(info.value)
+    assert "must not repeat a name" in text
+    assert "'train.early_stopping_patience' must be at least 1" in text
+    assert "'train.warmup_steps' must not be negative" in text
+    assert "'train.epochs' must be a number above 0" in text

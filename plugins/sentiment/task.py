@@ -30,6 +30,8 @@ class SentimentTask:
     def __init__(self) -> None:
         self.label_names: list[str] = []
         self.pad_token_id = 0
+        self.tokenizer_digest = ""
+        self.max_positions: int | None = None
 
     # ------------------------------------------------------------------------------- data
     def prepare_data(
@@ -101,7 +103,11 @@ class SentimentTask:
                 out["text_pair"] = [t if t is not None else "" for t in batch[pair]]
             return out
 
-        fp = fingerprint(split._fingerprint, text, pair, label, label2id, "labels-v1")
+        # Everything that decides the label ids is in the key, or a stale cache would be read.
+        feature = split.features.get(label)
+        fp = fingerprint(
+            split._fingerprint, text, pair, label, label2id, label_names, repr(feature), "labels-v2"
+        )
         return split.map(
             normalise, batched=True, remove_columns=split.column_names, new_fingerprint=fp
         )
@@ -139,8 +145,20 @@ class SentimentTask:
             ),
             self.name,
         )
-        self.pad_token_id = tokenizer.pad_token_id or 0
+        self._remember(model, tokenizer)
         return model, tokenizer
+
+    def _remember(self, model: torch.nn.Module, tokenizer: Any) -> None:
+        self.pad_token_id = tokenizer.pad_token_id or 0
+        # Digest now: a fast tokenizer's serialisation changes once it has truncated text,
+        # which would change the cache key between runs.
+        self.tokenizer_digest = _tokenizer_digest(tokenizer)
+        limits = [getattr(model.config, "max_position_embeddings", None)]
+        # Tokenizers without a limit report a huge sentinel (int(1e30)); RoBERTa-style models
+        # have 2 more positions than usable tokens, which their tokenizer's limit reflects.
+        limits.append(getattr(tokenizer, "model_max_length", None))
+        usable = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
+        self.max_positions = min(usable) if usable else None
 
     def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
         tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
@@ -149,7 +167,7 @@ class SentimentTask:
         )
         id2label = model.config.id2label
         self.label_names = [id2label[i] for i in range(len(id2label))]
-        self.pad_token_id = tokenizer.pad_token_id or 0
+        self._remember(model, tokenizer)
         model.eval()
         return model, tokenizer
 
@@ -158,6 +176,8 @@ class SentimentTask:
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
         max_length = recipe.data.max_length
+        if self.max_positions:  # longer inputs would not fit the position embeddings
+            max_length = min(max_length, self.max_positions)
         has_pair = "text_pair" in dataset.column_names
 
         def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -171,7 +191,7 @@ class SentimentTask:
             return dict(encoded)
 
         fp = fingerprint(
-            dataset._fingerprint, _tokenizer_digest(tokenizer), max_length, PREPROCESS_VERSION
+            dataset._fingerprint, self.tokenizer_digest, max_length, PREPROCESS_VERSION
         )
         return dataset.map(
             tokenize,
