@@ -69,8 +69,9 @@ class Task(Protocol):
         ...
 
     def eval_step(self, model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """Per-example tensors for the metrics (gathered across processes by the trainer),
-        plus ``loss_sum`` (a 1-element tensor) for the evaluation loss."""
+        """Per-example tensors (first dimension = batch) for the metrics, gathered across
+        processes by the trainer. ``loss`` holds each example's summed loss and the optional
+        ``loss_count`` its number of targets (default 1): the eval loss is their ratio."""
         ...
 
     def compute_metrics(self, outputs: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -393,15 +393,15 @@ class Trainer:
         with torch.no_grad():
             for batch in self._eval_loader:
                 out = self.task.eval_step(self.model, batch)
-                loss_sum += float(acc.reduce(out.pop("loss_sum").float(), "sum").item())
-                count += float(
-                    acc.reduce(
-                        torch.tensor(float(self.task.count_targets(batch)), device=acc.device),
-                        "sum",
-                    ).item()
-                )
-                gathered = acc.gather_for_metrics(out)
-                outputs.append({k: v.cpu() for k, v in gathered.items()})
+                if "loss_count" not in out:
+                    out["loss_count"] = torch.ones_like(out["loss"])
+                # gather_for_metrics drops the examples accelerate repeats to even out the
+                # last batch across processes; the loss goes through it too, or it would
+                # count those examples twice.
+                gathered = {k: v.cpu() for k, v in acc.gather_for_metrics(out).items()}
+                loss_sum += float(gathered.pop("loss").double().sum())
+                count += float(gathered.pop("loss_count").double().sum())
+                outputs.append(gathered)
         metrics = {"loss": loss_sum / max(count, 1.0), **self.task.compute_metrics(outputs)}
         if was_training:
             self.model.train()
