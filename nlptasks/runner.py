@@ -54,6 +54,7 @@ def run_recipe(
 
     started = time.time()
     task = load_task(recipe.task)
+    _check_metric_for_best(recipe, task)
     # Everything a user can get wrong is checked before the run directory exists.
     model_path = models.resolve_model(recipe.model)
     splits = data.load_splits(recipe.data)
@@ -208,6 +209,21 @@ def predict(task_name: str, model_dir: str, inputs: list[Any]) -> list[Any]:
     task = load_task(task_name)
     model, tokenizer = task.load_trained(model_dir)
     return list(task.predict(model, tokenizer, inputs))
+
+
+def _check_metric_for_best(recipe: Recipe, task: Any) -> None:
+    from nlptasks.errors import ConfigError, did_you_mean
+
+    wanted = recipe.train.metric_for_best
+    known = tuple(getattr(task, "metric_names", ()))
+    if wanted is not None and known and wanted not in known:
+        raise ConfigError(
+            recipe.name or "recipe",
+            [
+                f"'train.metric_for_best' is '{wanted}', which task '{recipe.task}' does not "
+                f"report.{did_you_mean(wanted, known)} It reports {', '.join(known)}."
+            ],
+        )
 
 
 def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> Path | None:

@@ -29,6 +29,8 @@ class Task(Protocol):
     """Recipe used by ``nlptasks run TASK`` without ``--recipe``."""
     main_metric: ClassVar[str]
     """Metric that picks the best checkpoint unless the recipe says otherwise."""
+    metric_names: ClassVar[tuple[str, ...]]
+    """Every metric an evaluation reports (``loss`` included); checked before a run starts."""
     greater_is_better: ClassVar[bool]
     pipeline_tag: ClassVar[str]
     """transformers pipeline / Hub tag of the trained model (for the model card)."""

@@ -160,9 +160,11 @@ class Trainer:
         )
 
         metric_name = cfg.metric_for_best or self.task.main_metric
+        # The task knows the direction of its main metric; for others, losses and
+        # perplexities go down and everything else goes up.
         greater = (
             self.task.greater_is_better
-            if cfg.metric_for_best is None
+            if metric_name == self.task.main_metric
             else not ("loss" in metric_name or "perplexity" in metric_name)
         )
         best_metric: float | None = None

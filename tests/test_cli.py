@@ -395,3 +395,20 @@ def test_folder_that_is_not_a_model(tmp_path: Path) -> None:
     _one_line_error(
         *invoke("eval", "sentiment", "--model", str(tmp_path)), "not a model", "config.json"
     )
+
+
+def test_unknown_metric_for_best_fails_before_training(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, dev = sst2_small
+    code, output = invoke(
+        "run",
+        "sentiment",
+        f"model={tiny_bert}",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "train.metric_for_best=acuracy",
+        f"output_dir={tmp_path / 'r'}",
+    )
+    _one_line_error(code, output, "'acuracy'", "Did you mean 'accuracy'?")
+    assert not (tmp_path / "r").exists()

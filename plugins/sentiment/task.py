@@ -24,6 +24,7 @@ class SentimentTask:
     name: ClassVar[str] = "sentiment"
     default_recipe: ClassVar[str] = "minilm"
     main_metric: ClassVar[str] = "accuracy"
+    metric_names: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "macro_f1")
     greater_is_better: ClassVar[bool] = True
     pipeline_tag: ClassVar[str] = "text-classification"
 
