@@ -8,7 +8,6 @@ Heavy modules (torch, transformers) are imported inside commands, never at start
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -173,7 +172,12 @@ def _read_jsonl(path: Path) -> list[Any]:
     elif not path.exists() or path.is_dir():  # exists(), not is_file(): pipes are fine too
         raise NlpTasksError(f"Input file '{path}' does not exist. Check the path.")
     else:
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise NlpTasksError(
+                f"Input file '{path}' is not UTF-8 text. Save it as UTF-8."
+            ) from None
     items = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -335,9 +339,18 @@ def recipes_copy(name: str, destination: str) -> None:
     if "extends" in source.read_text(encoding="utf-8"):
         import yaml
 
-        target.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        text = yaml.safe_dump(raw, sort_keys=False)
     else:
-        shutil.copyfile(source, target)
+        text = source.read_text(encoding="utf-8")
+    try:
+        with target.open("x", encoding="utf-8") as handle:  # "x": never overwrite
+            handle.write(text)
+    except FileExistsError:
+        raise NlpTasksError(f"'{target}' already exists. Choose another destination.") from None
+    except OSError as exc:
+        raise NlpTasksError(
+            f"Cannot write '{target}': {exc.strerror}. Check that its folder exists."
+        ) from None
     click.echo(
         f"Copied {name} to {target}. Run it with: nlptasks run {raw['task']} --recipe {target}"
     )

@@ -227,13 +227,29 @@ def _check_metric_for_best(recipe: Recipe, task: Any) -> None:
 
 
 def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> Path | None:
+    """The main process creates the run directory; the others learn whether that worked,
+    so a refusal is the same one-line error everywhere instead of a hang or a crash."""
+    from accelerate.utils import broadcast_object_list
+
+    from nlptasks.errors import NlpTasksError
     from nlptasks.results import new_run_dir
 
-    if not accelerator.is_main_process:
-        return None
-    if output_dir is not None:
-        return new_run_dir(output_dir, recipe.task, recipe.name or "recipe", exact=True)
-    return new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
+    outcome: list[Any] = [None]
+    if accelerator.is_main_process:
+        try:
+            if output_dir is not None:
+                path = new_run_dir(output_dir, recipe.task, recipe.name or "recipe", exact=True)
+            else:
+                path = new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
+            outcome = [("ok", str(path))]
+        except NlpTasksError as exc:
+            outcome = [("error", str(exc))]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(outcome, from_process=0)
+    status, text = outcome[0]
+    if status == "error":
+        raise NlpTasksError(text)
+    return Path(text) if accelerator.is_main_process else None
 
 
 def _data_source(recipe: Recipe) -> str:

@@ -222,10 +222,15 @@ class Trainer:
             if stop.requested(acc):
                 self._save_checkpoint("last", step, last_metrics)
                 self.events.emit("interrupted", step=step, signal=stop.signal_name)
-                where = f" in {self.checkpoint_dir / 'last'}" if self.checkpoint_dir else ""
+                saved = self.checkpoint_dir is not None and cfg.save_checkpoints
+                kept = (
+                    f"the model so far is saved in {self.checkpoint_dir / 'last'}"
+                    if saved and self.checkpoint_dir is not None
+                    else "nothing was saved (train.save_checkpoints=false)"
+                )
                 raise RunInterrupted(
-                    f"Interrupted by {stop.signal_name} at step {step} of {total_steps}; the "
-                    f"model so far is saved{where}. Start a new run to train again."
+                    f"Interrupted by {stop.signal_name} at step {step} of {total_steps}; "
+                    f"{kept}. Start a new run to train again."
                 )
 
             end_of_epoch = self._window_index + 1 == steps_per_epoch

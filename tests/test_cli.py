@@ -412,3 +412,11 @@ def test_unknown_metric_for_best_fails_before_training(
     )
     _one_line_error(code, output, "'acuracy'", "Did you mean 'accuracy'?")
     assert not (tmp_path / "r").exists()
+
+
+def test_recipes_copy_into_a_missing_folder(tmp_path: Path) -> None:
+    _one_line_error(
+        *invoke("recipes", "copy", "minilm", str(tmp_path / "no" / "such" / "r.yaml")),
+        "Cannot write",
+        "folder exists",
+    )
