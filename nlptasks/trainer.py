@@ -338,18 +338,21 @@ class Trainer:
             context = acc.no_sync(self.model) if not last else contextlib.nullcontext()
             with context:
                 loss_sum = self.task.compute_loss(self.model, batch)
-                if not torch.isfinite(loss_sum):
-                    raise NlpTasksError(
-                        "The training loss became NaN or infinite. Lower train.learning_rate "
-                        "or use train.mixed_precision=no."
-                    )
                 acc.backward(loss_sum * scale)
             window_loss += loss_sum.detach().float().item()
+        # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops at
+        # the same step (a lone raise would leave the others waiting in a collective), and
+        # before the optimizer writes NaNs into the weights.
+        loss = acc.reduce(torch.tensor(window_loss, device=acc.device), reduction="sum").item()
+        if not math.isfinite(loss):
+            raise NlpTasksError(
+                "The training loss became NaN or infinite. Lower train.learning_rate or use "
+                "train.mixed_precision=no."
+            )
         if self.config.max_grad_norm:
             acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         optimizer.step()
-        mean = acc.reduce(torch.tensor(window_loss, device=acc.device), reduction="sum").item()
-        return mean / total
+        return loss / total
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # No weight decay on biases and LayerNorm weights, as in the transformers examples.

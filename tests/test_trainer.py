@@ -227,3 +227,16 @@ def test_fp16_without_gpu_is_a_clear_error(tiny_bert: Path, sst2_small: tuple[Pa
     recipe = load_recipe("sentiment", "minilm", ["train.mixed_precision=fp16"])
     with pytest.raises(NlpTasksError, match="needs a GPU"):
         make_accelerator(recipe.train)
+
+
+def test_nan_loss_stops_with_one_line(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
+    from nlptasks.errors import NlpTasksError
+
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert, *sst2_small, "train.max_steps=3", "train.batch_size=16"
+    )
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], None)
+    with pytest.raises(NlpTasksError, match="NaN or infinite"):
+        trainer.train()
