@@ -420,3 +420,16 @@ def test_recipes_copy_into_a_missing_folder(tmp_path: Path) -> None:
         "Cannot write",
         "folder exists",
     )
+
+
+def test_swapped_label_names_are_not_read_from_a_stale_cache(trained_run: Path) -> None:
+    model = str(trained_run / "model")
+    code, output = invoke("eval", "sentiment", "--model", model, "--json")
+    assert code == 0, output
+    straight = json.loads(output)["accuracy"]
+    code, output = invoke(
+        "eval", "sentiment", "--model", model, "--json", "data.label_names=[positive, negative]"
+    )
+    assert code == 0, output
+    # Same rows, every gold label flipped: a binary accuracy turns into its complement.
+    assert json.loads(output)["accuracy"] == pytest.approx(1 - straight)

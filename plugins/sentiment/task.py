@@ -50,14 +50,15 @@ class SentimentTask:
             label = resolve_column(split, cfg.label_column, (), "data.label_column")
             columns[name] = (text, pair, label)
 
-        # unique() reads one Arrow column: cheap even for large data.
-        seen = {
+        # Each distinct raw label (unique() reads one Arrow column) -> its label name.
+        names_of = {
             name: {
-                self._label_text(v, split, columns[name][2], cfg.label_names)
+                v: _label_text(v, split.features.get(columns[name][2]), cfg.label_names)
                 for v in split.unique(columns[name][2])
             }
             for name, split in splits.items()
         }
+        seen = {name: set(mapping.values()) for name, mapping in names_of.items()}
         if trained_model is not None:
             id2label = trained_model.config.id2label
             self.label_names = [id2label[i] for i in range(len(id2label))]
@@ -79,7 +80,8 @@ class SentimentTask:
                     f"(it knows {known}). Use data with those labels"
                     + (" or fix data.label_names." if trained_model is None else ".")
                 )
-            prepared[name] = self._normalise(split, *columns[name], label2id, cfg.label_names)
+            ids = {raw: label2id[label_name] for raw, label_name in names_of[name].items()}
+            prepared[name] = self._normalise(split, *columns[name], ids)
         return datasets.DatasetDict(prepared)
 
     def _normalise(
@@ -88,47 +90,26 @@ class SentimentTask:
         text: str,
         pair: str | None,
         label: str,
-        label2id: dict[str, int],
-        label_names: list[str] | None,
+        ids: dict[Any, int],
     ) -> datasets.Dataset:
-        """Columns text, [text_pair], labels (class ids); cached on disk by fingerprint."""
+        """Columns text, [text_pair], labels (class ids); cached on disk by fingerprint.
+
+        ``ids`` maps every raw label value in the split to its class id."""
 
         def normalise(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
             out: dict[str, list[Any]] = {
                 "text": [t if t is not None else "" for t in batch[text]],
-                "labels": [
-                    label2id[self._label_text(v, split, label, label_names)] for v in batch[label]
-                ],
+                "labels": [ids[v] for v in batch[label]],
             }
             if pair:
                 out["text_pair"] = [t if t is not None else "" for t in batch[pair]]
             return out
 
-        # Everything that decides the label ids is in the key, or a stale cache would be read.
-        feature = split.features.get(label)
-        fp = fingerprint(
-            split._fingerprint, text, pair, label, label2id, label_names, repr(feature), "labels-v2"
-        )
+        # The whole raw value -> id mapping is in the key, or a stale cache could be read.
+        fp = fingerprint(split._fingerprint, text, pair, label, sorted(ids.items(), key=repr), "v3")
         return split.map(
             normalise, batched=True, remove_columns=split.column_names, new_fingerprint=fp
         )
-
-    @staticmethod
-    def _label_text(
-        value: Any, split: datasets.Dataset, column: str, label_names: list[str] | None
-    ) -> str:
-        feature = split.features.get(column)
-        if isinstance(value, bool):
-            value = int(value)
-        if isinstance(value, int):
-            if isinstance(feature, datasets.ClassLabel):
-                return str(feature.int2str(value))
-            if label_names and 0 <= value < len(label_names):
-                return label_names[value]
-            return str(value)
-        if value is None:
-            raise DataError("A row has no label. Remove rows with empty labels from the data.")
-        return str(value)
 
     # ------------------------------------------------------------------------------ model
     def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
@@ -288,3 +269,18 @@ def _tokenizer_digest(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else repr(tokenizer)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _label_text(value: Any, feature: Any, label_names: list[str] | None) -> str:
+    """The label name of a raw label value (ClassLabel id, integer, bool or string)."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        if isinstance(feature, datasets.ClassLabel):
+            return str(feature.int2str(value))
+        if label_names and 0 <= value < len(label_names):
+            return label_names[value]
+        return str(value)
+    if value is None:
+        raise DataError("A row has no label. Remove rows with empty labels from the data.")
+    return str(value)
