@@ -116,6 +116,10 @@ class RichReporter:
         elif kind == "train_end":
             self.close()
 
+    def advance(self, step: int, epoch: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task_id, completed=step, epoch=epoch)
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -158,6 +162,11 @@ class EventLog:
             except Exception as exc:
                 self._failed_plugins.add(impl.plugin_name)
                 report_hook_failure(impl.plugin_name, "on_event", exc)
+
+    def progress(self, **fields: Any) -> None:
+        """Between logged steps: move the live display only (no file line, no hook)."""
+        if self.enabled and isinstance(self.reporter, RichReporter):
+            self.reporter.advance(**fields)
 
     def close(self) -> None:
         self.reporter.close()

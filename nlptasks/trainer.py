@@ -218,6 +218,8 @@ class Trainer:
                 )
                 loss_window_sum, loss_window_count = 0.0, 0
                 log_started, log_examples = time.perf_counter(), 0
+            else:
+                self.events.progress(step=step, epoch=round(epoch_progress, 4))
 
             if stop.requested(acc):
                 self._save_checkpoint("last", step, last_metrics)
