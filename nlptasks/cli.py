@@ -279,17 +279,24 @@ def recipes_list(task: str | None) -> None:
             click.echo(f"{entry.name:<28} {_describe(entry)}")
 
 
-def _recipe_entry(name: str) -> Path:
+def _locate_recipe(item: str) -> tuple[Path, str]:
+    """(path, task) of a recipe file or a registered recipe (TASK/NAME, or NAME if unique).
+
+    A registered recipe's task comes from its registration (a plugin's file may live in any
+    folder); a file's from its ``task:`` key, else from its folder name.
+    """
     from nlptasks.errors import UnknownNameError
+    from nlptasks.recipes import read_recipe_dict
     from nlptasks.registry import get_registries
 
+    if Path(item).is_file():
+        path = Path(item)
+        return path, str(read_recipe_dict(path).get("task") or path.parent.name)
     regs = get_registries()
-    if name in regs.recipes:
-        return regs.recipes.get(name).target
-    matches = [e for e in regs.recipes if e.name.split("/", 1)[1] == name]
+    matches = [e for e in regs.recipes if item in (e.name, e.name.split("/", 1)[1])]
     if len(matches) == 1:
-        return matches[0].target
-    raise UnknownNameError("recipe", name, regs.recipes.names(), "See 'nlptasks recipes list'.")
+        return matches[0].target, matches[0].tasks[0]
+    raise UnknownNameError("recipe", item, regs.recipes.names(), "See 'nlptasks recipes list'.")
 
 
 @recipes.command(name="show")
@@ -303,15 +310,12 @@ def recipes_show(name: str, overrides: tuple[str, ...], resolved: bool) -> None:
     Example:
         nlptasks recipes show sentiment/minilm --resolved train.epochs=1
     """
-    path = _recipe_entry(name)
+    path, task = _locate_recipe(name)
     if not resolved and not overrides:
         click.echo(path.read_text(encoding="utf-8"), nl=False)
         return
-    from nlptasks.recipes import dump_recipe, load_recipe, read_recipe_dict
+    from nlptasks.recipes import dump_recipe, load_recipe
 
-    task = str(read_recipe_dict(path).get("task") or name.split("/", 1)[0])
-    if "/" not in name:
-        task = path.parent.name
     click.echo(dump_recipe(load_recipe(task, str(path), list(overrides))), nl=False)
 
 
@@ -325,7 +329,7 @@ def recipes_copy(name: str, destination: str) -> None:
     Example:
         nlptasks recipes copy sentiment/minilm my-recipe.yaml
     """
-    source = _recipe_entry(name)
+    source, task = _locate_recipe(name)
     target = Path(destination)
     if target.is_dir():
         target = target / source.name
@@ -334,8 +338,8 @@ def recipes_copy(name: str, destination: str) -> None:
     from nlptasks.recipes import read_recipe_dict
 
     # The copy must stand alone: resolve `extends` so it does not point at a sibling file.
-    raw = read_recipe_dict(source, source.parent.name)
-    raw.setdefault("task", source.parent.name)
+    raw = read_recipe_dict(source, task)
+    raw.setdefault("task", task)
     if "extends" in source.read_text(encoding="utf-8"):
         import yaml
 
@@ -369,10 +373,10 @@ def recipes_validate(paths: tuple[str, ...]) -> None:
 
     failed = False
     for item in paths:
-        path = Path(item) if Path(item).exists() else _recipe_entry(item)
         try:
-            raw = read_recipe_dict(path, path.parent.name)
-            raw.setdefault("task", path.parent.name)
+            path, task = _locate_recipe(item)
+            raw = read_recipe_dict(path, task)
+            raw.setdefault("task", task)
             raw.setdefault("name", path.stem)
             recipe = validate(raw, str(path))
             from nlptasks.registry import get_registries

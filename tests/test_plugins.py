@@ -286,3 +286,15 @@ def test_register_plugin_with_a_bad_hook_leaves_no_trace() -> None:
     with pytest.raises(Exception, match="register_taks"):
         plugins.register_plugin(misspelled, "misspelled")
     assert plugins.get_plugin_manager().get_plugin("misspelled") is None
+
+
+def test_plugin_recipe_commands_use_the_registered_task(toy_plugin: None, tmp_path: Path) -> None:
+    from nlptasks.cli import cli
+
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["recipes", "show", "toy-task/toy", "--resolved"])
+    assert shown.exit_code == 0, shown.output
+    assert "task: toy-task" in shown.output
+    assert runner.invoke(cli, ["recipes", "validate", "toy"]).exit_code == 0
+    copied = runner.invoke(cli, ["recipes", "copy", "toy", str(tmp_path / "t.yaml")])
+    assert copied.exit_code == 0 and "nlptasks run toy-task" in copied.output
