@@ -42,29 +42,53 @@ def run(
     return run_recipe(resolved, output_dir=output_dir, reporter=reporter)
 
 
-def run_recipe(
-    recipe: Recipe, output_dir: str | None = None, reporter: Reporter | None = None
-) -> RunResult:
-    """Run an already validated recipe (see :func:`run`)."""
+@dataclass
+class PreparedRun:
+    """Everything a run needs before training: the task, model, tokenizer and features."""
+
+    task: Any
+    model_path: str
+    model: Any
+    tokenizer: Any
+    features: dict[str, Any]
+    accelerator: Any
+
+
+def prepare_run(recipe: Recipe) -> PreparedRun:
+    """Resolve the model, load and check the data, build the model, tokenise.
+
+    Everything a user can get wrong fails here, before a run directory exists.
+    """
     _quiet_libraries()
     from accelerate.utils import set_seed
 
-    from nlptasks import data, models, results
-    from nlptasks.trainer import Trainer, make_accelerator
+    from nlptasks import data, models
+    from nlptasks.trainer import make_accelerator
 
-    started = time.time()
     task = load_task(recipe.task)
     _check_metric_for_best(recipe, task)
-    # Everything a user can get wrong is checked before the run directory exists.
     model_path = models.resolve_model(recipe.model)
-    splits = data.load_splits(recipe.data)
-    splits = task.prepare_data(splits, recipe)
+    splits = task.prepare_data(data.load_splits(recipe.data), recipe)
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     model, tokenizer = task.build_model(model_path, recipe)
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.
         features = {name: task.preprocess(s, tokenizer, recipe) for name, s in splits.items()}
+    return PreparedRun(task, model_path, model, tokenizer, features, accelerator)
+
+
+def run_recipe(
+    recipe: Recipe, output_dir: str | None = None, reporter: Reporter | None = None
+) -> RunResult:
+    """Run an already validated recipe (see :func:`run`)."""
+    from nlptasks import results
+    from nlptasks.trainer import Trainer
+
+    started = time.time()
+    prepared = prepare_run(recipe)
+    task, model_path, model = prepared.task, prepared.model_path, prepared.model
+    tokenizer, features, accelerator = prepared.tokenizer, prepared.features, prepared.accelerator
 
     run_name = recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}"
     run_dir = _make_run_dir(accelerator, output_dir, recipe)

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from nlptasks.data import load_splits
 from nlptasks.events import EventLog
 from nlptasks.recipes import load_recipe
-from nlptasks.runner import load_task
+from nlptasks.runner import load_task, prepare_run
 from nlptasks.trainer import Trainer
 
 
@@ -37,17 +36,15 @@ def _setup(tiny_bert: Path, train_file: Path, dev_file: Path, *overrides: str) -
             *overrides,
         ],
     )
-    task = load_task("sentiment")
-    splits = task.prepare_data(load_splits(recipe.data), recipe)
-    torch.manual_seed(0)  # the new classification head starts the same in every call
-    model, tokenizer = task.build_model(str(tiny_bert), recipe)
+    # The runner's own preparation; its seeding makes the new head start the same every call.
+    prepared = prepare_run(recipe)
+    task, model, tokenizer = prepared.task, prepared.model, prepared.tokenizer
     # No dropout: two runs that see the same examples must compute the same gradients.
     model.config.hidden_dropout_prob = 0.0
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    features = {k: task.preprocess(v, tokenizer, recipe) for k, v in splits.items()}
-    return recipe, task, model, tokenizer, features
+    return recipe, task, model, tokenizer, prepared.features
 
 
 def _one_step(tiny_bert: Path, files: tuple[Path, Path], examples: int, accumulation: int) -> dict:
