@@ -182,7 +182,7 @@ class Trainer:
         windows = self._windows(sampler, epoch)
         while step < total_steps:
             try:
-                window = next(windows)
+                index, window = next(windows)  # index: the optimizer step within the epoch
             except StopIteration:
                 epoch += 1
                 windows = self._windows(sampler, epoch)
@@ -201,7 +201,7 @@ class Trainer:
             loss_window_count += 1
             train_loss_sum += loss_value
             train_loss_count += 1
-            epoch_progress = epoch + min(1.0, (self._window_index + 1) / steps_per_epoch)
+            epoch_progress = epoch + min(1.0, (index + 1) / steps_per_epoch)
 
             if step % cfg.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - log_started
@@ -235,7 +235,7 @@ class Trainer:
                     f"{kept}. Start a new run to train again."
                 )
 
-            end_of_epoch = self._window_index + 1 == steps_per_epoch
+            end_of_epoch = index + 1 == steps_per_epoch
             due = (cfg.eval_every and step % cfg.eval_every == 0) or (
                 not cfg.eval_every and end_of_epoch
             )
@@ -300,21 +300,22 @@ class Trainer:
 
     def _windows(
         self, sampler: LengthGroupedBatchSampler, epoch: int
-    ) -> Iterator[list[dict[str, torch.Tensor]]]:
-        """Accumulation windows of one epoch: lists of up to ``accumulation`` micro-batches."""
+    ) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
+        """(index, window) for each accumulation window of one epoch: a window is a list of
+        up to ``gradient_accumulation_steps`` micro-batches on the device."""
         sampler.set_epoch(epoch)
         assert self.train_dataset is not None
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate)
         window: list[dict[str, torch.Tensor]] = []
-        self._window_index = 0
+        index = 0
         for batch in loader:
             window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
             if len(window) == self.config.gradient_accumulation_steps:
-                yield window
-                self._window_index += 1
+                yield index, window
+                index += 1
                 window = []
         if window:  # the last, shorter window of the epoch
-            yield window
+            yield index, window
 
     def _optimizer_step(
         self, window: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer
