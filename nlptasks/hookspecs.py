@@ -24,7 +24,10 @@ def register_tasks(register: Callable[..., None]) -> None:
     Args:
         register: ``register(name, target, description="")`` where ``target`` is a Task
             class or a lazy ``"module:attr"`` string (preferred: it keeps ``nlptasks list``
-            from importing torch).
+            from importing torch). A target that cannot be imported is an error naming the
+            plugin, only when the task is used.
+
+    A name that another plugin registers too fails only the commands that use it.
     """
 
 
@@ -33,8 +36,10 @@ def register_models(register: Callable[..., None]) -> None:
     """Register model presets: short names that resolve to a local directory or hub id.
 
     Args:
-        register: ``register(name, resolve, description="", tasks=())`` where ``resolve()``
-            returns a path or hub id, called only when the preset is used.
+        register: ``register(name, resolve, description="", tasks=(), hub_id=None)`` where
+            ``resolve()`` returns a path or hub id, called only when the preset is used, and
+            ``hub_id`` is the Hub id this preset is a copy of, used as the model card's
+            ``base_model`` (leave it ``None`` for a model that is not on the Hub).
     """
 
 
@@ -53,9 +58,14 @@ def register_datasets(register: Callable[..., None]) -> None:
 def register_metrics(register: Callable[..., None]) -> None:
     """Register metrics (``evaluate.Metric`` subclasses or compatible objects).
 
+    Metric names are scoped by task: a metric is registered as ``TASK/NAME`` for each of its
+    ``tasks`` (e.g. ``sentiment/accuracy``), so a plugin may call its own task's metric
+    ``accuracy`` without clashing with another task's; only two ``accuracy`` metrics for one
+    task conflict. A metric with no ``tasks`` is shared by every task under its bare name.
+
     Args:
         register: ``register(name, target, description="", tasks=())`` where ``target`` is a
-            class or ``"module:attr"`` string.
+            class or ``"module:attr"`` string and ``tasks`` the task names it is for.
     """
 
 

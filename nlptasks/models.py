@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +21,28 @@ def resolve_model(reference: str) -> str:
     if reference in models:
         return str(models.get(reference).load()())
     return reference
+
+
+# The shape of a Hub repo id, "name" or "namespace/name" (letters, digits, "-", "_", ".").
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def base_model_id(reference: str) -> str | None:
+    """The Hub id a model reference stands for (a model card's ``base_model``), if any.
+
+    A preset gives the ``hub_id`` its plugin declared (``None`` if it declared none); an
+    existing local directory gives ``None`` (it is no Hub model, whatever it was trained
+    from); anything else is a Hub id and is returned as is, except a reference that cannot
+    be one (e.g. a path to a folder that is gone): a card must not name a local path.
+    """
+    from nlptasks.registry import get_registries
+
+    models = get_registries().models
+    if reference in models:
+        return models.get(reference).hub_id
+    if Path(reference).expanduser().is_dir():
+        return None
+    return reference if _HUB_ID.fullmatch(reference) else None
 
 
 def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") -> T:

@@ -4,9 +4,13 @@ Plugins are loaded lazily, on the first call to :func:`get_plugin_manager`, neve
 one broken plugin cannot take down ``nlptasks --help``. Each entry point loads in its own
 ``try``; a failure is one warning line naming the plugin, its distribution and version.
 
+Every hook is called through :func:`call_hook`, in pluggy's order, each implementation in
+its own ``try``.
+
 Environment:
     NLPTASKS_LOAD_PLUGINS: comma-separated allow-list of entry-point names (empty: none).
     NLPTASKS_STRICT_PLUGINS: ``1`` turns plugin load failures into errors (for plugin authors).
+    NLPTASKS_TRACE_PLUGINS: ``1`` writes one line per hook implementation call to stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import sys
+import time
 import warnings
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -113,9 +120,8 @@ def _load() -> pluggy.PluginManager:
     global _generation
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("NLPTASKS_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(print)
-        pm.enable_tracing()
+    # No pm.enable_tracing(): pluggy's tracer only sees pm.hook.X() calls, which nlptasks
+    # never makes; call_hook traces each implementation itself (to stderr, see there).
     for module_name in DEFAULT_PLUGINS:
         module = importlib.import_module(module_name)
         # Short names ("sentiment") read well in `nlptasks list`; the module path does not.
@@ -146,9 +152,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             # Never let a newcomer displace a plugin already loaded under that name.
             taken_by = _infos.get(ep.name)
             owner = taken_by.distribution if taken_by else "another plugin"
+            problem = f"the name is already used by {owner}. Rename its entry point."
             _report(
-                f"Plugin '{ep.name}' {where} was skipped: the name is already used by {owner}. "
-                f"Rename its entry point.",
+                f"Plugin '{ep.name}' {where} was skipped: {problem}",
+                f"Plugin '{ep.name}' {where} cannot be loaded: {problem}",
                 strict,
             )
             continue
@@ -160,9 +167,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         except Exception as exc:
             if plugin is not None and pm.get_plugin(ep.name) is plugin:
                 pm.unregister(plugin, name=ep.name)
+            cause = f"{type(exc).__name__}: {exc}"
             _report(
-                f"Plugin '{ep.name}' {where} failed to load and was skipped: "
-                f"{type(exc).__name__}: {exc}",
+                f"Plugin '{ep.name}' {where} failed to load and was skipped: {cause}",
+                f"Plugin '{ep.name}' {where} failed to load: {cause}",
                 strict,
                 exc,
             )
@@ -175,10 +183,19 @@ def strict_mode() -> bool:
     return os.environ.get("NLPTASKS_STRICT_PLUGINS", "") not in ("", "0")
 
 
-def _report(message: str, strict: bool, exc: BaseException | None = None) -> None:
+# Appended to errors in strict mode: the warning's "was skipped" would be false there.
+_STRICT_NOTE = " (an error because NLPTASKS_STRICT_PLUGINS is set)"
+
+
+def _report(warning: str, error: str, strict: bool, exc: BaseException | None = None) -> None:
+    """Warn with ``warning`` or, in strict mode, raise :class:`PluginError` with ``error``.
+
+    Two texts because the outcome differs: a warning means the plugin (or its hook) was
+    skipped and the command went on; an error means the command stopped.
+    """
     if strict:
-        raise PluginError(message) from exc
-    warnings.warn(message, PluginLoadWarning, stacklevel=3)
+        raise PluginError(error.rstrip(".") + _STRICT_NOTE + ".") from exc
+    warnings.warn(warning, PluginLoadWarning, stacklevel=3)
 
 
 def report_hook_failure(plugin_name: str, hook: str, exc: BaseException) -> None:
@@ -189,25 +206,95 @@ def report_hook_failure(plugin_name: str, hook: str, exc: BaseException) -> None
         where = (
             f" ({info.distribution} {info.version})" if info.version else f" ({info.distribution})"
         )
+    cause = f"{type(exc).__name__}: {exc}"
     _report(
-        f"Plugin '{plugin_name}'{where} failed in hook {hook} and was skipped there: "
-        f"{type(exc).__name__}: {exc}",
+        f"Plugin '{plugin_name}'{where} failed in hook {hook} and was skipped there: {cause}",
+        f"Plugin '{plugin_name}'{where} failed in hook {hook}: {cause}",
         strict_mode(),
         exc,
     )
 
 
-def call_each(hook_name: str, **kwargs: Any) -> None:
-    """Call every implementation of a hook, each in its own ``try``: one plugin's failure is
-    reported (see :func:`report_hook_failure`) and never stops the others or the CLI."""
+def trace_enabled() -> bool:
+    """True when NLPTASKS_TRACE_PLUGINS asks for one stderr line per hook implementation call."""
+    return os.environ.get("NLPTASKS_TRACE_PLUGINS", "") not in ("", "0")
+
+
+def call_hook(
+    hook_name: str,
+    *,
+    kwargs_for: Callable[[str], Mapping[str, Any]] | None = None,
+    skip: Collection[str] = (),
+    on_failure: Callable[[str, Exception], None] | None = None,
+    **kwargs: Any,
+) -> list[tuple[str, Any]]:
+    """Call every implementation of ``hook_name``, each in its own ``try``.
+
+    The one way nlptasks calls its hooks (registries, CLI commands, ``on_event``), so order,
+    isolation and tracing are the same everywhere.
+
+    Args:
+        hook_name: a hook from :mod:`nlptasks.hookspecs`, e.g. ``"register_tasks"``.
+        kwargs_for: ``kwargs_for(plugin_name)`` returns keyword arguments for that plugin's
+            implementation only, merged over ``kwargs`` (e.g. a ``register`` callback that
+            knows which plugin registers).
+        skip: plugin names whose implementation is not called (e.g. trackers that failed).
+        on_failure: ``on_failure(plugin_name, exc)`` is called when an implementation raises
+            anything but an :class:`NlpTasksError`, before the failure is reported.
+        **kwargs: the hook's arguments, the same for every plugin.
+
+    Returns:
+        ``(plugin_name, result)`` for each implementation that ran without raising, in call
+        order; unlike pluggy, ``None`` results are kept so every pair names its plugin.
+
+    Implementations run in pluggy's own order: last registered first, ``tryfirst`` ones before
+    and ``trylast`` ones after the rest. Wrappers (``wrapper``/``hookwrapper``) are not called:
+    they wrap pluggy's own loop, which this replaces. An :class:`NlpTasksError` propagates (it
+    already says what to do); any other exception is one warning naming the plugin
+    (:func:`report_hook_failure`; an error in strict mode) and the next plugin still runs.
+    """
     pm = get_plugin_manager()
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+    trace = trace_enabled()
+    results: list[tuple[str, Any]] = []
+    # pluggy keeps implementations ordered trylast .. plain (registration order) .. tryfirst
+    # and calls them from the end; reversed() is exactly that order.
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper or impl.plugin_name in skip:
+            continue
+        given = {**kwargs, **kwargs_for(impl.plugin_name)} if kwargs_for else kwargs
+        # Outside the try: a missing argument is a bug in nlptasks, not in the plugin.
         try:
-            impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except NlpTasksError:
-            raise  # our own errors (e.g. a duplicate name) already say what to do
+            args = [given[name] for name in impl.argnames]
+        except KeyError as exc:
+            raise pluggy.HookCallError(
+                f"hook {hook_name} must be called with argument {exc.args[0]!r}"
+            ) from None
+        # Like pluggy: optional (defaulted) parameters get a value only when one is given.
+        optional = {name: given[name] for name in impl.kwargnames if name in given}
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            results.append((impl.plugin_name, impl.function(*args, **optional)))
+        except NlpTasksError as exc:
+            outcome = f"raised {type(exc).__name__}"
+            raise  # our own errors (e.g. a bad target) already say what to do
         except Exception as exc:
+            outcome = f"raised {type(exc).__name__}"
+            if on_failure is not None:
+                on_failure(impl.plugin_name, exc)
             report_hook_failure(impl.plugin_name, hook_name, exc)
+        finally:
+            if trace:
+                _trace(hook_name, impl.plugin_name, time.perf_counter() - started, outcome)
+    return results
+
+
+def _trace(hook_name: str, plugin_name: str, seconds: float, outcome: str) -> None:
+    # stderr, never stdout: `nlptasks ... --json` output must stay parseable while tracing.
+    sys.stderr.write(
+        f"nlptasks trace: {hook_name} {plugin_name} {seconds * 1000:.2f} ms {outcome}\n"
+    )
+    sys.stderr.flush()
 
 
 def _own_version() -> str:

