@@ -1,13 +1,14 @@
 """Helpers for tests of nlptasks and of plugins: tiny real models built in seconds.
 
 Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures
-``tiny_bert`` (a 2-layer BERT with a WordPiece tokenizer trained on SST-2-like text) and
-``offline`` (no Hub access, no third-party entry points).
+``tiny_bert`` (a 2-layer BERT with a WordPiece tokenizer trained on ``tiny_texts``, by default
+a few SST-2-like sentences; override ``tiny_texts`` to train it on your own) and ``offline``
+(no Hub access, no third-party entry points).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,17 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random BERT checkpoint directory (see :func:`make_tiny_bert`)."""
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+def tiny_texts() -> Sequence[str]:
+    """The texts the ``tiny_bert`` tokenizer is trained on: :data:`DEFAULT_TEXTS`.
+
+    Override this session-scoped fixture in a ``conftest.py`` to train the vocabulary on the
+    suite's own data (say, a few thousand sentences of its dataset).
+    """
+    return DEFAULT_TEXTS
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
+    """A tiny random BERT checkpoint directory (see :func:`make_tiny_bert`) whose WordPiece
+    vocabulary is trained on ``tiny_texts``; built once per test session."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)

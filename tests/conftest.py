@@ -13,6 +13,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["NLPTASKS_LOAD_PLUGINS"] = ""  # entry points are off unless a test turns them on
 
+# The suite uses the fixtures nlptasks ships for plugin authors (tiny_bert, offline) and
+# overrides only the texts its tiny BERT's vocabulary is trained on (tiny_texts below).
+pytest_plugins = ["nlptasks.testing"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 SST2 = SHARED_DATA / "sst2"
@@ -54,12 +58,9 @@ def sst2_rows(split: str, limit: int | None = None) -> list[tuple[str, int]]:
 
 
 @pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random BERT whose WordPiece vocabulary is trained on real SST-2 sentences."""
-    from nlptasks.testing import make_tiny_bert
-
-    texts = [text for text, _ in sst2_rows("train", 5000)]
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts)
+def tiny_texts() -> list[str]:
+    """The shipped ``tiny_bert`` fixture's vocabulary, trained here on real SST-2 sentences."""
+    return [text for text, _ in sst2_rows("train", 5000)]
 
 
 @pytest.fixture
