@@ -6,7 +6,8 @@ modules load when a run starts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from nlptasks.data import cache_dir, fingerprint, resolve_column
 from nlptasks.errors import (
@@ -22,36 +23,87 @@ from nlptasks.errors import (
 )
 from nlptasks.hookspecs import hookimpl, hookspec
 from nlptasks.models import load_pretrained, resolve_model
-from nlptasks.recipes import DataConfig, Recipe, TrainConfig, load_recipe
-from nlptasks.task import Task
+from nlptasks.recipes import (
+    DataConfig,
+    GenerationConfig,
+    NoOptions,
+    Recipe,
+    TrainConfig,
+    load_recipe,
+)
+from nlptasks.task import GeneratingTask, MetricSpec, Task
 
 if TYPE_CHECKING:
+    from nlptasks.evaluation import (
+        PAD_INDEX,
+        CollectOutputs,
+        EvalContext,
+        MetricAccumulator,
+        concat_padded,
+        length_sorted_batches,
+    )
     from nlptasks.events import Reporter
-    from nlptasks.runner import RunResult
+    from nlptasks.runner import EvalResult, RunResult
+
+# Names whose modules import torch: loaded on first use, so `import nlptasks` (and so
+# `nlptasks --help`) stays light.
+_LAZY = {
+    "PAD_INDEX": "nlptasks.evaluation",
+    "CollectOutputs": "nlptasks.evaluation",
+    "EvalContext": "nlptasks.evaluation",
+    "MetricAccumulator": "nlptasks.evaluation",
+    "concat_padded": "nlptasks.evaluation",
+    "length_sorted_batches": "nlptasks.evaluation",
+    "EvalResult": "nlptasks.runner",
+    "RunResult": "nlptasks.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nlptasks' has no attribute '{name}'")
+
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PAD_INDEX",
+    "CollectOutputs",
     "ConfigError",
     "DataConfig",
     "DataError",
     "DuplicateNameError",
+    "EvalContext",
+    "EvalResult",
+    "GeneratingTask",
+    "GenerationConfig",
+    "MetricAccumulator",
+    "MetricSpec",
     "ModelError",
     "NlpTasksError",
+    "NoOptions",
     "PluginError",
     "Recipe",
     "RunDirectoryError",
     "RunInterrupted",
+    "RunResult",
     "Task",
     "TrainConfig",
     "UnknownNameError",
     "__version__",
     "cache_dir",
+    "concat_padded",
+    "evaluate",
     "fingerprint",
     "hookimpl",
     "hookspec",
+    "length_sorted_batches",
     "load_pretrained",
     "load_recipe",
+    "predict",
     "resolve_column",
     "resolve_model",
     "run",
@@ -73,3 +125,34 @@ def run(
     from nlptasks.runner import run as _run
 
     return _run(task, recipe, list(overrides), output_dir=output_dir, reporter=reporter)
+
+
+def evaluate(task: str, model_dir: str, recipe: str | None = None, *overrides: str) -> EvalResult:
+    """Evaluate a trained model, exactly like ``nlptasks eval``; returns an ``EvalResult``
+    (``metrics``, ``num_examples``, the resolved ``recipe``, ``mixed_precision``).
+
+    The data is the model's own run recipe's unless ``recipe`` or ``overrides`` say otherwise.
+    Example: ``nlptasks.evaluate("sentiment", "runs/RUN/model", None, "data.eval_path=dev.tsv")``.
+    """
+    from nlptasks.runner import evaluate_model
+
+    return evaluate_model(task, model_dir, recipe, list(overrides))
+
+
+def predict(
+    task: str,
+    model_dir: str,
+    records: Sequence[Mapping[str, Any] | str],
+    *,
+    batch_size: int | None = None,
+    mixed_precision: str | None = None,
+) -> list[dict[str, Any]]:
+    """Predictions of a trained model, exactly like ``nlptasks predict``: one dict per record,
+    in input order. Records hold the task's input fields (``{"text": ...}`` for sentiment; a
+    plain string is fine for a task with one field).
+
+    Example: ``nlptasks.predict("sentiment", "runs/RUN/model", ["A gripping film."])``.
+    """
+    from nlptasks.runner import predict as _predict
+
+    return _predict(task, model_dir, records, batch_size, mixed_precision)

@@ -129,11 +129,11 @@ def eval_command(
     from nlptasks.runner import evaluate_model
 
     _require_dir(model_dir)
-    metrics = evaluate_model(task, model_dir, recipe, list(overrides))
+    result = evaluate_model(task, model_dir, recipe, list(overrides))
     if as_json:
-        click.echo(json.dumps(metrics))
+        click.echo(json.dumps(result.metrics))
     else:
-        click.echo("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        click.echo("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
 
 
 @cli.command()
@@ -145,28 +145,68 @@ def eval_command(
     "-i",
     "input_file",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="JSON lines with a 'text' field (or JSON strings), one per line; - for stdin.",
+    help="JSON lines, one record per line with the task's input fields; - for stdin.",
 )
-def predict(task: str, texts: tuple[str, ...], model_dir: str, input_file: str | None) -> None:
-    """Predict with a trained model; prints one JSON object per input.
+@click.option(
+    "--field",
+    "-f",
+    "fields",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="One input field of a single record (repeat for each field), e.g. for qa: "
+    "-f question=... -f context=...",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Records per batch.")
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["auto", "no", "bf16", "fp16"]),
+    help="Precision (default: the model's recipe's train.mixed_precision).",
+)
+def predict(
+    task: str,
+    texts: tuple[str, ...],
+    model_dir: str,
+    input_file: str | None,
+    fields: tuple[str, ...],
+    batch_size: int | None,
+    mixed_precision: str | None,
+) -> None:
+    """Predict with a trained model; prints one JSON object per input, in input order.
+
+    TEXTS are records of a task with one input field (sentiment: text). Tasks with several
+    fields take --field NAME=VALUE or --input FILE.jsonl.
 
     \b
     Example:
         nlptasks predict sentiment --model runs/RUN/model "A gripping, funny film."
+        nlptasks predict sentiment --model runs/RUN/model --input reviews.jsonl
     """
-    from nlptasks.runner import predict as predict_inputs
+    from nlptasks.runner import predict as predict_records
 
     _require_dir(model_dir)
-    inputs: list[Any] = list(texts)
+    records: list[Any] = list(texts)
+    if fields:
+        records.append(_record_from_fields(fields))
     if input_file:
-        inputs.extend(_read_jsonl(Path(input_file)))
-    if not inputs:
-        raise click.UsageError("Give TEXT arguments or --input FILE.jsonl.")
-    for item in predict_inputs(task, model_dir, inputs):
+        records.extend(_read_jsonl(Path(input_file)))
+    if not records:
+        raise click.UsageError("Give TEXT arguments, --field NAME=VALUE or --input FILE.jsonl.")
+    for item in predict_records(task, model_dir, records, batch_size, mixed_precision):
         click.echo(json.dumps(item, ensure_ascii=False))
 
 
+def _record_from_fields(fields: tuple[str, ...]) -> dict[str, str]:
+    record: dict[str, str] = {}
+    for item in fields:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"--field '{item}' is not NAME=VALUE (e.g. -f question=Who?).")
+        record[name] = value
+    return record
+
+
 def _read_jsonl(path: Path) -> list[Any]:
+    """Records from JSON lines: objects, or plain JSON strings for one-field tasks."""
     if str(path) == "-":
         text = sys.stdin.read()
     elif not path.exists() or path.is_dir():  # exists(), not is_file(): pipes are fine too
@@ -183,19 +223,12 @@ def _read_jsonl(path: Path) -> list[Any]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            items.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise NlpTasksError(
                 f"{path} line {number} is not valid JSON ({exc.msg}). Write one JSON object "
                 f'per line, e.g. {{"text": "..."}}.'
             ) from None
-        if isinstance(value, dict):
-            if "text" not in value:
-                raise NlpTasksError(
-                    f'{path} line {number} has no \'text\' field. Write {{"text": "..."}}.'
-                )
-            value = value["text"]
-        items.append(value)
     return items
 
 
@@ -224,10 +257,14 @@ def list_command(kind: str | None, as_json: bool) -> None:
     rows: dict[str, list[dict[str, str]]] = {}
     for name in kinds:
         registry = getattr(regs, name)
-        rows[name] = [
-            {"name": e.name, "plugin": e.plugin, "description": e.description or _describe(e)}
-            for e in registry
-        ]
+        rows[name] = []
+        for e in registry:
+            # A name two plugins registered is listed once, naming both: listing keeps
+            # working (only commands that use the name fail) and shows whom to uninstall.
+            owners = registry.conflict(e.name)
+            plugin = f"{', '.join(owners)} (conflict)" if owners else e.plugin
+            description = e.description or _describe(e)
+            rows[name].append({"name": e.name, "plugin": plugin, "description": description})
     if as_json:
         click.echo(json.dumps(rows if kind is None else rows[kind], indent=2))
         return
@@ -236,7 +273,9 @@ def list_command(kind: str | None, as_json: bool) -> None:
 
     console = Console()
     for name, entries in rows.items():
-        table = Table(title=name, title_justify="left", show_lines=False)
+        # Metrics, like recipes, are keyed by task: two tasks may each have an "accuracy".
+        caption = "TASK/NAME: one task's; a bare NAME: every task's" if name == "metrics" else None
+        table = Table(title=name, title_justify="left", show_lines=False, caption=caption)
         for column in ("name", "plugin", "description"):
             table.add_column(column)
         for entry in entries:
@@ -246,10 +285,10 @@ def list_command(kind: str | None, as_json: bool) -> None:
 
 def _describe(entry: Any) -> str:
     if isinstance(entry.target, Path):
-        from nlptasks.recipes import _read_yaml
+        from nlptasks.recipes import read_yaml
 
         try:
-            return str(_read_yaml(entry.target).get("description", ""))
+            return str(read_yaml(entry.target).get("description", ""))
         except NlpTasksError:
             return "(invalid recipe)"
     return ""
@@ -279,26 +318,6 @@ def recipes_list(task: str | None) -> None:
             click.echo(f"{entry.name:<28} {_describe(entry)}")
 
 
-def _locate_recipe(item: str) -> tuple[Path, str]:
-    """(path, task) of a recipe file or a registered recipe (TASK/NAME, or NAME if unique).
-
-    A registered recipe's task comes from its registration (a plugin's file may live in any
-    folder); a file's from its ``task:`` key, else from its folder name.
-    """
-    from nlptasks.errors import UnknownNameError
-    from nlptasks.recipes import read_recipe_dict
-    from nlptasks.registry import get_registries
-
-    if Path(item).is_file():
-        path = Path(item)
-        return path, str(read_recipe_dict(path).get("task") or path.parent.name)
-    regs = get_registries()
-    matches = [e for e in regs.recipes if item in (e.name, e.name.split("/", 1)[1])]
-    if len(matches) == 1:
-        return matches[0].target, matches[0].tasks[0]
-    raise UnknownNameError("recipe", item, regs.recipes.names(), "See 'nlptasks recipes list'.")
-
-
 @recipes.command(name="show")
 @click.argument("name")
 @click.argument("overrides", nargs=-1)
@@ -310,12 +329,12 @@ def recipes_show(name: str, overrides: tuple[str, ...], resolved: bool) -> None:
     Example:
         nlptasks recipes show sentiment/minilm --resolved train.epochs=1
     """
-    path, task = _locate_recipe(name)
+    from nlptasks.recipes import dump_recipe, load_recipe, locate_recipe
+
+    path, task = locate_recipe(name)
     if not resolved and not overrides:
         click.echo(path.read_text(encoding="utf-8"), nl=False)
         return
-    from nlptasks.recipes import dump_recipe, load_recipe
-
     click.echo(dump_recipe(load_recipe(task, str(path), list(overrides))), nl=False)
 
 
@@ -329,20 +348,20 @@ def recipes_copy(name: str, destination: str) -> None:
     Example:
         nlptasks recipes copy sentiment/minilm my-recipe.yaml
     """
-    source, task = _locate_recipe(name)
+    import yaml
+
+    from nlptasks.recipes import locate_recipe, read_recipe_dict, read_yaml
+
+    source, task = locate_recipe(name)
     target = Path(destination)
     if target.is_dir():
         target = target / source.name
     if target.exists():
         raise NlpTasksError(f"'{target}' already exists. Choose another destination.")
-    from nlptasks.recipes import read_recipe_dict
-
     # The copy must stand alone: resolve `extends` so it does not point at a sibling file.
     raw = read_recipe_dict(source, task)
     raw.setdefault("task", task)
-    if "extends" in source.read_text(encoding="utf-8"):
-        import yaml
-
+    if "extends" in read_yaml(source):
         text = yaml.safe_dump(raw, sort_keys=False)
     else:
         text = source.read_text(encoding="utf-8")
@@ -369,19 +388,16 @@ def recipes_validate(paths: tuple[str, ...]) -> None:
     Example:
         nlptasks recipes validate my-recipe.yaml
     """
-    from nlptasks.recipes import read_recipe_dict, validate
+    from nlptasks.recipes import locate_recipe, read_recipe_dict, validate
 
     failed = False
     for item in paths:
         try:
-            path, task = _locate_recipe(item)
+            path, task = locate_recipe(item)
             raw = read_recipe_dict(path, task)
             raw.setdefault("task", task)
             raw.setdefault("name", path.stem)
-            recipe = validate(raw, str(path))
-            from nlptasks.registry import get_registries
-
-            get_registries().tasks.get(recipe.task)
+            validate(raw, str(path))  # the task's options class checks its section too
         except NlpTasksError as exc:
             failed = True
             click.secho(f"{item}: {exc}", fg="red", err=True)
@@ -441,9 +457,9 @@ def _load_plugin_commands() -> None:
     _commands_loaded = True
     warnings.formatwarning = _one_line_warning
     try:
-        from nlptasks.plugins import call_each
+        from nlptasks.plugins import call_hook
 
-        call_each("register_commands", cli=cli)
+        call_hook("register_commands", cli=cli)
     except NlpTasksError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(1)

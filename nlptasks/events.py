@@ -8,11 +8,15 @@ JSON lines on stdout (``--json``) or nothing (``--quiet``).
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Event = dict[str, Any]
 
@@ -50,16 +54,26 @@ class JsonReporter:
 
 
 class RichReporter:
-    """A live progress bar: step, epoch, loss, learning rate, examples/s and ETA."""
+    """A live progress bar: step, epoch, loss, learning rate, examples/s and ETA.
 
-    def __init__(self) -> None:
-        from rich.console import Console
+    When ``console`` (default: stderr) is not a terminal, e.g. a log file, CI or a pipe, it
+    prints one plain line per logged step instead, since a redrawn bar there is noise.
+    """
 
-        self.console = Console(stderr=True)
+    def __init__(self, console: Console | None = None) -> None:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console
+        # A notebook is no terminal for rich, but shows a live bar well.
+        self.live = console.is_terminal or console.is_jupyter
         self._progress: Any = None
         self._task_id: Any = None
 
     def _start(self, total: int) -> None:
+        if not self.live:  # plain lines instead (step_line)
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -87,16 +101,22 @@ class RichReporter:
             "train", total=total, epoch=0.0, loss="-", lr="-", speed="-"
         )
 
+    def _print(self, text: str) -> None:
+        # soft_wrap: a line longer than the console's width stays one line in a log file.
+        self.console.print(text, soft_wrap=True)
+
     def handle(self, event: Event) -> None:
         kind = event["type"]
         if kind == "run_start":
-            self.console.print(
+            self._print(
                 f"[bold]nlptasks[/] {event['task']} · recipe {event['recipe']} · model "
                 f"{event['model']} · {event['train_examples']} train / "
                 f"{event['eval_examples']} eval examples · device {event['device']}"
             )
         elif kind == "train_start":
             self._start(event["total_steps"])
+        elif kind == "step" and not self.live:
+            self._print(self.step_line(event))
         elif kind == "step" and self._progress is not None:
             self._progress.update(
                 self._task_id,
@@ -110,13 +130,14 @@ class RichReporter:
             metrics = ", ".join(
                 f"{k} {v:.4f}" for k, v in event["metrics"].items() if isinstance(v, float)
             )
-            self.console.print(f"eval @ step {event['step']}: {metrics}")
+            self._print(f"eval @ step {event['step']}: {metrics}")
         elif kind == "early_stop":
-            self.console.print(f"early stopping at step {event['step']}: {event['reason']}")
+            self._print(f"early stopping at step {event['step']}: {event['reason']}")
         elif kind == "train_end":
             self.close()
 
     def advance(self, step: int, epoch: float) -> None:
+        """Move the bar between logged steps; without a terminal, print nothing."""
         if self._progress is not None:
             self._progress.update(self._task_id, completed=step, epoch=epoch)
 
@@ -124,6 +145,16 @@ class RichReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    @staticmethod
+    def step_line(event: Event) -> str:
+        """A ``step`` event as one plain line: step/total, epoch, loss, lr, ex/s and ETA."""
+        eta = datetime.timedelta(seconds=round(event["eta_seconds"]))
+        return (
+            f"step {event['step']}/{event['total_steps']} · epoch {event['epoch']:.2f} · "
+            f"loss {event['loss']:.4f} · lr {event['learning_rate']:.2e} · "
+            f"{event['examples_per_second']:.1f} ex/s · eta {eta}"
+        )
 
 
 class EventLog:
@@ -150,18 +181,16 @@ class EventLog:
         return event
 
     def _notify_plugins(self, event: Event) -> None:
-        from nlptasks.plugins import get_plugin_manager, report_hook_failure
+        from nlptasks.plugins import call_hook
 
         # A tracker that fails (say, its server is down) is reported once and then left out;
         # it never stops the run.
-        for impl in get_plugin_manager().hook.on_event.get_hookimpls():
-            if impl.plugin_name in self._failed_plugins:
-                continue
-            try:
-                impl.function(event=event)
-            except Exception as exc:
-                self._failed_plugins.add(impl.plugin_name)
-                report_hook_failure(impl.plugin_name, "on_event", exc)
+        call_hook(
+            "on_event",
+            event=event,
+            skip=self._failed_plugins,
+            on_failure=lambda plugin_name, exc: self._failed_plugins.add(plugin_name),
+        )
 
     def progress(self, **fields: Any) -> None:
         """Between logged steps: move the live display only (no file line, no hook)."""

@@ -1,9 +1,10 @@
 """Recipes: YAML files that say everything about one run, validated against a typed schema.
 
-A recipe names a task, a model and its data and training settings. It may ``extends:`` one
-other recipe (one level only). ``key=value`` overrides (values parsed as YAML) and ``~key``
-removals (back to the default) apply after loading. Validation reports every problem at once,
-with suggestions for misspelled keys.
+A recipe names a task, a model and its data and training settings, the task's own settings
+(``options:``, a dataclass the task declares) and the shared generation settings
+(``generation:``). It may ``extends:`` one other recipe (one level only). ``key=value``
+overrides (values parsed as YAML) and ``~key`` removals (back to the default) apply after
+loading. Validation reports every problem at once, with suggestions for misspelled keys.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nlptasks.errors import ConfigError, NlpTasksError, UnknownNameError
 
 @dataclass
 class DataConfig:
-    """Where the data comes from and how its columns map onto the task."""
+    """Where the data comes from: what every task shares (columns are task options)."""
 
     dataset: str | None = None
     """Hub id or registered dataset name (``nlptasks list datasets``); used when no
@@ -38,17 +39,12 @@ class DataConfig:
     train_path: str | None = None
     """Local training file (csv, tsv, json, jsonl, parquet, txt); wins over ``dataset``."""
     eval_path: str | None = None
-    text_column: str | None = None
-    """Text column; when absent the first of text/sentence/content/review that exists."""
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    label_names: list[str] | None = None
-    """Names for integer labels 0..n-1 (kept in the model's id2label)."""
     eval_fraction: float = 0.1
     split_seed: int = 42
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     max_length: int = 128
+    """Truncation length in tokens (capped by the model's position embeddings)."""
 
 
 @dataclass
@@ -68,7 +64,9 @@ class TrainConfig:
     warmup_steps: int = 0
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float | None = 1.0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """``auto``: bf16 where the hardware runs it fast (a CUDA GPU with bf16, a CPU with
+    AVX512-BF16 or AMX), else no mixed precision. Provenance records what it became."""
     seed: int = 42
     eval_every: int | None = None
     """Evaluate every N optimizer steps; when absent, at the end of each epoch."""
@@ -82,8 +80,28 @@ class TrainConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """Decoding settings shared by every task that generates text (eval and predict)."""
+
+    max_new_tokens: int | None = None
+    """Tokens to generate at most; when absent the task decides (e.g. from its data)."""
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    every: int | None = None
+    """Generation-based metrics every N evaluations; when absent, only for the final model
+    (generating costs much more than a loss pass)."""
+
+
+@dataclass
+class NoOptions:
+    """The options of a task that declares none."""
+
+
+@dataclass
 class Recipe:
-    """One run: task, model, data and training."""
+    """One run: task, model, data, training, the task's options and generation settings."""
 
     task: str
     model: str
@@ -94,6 +112,9 @@ class Recipe:
     run_name: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    options: Any = field(default_factory=NoOptions)
+    """The task's own settings: an instance of its ``options_class`` dataclass."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     name: str | None = None
     """The recipe's own name (set when loaded from the registry)."""
 
@@ -110,19 +131,40 @@ def load_recipe(
     """
     path, name = resolve_recipe_path(task, recipe)
     raw = read_recipe_dict(path, task)
-    raw = apply_overrides(raw, overrides)
-    raw.setdefault("task", task)
-    raw.setdefault("name", name)
-    recipe_obj = validate(raw, str(path))
-    if recipe_obj.task != task:
+    if raw.get("task", task) != task:
         raise ConfigError(
             str(path),
             [
-                f"is a recipe for task '{recipe_obj.task}', not '{task}'. "
-                f"Run 'nlptasks run {recipe_obj.task} --recipe {path}'."
+                f"is a recipe for task '{raw['task']}', not '{task}'. "
+                f"Run 'nlptasks run {raw['task']} --recipe {path}'."
             ],
         )
+    options_cls = options_class(task)
+    raw, override_problems = _apply_overrides(raw, overrides, options_cls)
+    raw.setdefault("task", task)
+    raw.setdefault("name", name)
+    try:
+        recipe_obj = validate(raw, str(path), options_cls, overridden=_override_keys(overrides))
+    except ConfigError as exc:  # every problem at once: the overrides' and the recipe's
+        raise ConfigError(str(path), override_problems + exc.problems) from None
+    if override_problems:
+        raise ConfigError(str(path), override_problems)
     return recipe_obj
+
+
+def options_class(task: str) -> type:
+    """The options dataclass the registered ``task`` declares (:class:`NoOptions` if none)."""
+    from nlptasks.errors import PluginError
+    from nlptasks.registry import get_registries
+
+    entry = get_registries().tasks.get(task)
+    cls = getattr(entry.load(), "options_class", None) or NoOptions
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise PluginError(
+            f"Task '{task}' (plugin '{entry.plugin}') has an options_class that is not a "
+            f"dataclass. Fix the plugin: declare its options with @dataclass."
+        )
+    return cls
 
 
 def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
@@ -132,7 +174,7 @@ def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
     regs = get_registries()
     task_entry = regs.tasks.get(task)
     if recipe is None:
-        recipe = default_recipe_name(task_entry.load())
+        recipe = str(getattr(task_entry.load(), "default_recipe", "default"))
     candidate = Path(recipe)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         if not candidate.is_file():
@@ -150,18 +192,36 @@ def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
     return regs.recipes.get(key).target, key.split("/", 1)[1]
 
 
-def default_recipe_name(task_cls: Any) -> str:
-    return str(getattr(task_cls, "default_recipe", "default"))
+def locate_recipe(item: str) -> tuple[Path, str]:
+    """(path, task) of a recipe file or a registered recipe (``TASK/NAME``, or ``NAME`` if
+    only one task has it).
+
+    A registered recipe's task comes from its registration (a plugin's file may live in any
+    folder); a file's from its own ``task:`` key, never from its folder's name.
+    """
+    from nlptasks.registry import get_registries
+
+    path = Path(item)
+    if path.is_file():
+        task = read_recipe_dict(path).get("task")
+        if not task:
+            raise ConfigError(str(path), ["has no 'task:' key. Add 'task: NAME' to the file."])
+        return path, str(task)
+    regs = get_registries()
+    matches = [e for e in regs.recipes if item in (e.name, e.name.split("/", 1)[1])]
+    if len(matches) == 1:
+        return matches[0].target, matches[0].tasks[0]
+    raise UnknownNameError("recipe", item, regs.recipes.names(), "See 'nlptasks recipes list'.")
 
 
 def read_recipe_dict(path: Path, task: str | None = None) -> dict[str, Any]:
     """Read a YAML recipe and merge the one recipe it ``extends`` (one level only)."""
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     parent_ref = raw.pop("extends", None)
     if parent_ref is None:
         return raw
     parent_path = _resolve_parent(path, str(parent_ref), task or raw.get("task"))
-    parent = _read_yaml(parent_path)
+    parent = read_yaml(parent_path)
     if "extends" in parent:
         raise ConfigError(
             str(path),
@@ -182,7 +242,8 @@ def _resolve_parent(child: Path, ref: str, task: str | None) -> Path:
     raise ConfigError(str(child), [f"extends '{ref}', which was not found next to it."])
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """One recipe file as a dict (``extends`` not resolved); malformed YAML is one line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -213,15 +274,35 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply ``key=value`` (value parsed as YAML) and ``~key`` (remove) overrides."""
+def _override_keys(overrides: list[str] | tuple[str, ...]) -> set[str]:
+    return {item.partition("=")[0] for item in overrides if not item.startswith("~")}
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], options_cls: type = NoOptions
+) -> dict[str, Any]:
+    """Apply ``key=value`` (value parsed as YAML) and ``~key`` (remove) overrides.
+
+    A key the schema does not have is reported as the override's mistake, not the recipe's.
+    """
+    result, problems = _apply_overrides(raw, overrides, options_cls)
+    if problems:
+        raise ConfigError("overrides", problems)
+    return result
+
+
+def _apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], options_cls: type
+) -> tuple[dict[str, Any], list[str]]:
+    """The overridden dict and the problems of the overrides that could not apply."""
     result = copy.deepcopy(raw)
     problems = []
     for item in overrides:
         if item.startswith("~"):
             keys = item[1:].split(".")
-            if "=" in item or _field_type(keys) is None:
-                hint = _path_hint(keys) if "=" not in item else " Write ~KEY with no value."
+            if "=" in item or _field_type(keys, options_cls) is None:
+                hint = _path_hint(keys, options_cls) if "=" not in item else ""
+                hint = hint or (" Write ~KEY with no value." if "=" in item else "")
                 problems.append(f"cannot remove '{item[1:]}': not a recipe key.{hint}")
                 continue
             node = result
@@ -234,17 +315,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         if not sep or not key:
             problems.append(f"override '{item}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1).")
             continue
-        value = _parse_value(value_text, _field_type(key.split(".")))
-        node = result
         parts = key.split(".")
+        expected = _field_type(parts, options_cls)
+        if expected is None:
+            problems.append(
+                f"override '{item}' sets unknown key '{key}'.{_path_hint(parts, options_cls)}"
+            )
+            continue
+        node = result
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = value
-    if problems:
-        raise ConfigError("overrides", problems)
-    return result
+        node[parts[-1]] = _parse_value(value_text, expected)
+    return result, problems
 
 
 def _parse_value(text: str, expected: Any) -> Any:
@@ -275,40 +359,70 @@ def _accepts_plain_text(expected: Any) -> bool:
     return False
 
 
-def _field_type(path: list[str]) -> Any:
+def _hints(cls: Any, options_cls: type) -> dict[str, Any]:
+    """The schema of one section: its field types, with the task's options class in place."""
+    hints = typing.get_type_hints(cls)
+    if cls is Recipe:
+        hints["options"] = options_cls
+    return hints
+
+
+def _field_type(path: list[str], options_cls: type = NoOptions) -> Any:
     """The schema type at a dotted path (``["train", "epochs"]``), or None if there is none."""
     cls: Any = Recipe
-    for i, part in enumerate(path):
+    for part in path:
         if not dataclasses.is_dataclass(cls):
             return None
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls, options_cls)
         if part not in hints:
             return None
         cls = hints[part]
-        if i == len(path) - 1:
-            return cls
-    return None
+    return cls
 
 
-def _path_hint(path: list[str]) -> str:
+def _path_hint(path: list[str], options_cls: type = NoOptions) -> str:
     cls: Any = Recipe
     prefix = ""
     for part in path:
         if not dataclasses.is_dataclass(cls):
             return ""
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls, options_cls)
         if part not in hints:
-            close = difflib.get_close_matches(part, list(hints), n=1, cutoff=0.6)
-            return f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            return _suggest(prefix, part, list(hints), options_cls)
         prefix += f"{part}."
         cls = hints[part]
     return ""
 
 
-def validate(raw: dict[str, Any], source: str) -> Recipe:
-    """Build a :class:`Recipe` from a dict, reporting every problem at once."""
+def _suggest(prefix: str, key: str, known: list[str], options_cls: type) -> str:
+    """`` Did you mean ...?`` for a misspelled key; points settings that are the task's own
+    (e.g. ``data.label_names``) at the options section."""
+    if prefix == "data." and key in {f.name for f in dataclasses.fields(options_cls)}:
+        return f" Did you mean 'options.{key}'? (task settings live in options)"
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    if close:
+        return f" Did you mean '{prefix}{close[0]}'?"
+    return f" Known keys: {', '.join(prefix + k for k in known) or 'none'}."
+
+
+def validate(
+    raw: dict[str, Any],
+    source: str,
+    options_cls: type | None = None,
+    overridden: set[str] | frozenset[str] = frozenset(),
+) -> Recipe:
+    """Build a :class:`Recipe` from a dict, reporting every problem at once.
+
+    ``options_cls`` defaults to the options class of the task ``raw`` names; problems with a
+    key in ``overridden`` are said to come from the command line.
+    """
+    if options_cls is None:
+        task = raw.get("task")
+        if not task:
+            raise ConfigError(source, ["missing required key 'task'. Add 'task: NAME'."])
+        options_cls = options_class(str(task))
     problems: list[str] = []
-    recipe = _build(Recipe, raw, "", problems)
+    recipe = _build(Recipe, raw, "", problems, options_cls, overridden)
     if recipe is not None:
         problems.extend(_check_values(recipe))
     if problems:
@@ -319,7 +433,7 @@ def validate(raw: dict[str, Any], source: str) -> Recipe:
 
 def _check_values(recipe: Recipe) -> list[str]:
     """Values that have the right type but cannot work, caught before any run starts."""
-    t, d = recipe.train, recipe.data
+    t, d, g = recipe.train, recipe.data, recipe.generation
     checks = [
         (math.isfinite(t.epochs) and t.epochs > 0, "'train.epochs' must be a number above 0"),
         (math.isfinite(t.learning_rate), "'train.learning_rate' must be a finite number"),
@@ -340,10 +454,6 @@ def _check_values(recipe: Recipe) -> list[str]:
             t.early_stopping_patience is None or t.early_stopping_patience > 0,
             "'train.early_stopping_patience' must be at least 1",
         ),
-        (
-            d.label_names is None or len(set(d.label_names)) == len(d.label_names),
-            "'data.label_names' must not repeat a name (classes would merge)",
-        ),
         (t.log_every > 0, "'train.log_every' must be at least 1"),
         (0 < d.eval_fraction < 1, "'data.eval_fraction' must be between 0 and 1"),
         (d.max_length > 1, "'data.max_length' must be at least 2"),
@@ -355,36 +465,62 @@ def _check_values(recipe: Recipe) -> list[str]:
             d.max_eval_examples is None or d.max_eval_examples > 0,
             "'data.max_eval_examples' must be at least 1",
         ),
+        (
+            g.max_new_tokens is None or g.max_new_tokens > 0,
+            "'generation.max_new_tokens' must be at least 1",
+        ),
+        (g.num_beams > 0, "'generation.num_beams' must be at least 1"),
+        (
+            math.isfinite(g.temperature) and g.temperature > 0,
+            "'generation.temperature' must be a number above 0",
+        ),
+        (0 < g.top_p <= 1, "'generation.top_p' must be in (0, 1]"),
+        (g.every is None or g.every > 0, "'generation.every' must be at least 1"),
     ]
-    return [f"{message}." for ok, message in checks if not ok]
+    problems = [f"{message}." for ok, message in checks if not ok]
+    # A task's options check their own values (an optional ``problems()`` method).
+    own = getattr(recipe.options, "problems", None)
+    if callable(own):
+        problems.extend(f"{p.rstrip('.')}." for p in own())
+    return problems
 
 
-def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+def _build(
+    cls: type,
+    raw: Any,
+    prefix: str,
+    problems: list[str],
+    options_cls: type,
+    overridden: set[str] | frozenset[str],
+) -> Any:
     if not isinstance(raw, dict):
         problems.append(f"'{prefix.rstrip('.')}' must be a mapping, got {_describe(raw)}.")
         return None
     problems_before = len(problems)
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls, options_cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = (
-                f" Did you mean '{prefix}{close[0]}'?"
-                if close
-                else (f" Known keys: {', '.join(prefix + f for f in fields)}.")
-            )
+            hint = _suggest(prefix, str(key), list(fields), options_cls)
             problems.append(f"unknown key '{prefix}{key}'.{hint}")
             continue
         expected = hints[key]
         if dataclasses.is_dataclass(expected):
-            values[key] = _build(expected, value, f"{prefix}{key}.", problems)  # type: ignore[arg-type]
+            values[key] = _build(
+                expected,  # type: ignore[arg-type]
+                value,
+                f"{prefix}{key}.",
+                problems,
+                options_cls,
+                overridden,
+            )
             continue
         ok, converted = _check_type(value, expected)
         if not ok:
+            origin = " (set by an override)" if f"{prefix}{key}" in overridden else ""
             problems.append(
-                f"'{prefix}{key}' must be {_type_name(expected)}, got {_describe(value)}."
+                f"'{prefix}{key}'{origin} must be {_type_name(expected)}, got {_describe(value)}."
             )
             continue
         values[key] = converted
@@ -394,6 +530,8 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
             problems.append(f"missing required key '{prefix}{name}'. Add '{prefix}{name}: ...'.")
     if len(problems) > problems_before:
         return None
+    if cls is Recipe and "options" not in values:
+        values["options"] = options_cls()  # the task's defaults, not an empty NoOptions
     return cls(**values)
 
 

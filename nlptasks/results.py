@@ -1,4 +1,8 @@
-"""The run directory: resolved recipe, results with provenance, model card."""
+"""The run directory: resolved recipe, results.json with provenance, final model, model card.
+
+Every file is written atomically (a temporary name, then a rename), so an interruption never
+leaves half a file.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,16 @@ import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from nlptasks.errors import RunDirectoryError
+from nlptasks.recipes import Recipe, dump_recipe
+
+if TYPE_CHECKING:
+    from nlptasks.runner import PreparedRun
+    from nlptasks.trainer import TrainResult
 
 PACKAGES = ("nlptasks", "torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers")
 
@@ -54,14 +63,140 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "recipe"
 
 
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: readers see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
-def provenance(seed: int, device: str, num_processes: int, mixed_precision: str) -> dict[str, Any]:
-    """Versions, hardware and source revision, so a result can be traced and reproduced."""
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as the run directory keeps it (re-runnable with ``--recipe``)."""
+    return dump_recipe(recipe)
+
+
+def write_run(
+    run_dir: Path,
+    prepared: PreparedRun,
+    model: Any,
+    outcome: TrainResult,
+    metrics: dict[str, float],
+    started: float,
+) -> dict[str, Any]:
+    """Save the final model and write results.json and the model card; return the results."""
+    model.save_pretrained(run_dir / "model")
+    prepared.tokenizer.save_pretrained(run_dir / "model")
+    summary = build_results(run_dir, prepared, outcome, metrics, started)
+    write_json(run_dir / "results.json", summary)
+    write_text(run_dir / "README.md", run_model_card(prepared, summary))
+    return summary
+
+
+def build_results(
+    run_dir: Path,
+    prepared: PreparedRun,
+    outcome: TrainResult,
+    metrics: dict[str, float],
+    started: float,
+) -> dict[str, Any]:
+    """The content of results.json: metrics, training summary, data and provenance."""
+    recipe, accelerator = prepared.recipe, prepared.accelerator
+    return {
+        "task": recipe.task,
+        "recipe": recipe.name,
+        "model": recipe.model,
+        "model_path": prepared.model_path,
+        "run_dir": str(run_dir),
+        "metrics": {"eval": metrics},
+        "train": {
+            "steps": outcome.global_step,
+            "epochs": outcome.epochs,
+            "train_loss": outcome.train_loss,
+            "examples_seen": outcome.examples_seen,
+            "train_seconds": round(outcome.train_seconds, 2),
+            "examples_per_second": round(
+                outcome.examples_seen / max(outcome.train_seconds, 1e-9), 2
+            ),
+            "best_step": outcome.best_step,
+            "stopped_early": outcome.stopped_early,
+            "history": outcome.history,
+        },
+        "data": {
+            "train_examples": len(prepared.features["train"]),
+            "eval_examples": len(prepared.features["eval"]),
+            "source": data_source(recipe),
+        },
+        "provenance": {
+            **provenance(
+                recipe.train.seed,
+                str(accelerator.device),
+                accelerator.num_processes,
+                accelerator.mixed_precision,
+                requested_precision=recipe.train.mixed_precision,
+            ),
+            "started_at": started,
+            "duration_seconds": round(dt.datetime.now().timestamp() - started, 2),
+        },
+    }
+
+
+def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
+    """The model card of a finished run (README.md of the run directory)."""
+    from nlptasks.models import base_model_id
+
+    recipe, task = prepared.recipe, prepared.task
+    card_data = getattr(task, "model_card_data", None)
+    return model_card(
+        run_name=recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}",
+        task=recipe.task,
+        pipeline_tag=task.pipeline_tag,
+        base_model=base_model_id(recipe.model),
+        model_name=recipe.model,
+        dataset_name=data_source(recipe),
+        dataset_split=eval_split_name(recipe),
+        metrics=summary["metrics"]["eval"],
+        recipe_yaml=recipe_yaml(recipe),
+        extra=task.model_card_info(),
+        front_matter=dict(card_data()) if callable(card_data) else {},
+        train_summary={k: v for k, v in summary["train"].items() if k != "history"},
+    )
+
+
+def data_source(recipe: Recipe) -> str:
+    """A readable dataset name: ``sst2/train.tsv`` for files, else the dataset name."""
+    d = recipe.data
+    if d.train_path:
+        path = Path(d.train_path)
+        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    if d.dataset and d.dataset_config:
+        return f"{d.dataset} ({d.dataset_config})"
+    return d.dataset or "unknown"
+
+
+def eval_split_name(recipe: Recipe) -> str:
+    d = recipe.data
+    if d.eval_path:
+        return Path(d.eval_path).name
+    if d.eval_split:
+        return d.eval_split
+    return f"held-out {d.eval_fraction:g} of {d.train_split} (seed {d.split_seed})"
+
+
+def provenance(
+    seed: int,
+    device: str,
+    num_processes: int,
+    mixed_precision: str,
+    requested_precision: str | None = None,
+) -> dict[str, Any]:
+    """Versions, hardware and source revision, so a result can be traced and reproduced.
+
+    ``mixed_precision`` is what ran; ``requested_precision`` what the recipe asked (``auto``).
+    """
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -74,6 +209,7 @@ def provenance(seed: int, device: str, num_processes: int, mixed_precision: str)
         "device": device,
         "num_processes": num_processes,
         "mixed_precision": mixed_precision,
+        "mixed_precision_requested": requested_precision or mixed_precision,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "gpu": _gpu_name(),
@@ -105,42 +241,49 @@ def model_card(
     run_name: str,
     task: str,
     pipeline_tag: str,
-    base_model: str,
+    base_model: str | None,
+    model_name: str,
     dataset_name: str,
     dataset_split: str,
     metrics: dict[str, float],
     recipe_yaml: str,
     extra: dict[str, Any],
     train_summary: dict[str, Any],
+    front_matter: dict[str, Any] | None = None,
 ) -> str:
-    """A README.md with Hub model-index front matter (the leaderboard format)."""
+    """A README.md with Hub model-index front matter (the leaderboard format).
+
+    ``base_model`` is a Hub id (None for a local model: the Hub would reject a path);
+    ``front_matter`` adds task keys such as ``language`` (never replacing ours)."""
     metric_rows = [
         {"type": name, "value": round(value, 4), "name": name.replace("_", " ")}
         for name, value in metrics.items()
         if name != "loss"
     ]
-    front = {
+    front: dict[str, Any] = {
+        **(front_matter or {}),
         "library_name": "transformers",
         "pipeline_tag": pipeline_tag,
         "tags": ["nlptasks", task],
-        "base_model": base_model,
-        "model-index": [
-            {
-                "name": run_name,
-                "results": [
-                    {
-                        "task": {"type": pipeline_tag, "name": task},
-                        "dataset": {
-                            "name": dataset_name,
-                            "type": dataset_name,
-                            "split": dataset_split,
-                        },
-                        "metrics": metric_rows,
-                    }
-                ],
-            }
-        ],
     }
+    if base_model:
+        front["base_model"] = base_model
+    front["model-index"] = [
+        {
+            "name": run_name,
+            "results": [
+                {
+                    "task": {"type": pipeline_tag, "name": task},
+                    "dataset": {
+                        "name": dataset_name,
+                        "type": dataset_name,
+                        "split": dataset_split,
+                    },
+                    "metrics": metric_rows,
+                }
+            ],
+        }
+    ]
     table = "\n".join(f"| {row['name']} | {row['value']} |" for row in metric_rows)
     extra_lines = "\n".join(f"- {key}: {value}" for key, value in extra.items())
     summary = "\n".join(f"- {key}: {value}" for key, value in train_summary.items())
@@ -149,7 +292,8 @@ def model_card(
         + yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
         + "---\n\n"
         + f"# {run_name}\n\n"
-        + f"`{base_model}` fine-tuned for **{task}** on {dataset_name} with nlptasks.\n\n"
+        + f"`{base_model or model_name}` fine-tuned for **{task}** on {dataset_name} "
+        + "with nlptasks.\n\n"
         + f"## Results ({dataset_name}, {dataset_split})\n\n| metric | value |\n|---|---|\n"
         + table
         + "\n\n## Training\n\n"

@@ -1,19 +1,24 @@
-"""One run along the flow: recipe -> registry -> data -> task -> trainer -> results.
+"""One run along the flow: recipe -> registry -> data -> task -> trainer -> results; and the
+``eval`` and ``predict`` verbs.
 
-The CLI and the Python API (``nlptasks.run``) both call :func:`run`, so a run from a notebook
-equals a run from the shell.
+The CLI and the Python API (``nlptasks.run`` / ``evaluate`` / ``predict``) all call these
+functions, so a run from a notebook equals a run from the shell.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlptasks import results
+from nlptasks.errors import ConfigError, NlpTasksError, did_you_mean
 from nlptasks.events import EventLog, QuietReporter, Reporter
-from nlptasks.recipes import Recipe, dump_recipe, load_recipe
+from nlptasks.recipes import Recipe, load_recipe
 from nlptasks.registry import get_registries
+from nlptasks.task import declared_metrics
 
 
 @dataclass
@@ -25,33 +30,48 @@ class RunResult:
     results: dict[str, Any]
 
 
+@dataclass
+class EvalResult:
+    """The metrics of a trained model on a recipe's eval data (``nlptasks eval``)."""
+
+    metrics: dict[str, float]
+    num_examples: int
+    model_dir: str
+    recipe: Recipe
+    mixed_precision: str
+
+
 def load_task(name: str) -> Any:
-    """An instance of the registered task ``name``."""
+    """A new instance of the registered task ``name`` (tasks are made with no arguments)."""
     return get_registries().tasks.get(name).load()()
 
 
 def run(
     task: str,
     recipe: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Sequence[str] = (),
     output_dir: str | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
     """Fine-tune and evaluate ``task`` with a recipe; write a new run directory."""
-    resolved = load_recipe(task, recipe, overrides)
+    resolved = load_recipe(task, recipe, list(overrides))
     return run_recipe(resolved, output_dir=output_dir, reporter=reporter)
 
 
 @dataclass
 class PreparedRun:
-    """Everything a run needs before training: the task, model, tokenizer and features."""
+    """Everything a run needs before training: the task, model, data and evaluator."""
 
     task: Any
+    recipe: Recipe
     model_path: str
     model: Any
     tokenizer: Any
+    examples: Any
+    """The splits as ``prepare_data`` returned them (a ``datasets.DatasetDict``)."""
     features: dict[str, Any]
     accelerator: Any
+    evaluator: Any
 
 
 def prepare_run(recipe: Recipe) -> PreparedRun:
@@ -63,6 +83,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     from accelerate.utils import set_seed
 
     from nlptasks import data, models
+    from nlptasks.evaluation import Evaluator
     from nlptasks.trainer import make_accelerator
 
     task = load_task(recipe.task)
@@ -75,27 +96,25 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.
         features = {name: task.preprocess(s, tokenizer, recipe) for name, s in splits.items()}
-    return PreparedRun(task, model_path, model, tokenizer, features, accelerator)
+    evaluator = Evaluator(task, tokenizer, recipe, splits["eval"], features["eval"], accelerator)
+    return PreparedRun(
+        task, recipe, model_path, model, tokenizer, splits, features, accelerator, evaluator
+    )
 
 
 def run_recipe(
     recipe: Recipe, output_dir: str | None = None, reporter: Reporter | None = None
 ) -> RunResult:
     """Run an already validated recipe (see :func:`run`)."""
-    from nlptasks import results
     from nlptasks.trainer import Trainer
 
     started = time.time()
     prepared = prepare_run(recipe)
-    task, model_path, model = prepared.task, prepared.model_path, prepared.model
-    tokenizer, features, accelerator = prepared.tokenizer, prepared.features, prepared.accelerator
-
-    run_name = recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}"
+    accelerator = prepared.accelerator
     run_dir = _make_run_dir(accelerator, output_dir, recipe)
     main = accelerator.is_main_process
-    recipe_yaml = dump_recipe(recipe)
     if main and run_dir is not None:
-        (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+        results.write_text(run_dir / "recipe.yaml", results.recipe_yaml(recipe))
     events = EventLog(
         run_dir / "events.jsonl" if run_dir else None,
         reporter if main else QuietReporter(),
@@ -107,82 +126,30 @@ def run_recipe(
         recipe=recipe.name,
         model=recipe.model,
         run_dir=str(run_dir) if run_dir else None,
-        train_examples=len(features["train"]),
-        eval_examples=len(features["eval"]),
+        train_examples=len(prepared.features["train"]),
+        eval_examples=len(prepared.features["eval"]),
         device=str(accelerator.device),
         num_processes=accelerator.num_processes,
+        mixed_precision=accelerator.mixed_precision,
     )
     try:
         trainer = Trainer(
-            task,
-            model,
-            tokenizer,
+            prepared.task,
+            prepared.model,
+            prepared.tokenizer,
             recipe.train,
-            features["train"],
-            features["eval"],
+            prepared.features["train"],
+            prepared.evaluator,
             events=events,
             checkpoint_dir=(run_dir / "checkpoints") if run_dir else None,
             accelerator=accelerator,
         )
         outcome = trainer.train()
-        metrics = outcome.metrics or trainer.evaluate()
+        metrics = _final_metrics(trainer, outcome.metrics)
         summary: dict[str, Any] = {}
         if main and run_dir is not None:
             final = accelerator.unwrap_model(trainer.model)
-            final.save_pretrained(run_dir / "model")
-            tokenizer.save_pretrained(run_dir / "model")
-            summary = {
-                "task": recipe.task,
-                "recipe": recipe.name,
-                "model": recipe.model,
-                "model_path": model_path,
-                "run_dir": str(run_dir),
-                "metrics": {"eval": metrics},
-                "train": {
-                    "steps": outcome.global_step,
-                    "epochs": outcome.epochs,
-                    "train_loss": outcome.train_loss,
-                    "examples_seen": outcome.examples_seen,
-                    "train_seconds": round(outcome.train_seconds, 2),
-                    "examples_per_second": round(
-                        outcome.examples_seen / max(outcome.train_seconds, 1e-9), 2
-                    ),
-                    "best_step": outcome.best_step,
-                    "stopped_early": outcome.stopped_early,
-                    "history": outcome.history,
-                },
-                "data": {
-                    "train_examples": len(features["train"]),
-                    "eval_examples": len(features["eval"]),
-                    "source": _data_source(recipe),
-                },
-                "provenance": {
-                    **results.provenance(
-                        recipe.train.seed,
-                        str(accelerator.device),
-                        accelerator.num_processes,
-                        recipe.train.mixed_precision,
-                    ),
-                    "started_at": started,
-                    "duration_seconds": round(time.time() - started, 2),
-                },
-            }
-            results.write_json(run_dir / "results.json", summary)
-            (run_dir / "README.md").write_text(
-                results.model_card(
-                    run_name=run_name,
-                    task=recipe.task,
-                    pipeline_tag=task.pipeline_tag,
-                    base_model=recipe.model,
-                    dataset_name=_data_source(recipe),
-                    dataset_split=_eval_split_name(recipe),
-                    metrics=metrics,
-                    recipe_yaml=recipe_yaml,
-                    extra=task.model_card_info(),
-                    train_summary={k: v for k, v in summary["train"].items() if k != "history"},
-                ),
-                encoding="utf-8",
-            )
+            summary = results.write_run(run_dir, prepared, final, outcome, metrics, started)
         events.emit("run_end", run_dir=str(run_dir) if run_dir else None, metrics=metrics)
     finally:
         events.close()
@@ -190,57 +157,122 @@ def run_recipe(
     return RunResult(run_dir, metrics, summary)
 
 
+def _final_metrics(trainer: Any, metrics: dict[str, float]) -> dict[str, float]:
+    """The final model's metrics, generation metrics included: the best checkpoint may come
+    from an evaluation that did not generate (``generation.every``)."""
+    if not metrics:
+        return dict(trainer.evaluate(generate=True))
+    needed = {n for n, s in declared_metrics(trainer.task).items() if s.needs_generation}
+    if trainer.evaluator.can_generate and not needed <= set(metrics):
+        return dict(trainer.evaluate(generate=True))
+    return metrics
+
+
 def evaluate_model(
     task_name: str,
     model_dir: str,
     recipe: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-) -> dict[str, float]:
+    overrides: Sequence[str] = (),
+) -> EvalResult:
     """Metrics of a trained model on the eval split of a recipe's data.
 
-    The data defaults to the recipe the model was trained with (``recipe.yaml`` next to a run's
-    ``model/``), else the task's default recipe; ``overrides`` change it.
+    The data defaults to the recipe the model was trained with (the run's ``recipe.yaml``,
+    found from ``RUN/model`` and ``RUN/checkpoints/NAME``), else the task's default recipe;
+    ``overrides`` change it.
     """
     _quiet_libraries()
     from nlptasks import data
-    from nlptasks.trainer import Trainer, make_accelerator
+    from nlptasks.evaluation import Evaluator
+    from nlptasks.trainer import make_accelerator
 
     task = load_task(task_name)
-    beside = Path(model_dir).parent / "recipe.yaml"
-    if recipe is None and beside.is_file():
-        recipe = str(beside)
-    resolved = load_recipe(task_name, recipe, list(overrides))
+    resolved = load_recipe(task_name, recipe or run_recipe_of(model_dir), list(overrides))
     model, tokenizer = task.load_trained(model_dir)
     splits = data.load_splits(resolved.data, need_train=False)
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
-    trainer = Trainer(
-        task,
-        model,
-        tokenizer,
-        resolved.train,
-        None,
-        features,
-        accelerator=make_accelerator(resolved.train),
+    accelerator = make_accelerator(resolved.train)
+    evaluator = Evaluator(task, tokenizer, resolved, splits["eval"], features, accelerator)
+    metrics = evaluator.evaluate(accelerator.prepare(model), generate=True)
+    return EvalResult(
+        metrics, len(splits["eval"]), model_dir, resolved, accelerator.mixed_precision
     )
-    trainer.model = trainer.accelerator.prepare(model)
-    return trainer.evaluate()
 
 
-def predict(task_name: str, model_dir: str, inputs: list[Any]) -> list[Any]:
-    """Predictions of a trained model for raw inputs."""
+def predict(
+    task_name: str,
+    model_dir: str,
+    records: Sequence[Mapping[str, Any] | str],
+    batch_size: int | None = None,
+    mixed_precision: str | None = None,
+) -> list[dict[str, Any]]:
+    """Predictions of a trained model, one per record, in input order.
+
+    A record is a dict with the task's input fields (a bare string is fine for a task with one
+    field). Runs under ``torch.inference_mode`` in the precision of the model's recipe unless
+    ``mixed_precision`` says otherwise.
+    """
     _quiet_libraries()
+    import torch
+
+    from nlptasks import precision
+
     task = load_task(task_name)
+    checked = check_records(task, records)
+    resolved = load_recipe(task_name, run_recipe_of(model_dir))
+    if batch_size is not None:
+        if batch_size < 1:
+            raise NlpTasksError("The batch size must be at least 1.")
+        resolved.train.eval_batch_size = batch_size
     model, tokenizer = task.load_trained(model_dir)
-    return list(task.predict(model, tokenizer, inputs))
+    if torch.cuda.is_available():
+        model.to("cuda")
+    chosen = precision.resolve(mixed_precision or resolved.train.mixed_precision)
+    with precision.inference(chosen, model.device):
+        return list(task.predict(model, tokenizer, checked, resolved))
+
+
+def check_records(task: Any, records: Sequence[Mapping[str, Any] | str]) -> list[Mapping[str, Any]]:
+    """Records with every input field the task declares; one line naming what is missing."""
+    fields = tuple(getattr(task, "input_fields", ("text",)))
+    checked: list[Mapping[str, Any]] = []
+    for number, record in enumerate(records, 1):
+        if isinstance(record, str):
+            if len(fields) != 1:
+                raise NlpTasksError(
+                    f"Input {number} is a plain string, but task '{task.name}' needs the fields "
+                    f"{', '.join(fields)}. Give a JSON object with them."
+                )
+            record = {fields[0]: record}
+        if not isinstance(record, Mapping):
+            raise NlpTasksError(
+                f"Input {number} is {type(record).__name__}, not an object. Give a JSON object "
+                f"with {', '.join(fields)}."
+            )
+        missing = [f for f in fields if f not in record or record[f] is None]
+        if missing:
+            raise NlpTasksError(
+                f"Input {number} has no '{missing[0]}' field (task '{task.name}' needs "
+                f"{', '.join(fields)}). Add it."
+            )
+        checked.append(record)
+    return checked
+
+
+def run_recipe_of(model_dir: str) -> str | None:
+    """The ``recipe.yaml`` of the run a model folder belongs to: ``RUN/model`` or
+    ``RUN/checkpoints/NAME``; None for a folder outside a run."""
+    folder = Path(model_dir).expanduser().resolve()
+    candidates = [folder.parent / "recipe.yaml"]
+    if folder.parent.name == "checkpoints":
+        candidates.append(folder.parent.parent / "recipe.yaml")
+    return next((str(c) for c in candidates if c.is_file()), None)
 
 
 def _check_metric_for_best(recipe: Recipe, task: Any) -> None:
-    from nlptasks.errors import ConfigError, did_you_mean
-
     wanted = recipe.train.metric_for_best
-    known = tuple(getattr(task, "metric_names", ()))
-    if wanted is not None and known and wanted not in known:
+    known = tuple(declared_metrics(task))
+    if wanted is not None and wanted not in known:
         raise ConfigError(
             recipe.name or "recipe",
             [
@@ -255,16 +287,15 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
     so a refusal is the same one-line error everywhere instead of a hang or a crash."""
     from accelerate.utils import broadcast_object_list
 
-    from nlptasks.errors import NlpTasksError
-    from nlptasks.results import new_run_dir
-
     outcome: list[Any] = [None]
     if accelerator.is_main_process:
         try:
             if output_dir is not None:
-                path = new_run_dir(output_dir, recipe.task, recipe.name or "recipe", exact=True)
+                path = results.new_run_dir(
+                    output_dir, recipe.task, recipe.name or "recipe", exact=True
+                )
             else:
-                path = new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
+                path = results.new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
             outcome = [("ok", str(path))]
         except NlpTasksError as exc:
             outcome = [("error", str(exc))]
@@ -274,26 +305,6 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
     if status == "error":
         raise NlpTasksError(text)
     return Path(text) if accelerator.is_main_process else None
-
-
-def _data_source(recipe: Recipe) -> str:
-    """A readable dataset name: ``sst2/train.tsv`` for files, else the dataset name."""
-    d = recipe.data
-    if d.train_path:
-        path = Path(d.train_path)
-        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-    if d.dataset and d.dataset_config:
-        return f"{d.dataset} ({d.dataset_config})"
-    return d.dataset or "unknown"
-
-
-def _eval_split_name(recipe: Recipe) -> str:
-    d = recipe.data
-    if d.eval_path:
-        return Path(d.eval_path).name
-    if d.eval_split:
-        return d.eval_split
-    return f"held-out {d.eval_fraction:g} of {d.train_split} (seed {d.split_seed})"
 
 
 def _quiet_libraries() -> None:

@@ -1,23 +1,54 @@
-"""The Task protocol: what a task plugin provides to the shared trainer and the runner.
+"""The Task protocol: what a task plugin provides to the shared trainer, evaluation and runner.
 
-Tasks plug in by implementing this protocol; there is no trainer subclassing. The runner calls,
-in order: ``prepare_data`` -> ``build_model`` -> ``preprocess`` -> (trainer: ``collate``,
-``compute_loss``, ``eval_step``, ``compute_metrics``) -> ``save``. ``load_trained`` and
-``predict`` serve ``nlptasks eval`` and ``nlptasks predict``.
+Tasks plug in by implementing this protocol; there is no trainer subclassing and no base
+class. ``docs/plugins.md`` says when each method is called and what state a task may keep;
+the built-in sentiment plugin (``plugins/sentiment/task.py``) is the worked example.
+
+A run calls, in order, on one instance made with ``TaskClass()``: ``prepare_data`` ->
+``build_model`` -> ``preprocess`` (each split) -> the trainer's ``collate`` /
+``count_targets`` / ``compute_loss`` per batch and, at each evaluation, ``new_metrics`` ->
+(``eval_step`` [+ ``generate_step``] per batch -> ``add_batch``) -> ``compute``. ``nlptasks
+eval`` calls ``load_trained`` -> ``prepare_data`` -> ``preprocess`` -> evaluation;
+``nlptasks predict`` calls ``load_trained`` -> ``predict``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import datasets
     import torch
 
-    from nlptasks.recipes import Recipe
+    from nlptasks.evaluation import EvalContext, MetricAccumulator
+    from nlptasks.recipes import GenerationConfig, Recipe
 
 Batch = Mapping[str, Any]
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a task reports: its name, direction and range.
+
+    ``needs_generation`` marks metrics computed from generated text; they are reported only by
+    evaluations that generate (see ``generation.every``).
+    """
+
+    name: str
+    greater_is_better: bool
+    low: float = -math.inf
+    high: float = math.inf
+    needs_generation: bool = False
+    description: str = ""
+
+
+LOSS = MetricSpec("loss", greater_is_better=False, low=0.0, description="mean eval loss")
+"""Every evaluation reports ``loss`` (token-weighted over the eval set); tasks do not declare
+it."""
 
 
 @runtime_checkable
@@ -27,18 +58,24 @@ class Task(Protocol):
     name: ClassVar[str]
     default_recipe: ClassVar[str]
     """Recipe used by ``nlptasks run TASK`` without ``--recipe``."""
+    metrics: ClassVar[tuple[MetricSpec, ...]]
+    """Every metric an evaluation reports besides ``loss``, with its direction."""
     main_metric: ClassVar[str]
     """Metric that picks the best checkpoint unless the recipe says otherwise."""
-    metric_names: ClassVar[tuple[str, ...]]
-    """Every metric an evaluation reports (``loss`` included); checked before a run starts."""
-    greater_is_better: ClassVar[bool]
+    input_fields: ClassVar[tuple[str, ...]]
+    """The fields of a record given to ``predict`` (``("text",)``, ``("question",
+    "context")``); ``nlptasks predict`` checks them before calling the task."""
+    options_class: ClassVar[type]
+    """A dataclass of the task's own settings, validated as the recipe's ``options:``."""
     pipeline_tag: ClassVar[str]
     """transformers pipeline / Hub tag of the trained model (for the model card)."""
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
     ) -> datasets.DatasetDict:
-        """Check and normalise columns (raise DataError naming the fix); learn labels.
+        """Check and normalise the raw ``train`` / ``eval`` splits (raise DataError naming
+        the fix); learn what the data says (e.g. labels). The result is what evaluation
+        hands back as ``context.examples``.
 
         ``trained_model`` is given when evaluating an existing model, whose labels rule.
         """
@@ -49,17 +86,18 @@ class Task(Protocol):
         ...
 
     def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
-        """Return (model, tokenizer) saved by a previous run."""
+        """Return (model, tokenizer) saved by a previous run (for eval and predict)."""
         ...
 
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
-        """Tokenise; the result keeps a ``length`` column for length-grouped batching."""
+        """Tokenise one split into features; keep a ``length`` column (tokens per feature)
+        for length-grouped batches. A feature may map to several per example (QA windows)."""
         ...
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Pad a list of preprocessed examples into one batch (dynamic padding)."""
+        """Pad a list of features into one batch (dynamic padding)."""
         ...
 
     def count_targets(self, batch: Batch) -> int:
@@ -71,19 +109,46 @@ class Task(Protocol):
         ...
 
     def eval_step(self, model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """Per-example tensors (first dimension = batch) for the metrics, gathered across
-        processes by the trainer. ``loss`` holds each example's summed loss and the optional
-        ``loss_count`` its number of targets (default 1): the eval loss is their ratio."""
+        """Per-example tensors (first dimension = batch) for the metrics.
+
+        ``loss`` holds each example's summed loss and the optional ``loss_count`` its number
+        of targets (default 1); the eval loss is their ratio over the whole set. Tensors may
+        differ in their second dimension between batches and processes: evaluation pads them
+        with ``nlptasks.evaluation.PAD_INDEX`` (-100) before gathering.
+        """
         ...
 
-    def compute_metrics(self, outputs: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """Metrics from the gathered ``eval_step`` outputs of a whole evaluation."""
+    def new_metrics(self, context: EvalContext) -> MetricAccumulator:
+        """A fresh accumulator for one evaluation: evaluation calls its ``add_batch`` with
+        each gathered batch of outputs and then ``compute(context)``."""
         ...
 
-    def predict(self, model: torch.nn.Module, tokenizer: Any, inputs: Sequence[Any]) -> list[Any]:
-        """Predictions for raw inputs, one JSON-serialisable object each."""
+    def predict(
+        self, model: torch.nn.Module, tokenizer: Any, records: Sequence[Record], recipe: Recipe
+    ) -> list[dict[str, Any]]:
+        """One JSON-serialisable prediction per record, in input order. Called under
+        ``torch.inference_mode`` and the recipe's precision."""
         ...
 
     def model_card_info(self) -> dict[str, Any]:
-        """Extra facts for the model card (e.g. label names)."""
+        """Facts for the model card's body (e.g. label names)."""
         ...
+
+
+class GeneratingTask(Task, Protocol):
+    """A task with generation-based evaluation (BLEU, exact match of generated answers)."""
+
+    def generate_step(
+        self, model: torch.nn.Module, batch: Batch, settings: GenerationConfig
+    ) -> dict[str, torch.Tensor]:
+        """Per-example tensors from ``model.generate`` (``model`` is unwrapped), e.g. the
+        generated ids; padded, gathered and added to the metrics like ``eval_step``'s."""
+        ...
+
+
+def declared_metrics(task: Any) -> dict[str, MetricSpec]:
+    """``loss`` and the task's own metrics by name."""
+    specs: dict[str, MetricSpec] = {LOSS.name: LOSS}
+    for spec in getattr(task, "metrics", ()):
+        specs[spec.name] = spec
+    return specs

@@ -10,6 +10,7 @@ processes started by ``torchrun`` / ``accelerate launch`` (DDP).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import shutil
@@ -28,11 +29,14 @@ from torch.utils.data import DataLoader
 
 from nlptasks.errors import NlpTasksError, RunInterrupted
 from nlptasks.events import EventLog
+from nlptasks.precision import resolve
 from nlptasks.sampling import LengthGroupedBatchSampler
+from nlptasks.task import declared_metrics
 
 if TYPE_CHECKING:
     import datasets
 
+    from nlptasks.evaluation import Evaluator
     from nlptasks.recipes import TrainConfig
     from nlptasks.task import Task
 
@@ -54,11 +58,9 @@ class TrainResult:
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
-    """An Accelerator for the recipe's precision; refuses fp16 without a GPU in one line."""
-    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise NlpTasksError(
-            "train.mixed_precision=fp16 needs a GPU. Use train.mixed_precision=bf16 or no."
-        )
+    """An Accelerator for the recipe's precision (``auto`` resolved for this hardware);
+    refuses fp16 without a GPU in one line."""
+    precision = resolve(config.mixed_precision)
     from accelerate.state import AcceleratorState, GradientState
 
     # accelerate keeps one global state per process and refuses a second Accelerator with
@@ -68,7 +70,7 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     GradientState._reset_state()
     # Without an accelerator device, cpu=True is what makes torchrun's processes form a
     # gloo process group; otherwise each would silently train alone.
-    return Accelerator(mixed_precision=config.mixed_precision, cpu=not _has_accelerator_device())
+    return Accelerator(mixed_precision=precision, cpu=not _has_accelerator_device())
 
 
 def _has_accelerator_device() -> bool:
@@ -89,7 +91,7 @@ class Trainer:
         tokenizer: Any,
         config: TrainConfig,
         train_dataset: datasets.Dataset | None,
-        eval_dataset: datasets.Dataset | None,
+        evaluator: Evaluator | None = None,
         events: EventLog | None = None,
         checkpoint_dir: Path | None = None,
         accelerator: Accelerator | None = None,
@@ -98,18 +100,18 @@ class Trainer:
         self.tokenizer = tokenizer
         self.config = config
         self.train_dataset = train_dataset
-        self.eval_dataset = eval_dataset
+        self.evaluator = evaluator
         self.checkpoint_dir = checkpoint_dir
-        self.accelerator = accelerator or make_accelerator(config)
+        # One accelerator per run: the evaluator's, when there is one.
+        self.accelerator = (
+            accelerator
+            or (evaluator.accelerator if evaluator else None)
+            or make_accelerator(config)
+        )
         self.events = events or EventLog(None, enabled=self.accelerator.is_main_process)
-        if config.batch_size % config.gradient_accumulation_steps:
-            raise NlpTasksError(
-                f"train.batch_size ({config.batch_size}) must be a multiple of "
-                f"train.gradient_accumulation_steps ({config.gradient_accumulation_steps})."
-            )
+        # The recipe guarantees batch_size is a multiple of the accumulation steps.
         self.micro_batch_size = config.batch_size // config.gradient_accumulation_steps
         self.model = model
-        self._eval_loader: DataLoader[Any] | None = None
 
     # ----------------------------------------------------------------------------- training
     def train(self) -> TrainResult:
@@ -120,11 +122,35 @@ class Trainer:
 
     def _train(self, stop: _StopRequests) -> TrainResult:
         cfg, acc = self.config, self.accelerator
-        assert self.train_dataset is not None
         set_seed(cfg.seed)
+        best = _BestTracker.for_task(self.task, cfg)
+        sampler, loop = self._plan()
+        optimizer, scheduler = self._setup_optimization(loop)
+        loop.reset_window(time.perf_counter())
+        loop.started = loop.window_started  # speed and ETA count training, not set-up
+        for epoch, index, window in self._windows(sampler):
+            self.model.train()
+            loss = self._optimizer_step(window, optimizer)
+            if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            examples = sum(_batch_size(b) for b in window) * acc.num_processes
+            loop.record(loss, examples, epoch + min(1.0, (index + 1) / loop.steps_per_epoch))
+            self._log_step(loop, float(scheduler.get_last_lr()[0]))
+            if stop.requested(acc):
+                self._stop_for_signal(loop, stop, best.last_metrics)
+            if self._evaluation_due(loop, index) and self._evaluate_and_checkpoint(loop, best):
+                break  # early stopping
+            if loop.step == loop.total_steps:
+                break
+        return self._finish(loop, best)
 
-        # Data order: our own sampler shards batches across processes, so every process
-        # takes the same number of steps and the order depends only on the seed and epoch.
+    def _plan(self) -> tuple[LengthGroupedBatchSampler, _Loop]:
+        """The data order and the length of training."""
+        cfg, acc = self.config, self.accelerator
+        assert self.train_dataset is not None
+        # Our own sampler shards batches across processes, so every process takes the same
+        # number of steps and the order depends only on the seed and epoch.
         sampler = LengthGroupedBatchSampler(
             self.train_dataset["length"],
             self.micro_batch_size,
@@ -133,189 +159,153 @@ class Trainer:
             num_replicas=acc.num_processes,
             rank=acc.process_index,
         )
-        micro_batches_per_epoch = len(sampler)
-        if micro_batches_per_epoch == 0:
+        if len(sampler) == 0:
             raise NlpTasksError(
                 f"The training data ({len(self.train_dataset)} examples) is smaller than one "
                 f"batch per process. Lower train.batch_size or add data."
             )
-        steps_per_epoch = math.ceil(micro_batches_per_epoch / cfg.gradient_accumulation_steps)
+        steps_per_epoch = math.ceil(len(sampler) / cfg.gradient_accumulation_steps)
         total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        return sampler, _Loop(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
 
+    def _setup_optimization(
+        self, loop: _Loop
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        cfg, acc = self.config, self.accelerator
         optimizer = self._make_optimizer()
-        warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * total_steps)
-        scheduler = self._make_scheduler(optimizer, warmup, total_steps)
+        warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * loop.total_steps)
+        scheduler = self._make_scheduler(optimizer, warmup, loop.total_steps)
         # The scheduler is not passed to prepare(): accelerate would step it once per process.
         self.model, optimizer = acc.prepare(self.model, optimizer)
-
         self.events.emit(
             "train_start",
-            total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch,
+            total_steps=loop.total_steps,
+            steps_per_epoch=loop.steps_per_epoch,
             micro_batch_size=self.micro_batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             num_processes=acc.num_processes,
             warmup_steps=warmup,
             fused_optimizer=bool(optimizer.defaults.get("fused")),
+            mixed_precision=acc.mixed_precision,
+        )
+        return optimizer, scheduler
+
+    def _log_step(self, loop: _Loop, learning_rate: float) -> None:
+        """A ``step`` event every ``log_every`` steps (and the last); the display moves
+        every step."""
+        if loop.step % self.config.log_every and loop.step != loop.total_steps:
+            self.events.progress(step=loop.step, epoch=round(loop.epoch, 4))
+            return
+        now = time.perf_counter()
+        elapsed = now - loop.started
+        self.events.emit(
+            "step",
+            step=loop.step,
+            total_steps=loop.total_steps,
+            epoch=round(loop.epoch, 4),
+            loss=loop.window_loss / loop.window_steps,
+            learning_rate=learning_rate,
+            examples_per_second=loop.window_examples / max(now - loop.window_started, 1e-9),
+            elapsed_seconds=elapsed,
+            eta_seconds=elapsed / loop.step * (loop.total_steps - loop.step),
+        )
+        loop.reset_window(now)
+
+    def _stop_for_signal(
+        self, loop: _Loop, stop: _StopRequests, last_metrics: dict[str, float]
+    ) -> None:
+        """Save ``last``, record the interruption and raise :class:`RunInterrupted`."""
+        self._save_checkpoint("last", loop.step, last_metrics)
+        self.events.emit("interrupted", step=loop.step, signal=stop.signal_name)
+        if self.checkpoint_dir is not None and self.config.save_checkpoints:
+            kept = f"the model so far is saved in {self.checkpoint_dir / 'last'}"
+        else:
+            kept = "nothing was saved (train.save_checkpoints=false)"
+        raise RunInterrupted(
+            f"Interrupted by {stop.signal_name} at step {loop.step} of {loop.total_steps}; "
+            f"{kept}. Start a new run to train again."
         )
 
-        metric_name = cfg.metric_for_best or self.task.main_metric
-        # The task knows the direction of its main metric; for others, losses and
-        # perplexities go down and everything else goes up.
-        greater = (
-            self.task.greater_is_better
-            if metric_name == self.task.main_metric
-            else not ("loss" in metric_name or "perplexity" in metric_name)
+    def _evaluation_due(self, loop: _Loop, index: int) -> bool:
+        if self.evaluator is None:
+            return False
+        every = self.config.eval_every
+        end_of_epoch = index + 1 == loop.steps_per_epoch
+        due = (every and loop.step % every == 0) or (not every and end_of_epoch)
+        return bool(due) or loop.step == loop.total_steps
+
+    def _evaluate_and_checkpoint(self, loop: _Loop, best: _BestTracker) -> bool:
+        """Evaluate, keep the best and last checkpoints; True when early stopping is due."""
+        assert self.evaluator is not None
+        final = loop.step == loop.total_steps
+        generate = self.evaluator.generation_due(len(best.history) + 1, final)
+        metrics = self.evaluator.evaluate(self.model, generate=generate)
+        improved = best.update(loop.step, round(loop.epoch, 4), metrics)
+        self.events.emit(
+            "eval", step=loop.step, epoch=round(loop.epoch, 4), metrics=metrics, is_best=improved
         )
-        best_metric: float | None = None
-        best_step: int | None = None
-        evals_without_improvement = 0
-        stopped_early = False
-        history: list[dict[str, Any]] = []
-        last_metrics: dict[str, float] = {}
-
-        step, examples_seen, loss_window_sum, loss_window_count = 0, 0, 0.0, 0
-        train_loss_sum, train_loss_count = 0.0, 0
-        started = time.perf_counter()
-        log_started, log_examples = started, 0
-        epoch = 0
-        windows = self._windows(sampler, epoch)
-        while step < total_steps:
-            try:
-                index, window = next(windows)  # index: the optimizer step within the epoch
-            except StopIteration:
-                epoch += 1
-                windows = self._windows(sampler, epoch)
-                continue
-
-            self.model.train()
-            loss_value = self._optimizer_step(window, optimizer)
-            if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            step_examples = sum(_batch_size(b) for b in window) * acc.num_processes
-            examples_seen += step_examples
-            log_examples += step_examples
-            loss_window_sum += loss_value
-            loss_window_count += 1
-            train_loss_sum += loss_value
-            train_loss_count += 1
-            epoch_progress = epoch + min(1.0, (index + 1) / steps_per_epoch)
-
-            if step % cfg.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - log_started
-                self.events.emit(
-                    "step",
-                    step=step,
-                    total_steps=total_steps,
-                    epoch=round(epoch_progress, 4),
-                    loss=loss_window_sum / loss_window_count,
-                    learning_rate=scheduler.get_last_lr()[0],
-                    examples_per_second=log_examples / max(elapsed, 1e-9),
-                    elapsed_seconds=time.perf_counter() - started,
-                    eta_seconds=(time.perf_counter() - started) / step * (total_steps - step),
-                )
-                loss_window_sum, loss_window_count = 0.0, 0
-                log_started, log_examples = time.perf_counter(), 0
-            else:
-                self.events.progress(step=step, epoch=round(epoch_progress, 4))
-
-            if stop.requested(acc):
-                self._save_checkpoint("last", step, last_metrics)
-                self.events.emit("interrupted", step=step, signal=stop.signal_name)
-                saved = self.checkpoint_dir is not None and cfg.save_checkpoints
-                kept = (
-                    f"the model so far is saved in {self.checkpoint_dir / 'last'}"
-                    if saved and self.checkpoint_dir is not None
-                    else "nothing was saved (train.save_checkpoints=false)"
-                )
-                raise RunInterrupted(
-                    f"Interrupted by {stop.signal_name} at step {step} of {total_steps}; "
-                    f"{kept}. Start a new run to train again."
-                )
-
-            end_of_epoch = index + 1 == steps_per_epoch
-            due = (cfg.eval_every and step % cfg.eval_every == 0) or (
-                not cfg.eval_every and end_of_epoch
+        if improved:
+            self._save_checkpoint("best", loop.step, metrics)
+        self._save_checkpoint("last", loop.step, metrics)
+        if best.patience_exhausted():
+            self.events.emit(
+                "early_stop",
+                step=loop.step,
+                reason=f"{best.metric} did not improve for {best.patience} evaluations",
             )
-            if (due or step == total_steps) and self.eval_dataset is not None:
-                last_metrics = self.evaluate()
-                value = last_metrics.get(metric_name)
-                if value is None:
-                    raise NlpTasksError(
-                        f"train.metric_for_best '{metric_name}' is not a metric of task "
-                        f"'{self.task.name}' (it has {', '.join(last_metrics)})."
-                    )
-                improved = best_metric is None or (
-                    value > best_metric if greater else value < best_metric
-                )
-                record = {"step": step, "epoch": round(epoch_progress, 4), **last_metrics}
-                history.append(record)
-                self.events.emit(
-                    "eval", step=step, epoch=record["epoch"], metrics=last_metrics, is_best=improved
-                )
-                if improved:
-                    best_metric, best_step = value, step
-                    evals_without_improvement = 0
-                    self._save_checkpoint("best", step, last_metrics)
-                else:
-                    evals_without_improvement += 1
-                self._save_checkpoint("last", step, last_metrics)
-                patience = cfg.early_stopping_patience
-                if patience is not None and evals_without_improvement >= patience:
-                    stopped_early = True
-                    self.events.emit(
-                        "early_stop",
-                        step=step,
-                        reason=f"{metric_name} did not improve for {patience} evaluations",
-                    )
-                    break
-        train_seconds = time.perf_counter() - started
-        if self.eval_dataset is None:
-            self._save_checkpoint("last", step, {})
+            return True
+        return False
+
+    def _finish(self, loop: _Loop, best: _BestTracker) -> TrainResult:
+        train_seconds = time.perf_counter() - loop.started
+        if self.evaluator is None:
+            self._save_checkpoint("last", loop.step, {})
+        metrics = best.last_metrics
         # The final model is the best checkpoint: reload it if training moved past it.
-        if best_step is not None and best_step != step and self._load_checkpoint("best"):
-            last_metrics = next(h for h in history if h["step"] == best_step)
-            last_metrics = {k: v for k, v in last_metrics.items() if k not in ("step", "epoch")}
+        if best.step is not None and best.step != loop.step and self._load_checkpoint("best"):
+            metrics = best.metrics_at(best.step)
         self.events.emit(
             "train_end",
-            step=step,
-            best_step=best_step,
+            step=loop.step,
+            best_step=best.step,
             train_seconds=train_seconds,
-            stopped_early=stopped_early,
+            stopped_early=best.stopped_early,
         )
         return TrainResult(
-            global_step=step,
-            epochs=round(step / steps_per_epoch, 4),
-            train_loss=train_loss_sum / max(train_loss_count, 1),
-            metrics=last_metrics,
-            best_step=best_step,
-            best_metric=best_metric,
-            stopped_early=stopped_early,
-            examples_seen=examples_seen,
+            global_step=loop.step,
+            epochs=round(loop.step / loop.steps_per_epoch, 4),
+            train_loss=loop.loss_sum / max(loop.step, 1),
+            metrics=metrics,
+            best_step=best.step,
+            best_metric=best.value,
+            stopped_early=best.stopped_early,
+            examples_seen=loop.examples_seen,
             train_seconds=train_seconds,
-            history=history,
+            history=best.history,
         )
 
     def _windows(
-        self, sampler: LengthGroupedBatchSampler, epoch: int
-    ) -> Iterator[tuple[int, list[dict[str, torch.Tensor]]]]:
-        """(index, window) for each accumulation window of one epoch: a window is a list of
-        up to ``gradient_accumulation_steps`` micro-batches on the device."""
-        sampler.set_epoch(epoch)
+        self, sampler: LengthGroupedBatchSampler
+    ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]]]]:
+        """(epoch, index, window) for each accumulation window, epoch after epoch: a window is
+        a list of up to ``gradient_accumulation_steps`` micro-batches on the device, and
+        ``index`` the optimizer step within its epoch."""
         assert self.train_dataset is not None
-        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate)
-        window: list[dict[str, torch.Tensor]] = []
-        index = 0
-        for batch in loader:
-            window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
-            if len(window) == self.config.gradient_accumulation_steps:
-                yield index, window
-                index += 1
-                window = []
-        if window:  # the last, shorter window of the epoch
-            yield index, window
+        for epoch in itertools.count():
+            sampler.set_epoch(epoch)
+            loader = DataLoader(
+                self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate
+            )
+            window: list[dict[str, torch.Tensor]] = []
+            index = 0
+            for batch in loader:
+                window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
+                if len(window) == self.config.gradient_accumulation_steps:
+                    yield epoch, index, window
+                    index += 1
+                    window = []
+            if window:  # the last, shorter window of the epoch
+                yield epoch, index, window
 
     def _optimizer_step(
         self, window: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer
@@ -386,39 +376,11 @@ class Trainer:
         return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
     # --------------------------------------------------------------------------- evaluation
-    def evaluate(self) -> dict[str, float]:
-        """Metrics of the current model on the eval dataset (all processes take part)."""
-        assert self.eval_dataset is not None
-        acc = self.accelerator
-        if self._eval_loader is None:
-            loader = DataLoader(
-                self.eval_dataset,
-                batch_size=self.config.eval_batch_size,
-                collate_fn=self.task.collate,
-            )
-            # prepare() shards evaluation across processes; gather_for_metrics drops the
-            # duplicates it pads the last batch with.
-            self._eval_loader = acc.prepare_data_loader(loader)
-        was_training = self.model.training
-        self.model.eval()
-        outputs: list[dict[str, Any]] = []
-        loss_sum, count = 0.0, 0.0
-        with torch.no_grad():
-            for batch in self._eval_loader:
-                out = self.task.eval_step(self.model, batch)
-                if "loss_count" not in out:
-                    out["loss_count"] = torch.ones_like(out["loss"])
-                # gather_for_metrics drops the examples accelerate repeats to even out the
-                # last batch across processes; the loss goes through it too, or it would
-                # count those examples twice.
-                gathered = {k: v.cpu() for k, v in acc.gather_for_metrics(out).items()}
-                loss_sum += float(gathered.pop("loss").double().sum())
-                count += float(gathered.pop("loss_count").double().sum())
-                outputs.append(gathered)
-        metrics = {"loss": loss_sum / max(count, 1.0), **self.task.compute_metrics(outputs)}
-        if was_training:
-            self.model.train()
-        return {k: float(v) for k, v in metrics.items()}
+    def evaluate(self, generate: bool = False) -> dict[str, float]:
+        """Metrics of the current model on the eval set (all processes take part)."""
+        if self.evaluator is None:
+            raise NlpTasksError("This trainer has no eval data to evaluate on.")
+        return self.evaluator.evaluate(self.model, generate=generate)
 
     # -------------------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, kind: str, step: int, metrics: dict[str, float]) -> None:
@@ -455,6 +417,91 @@ class Trainer:
         if unexpected:
             raise NlpTasksError(f"Checkpoint {path} does not match the model: {unexpected[:3]}.")
         return True
+
+
+@dataclass
+class _Loop:
+    """Counters of the training loop and of the current logging window."""
+
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0
+    epoch: float = 0.0
+    examples_seen: int = 0
+    loss_sum: float = 0.0
+    window_loss: float = 0.0
+    window_steps: int = 0
+    window_examples: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    window_started: float = field(default_factory=time.perf_counter)
+
+    def record(self, loss: float, examples: int, epoch: float) -> None:
+        self.step += 1
+        self.epoch = epoch
+        self.examples_seen += examples
+        self.loss_sum += loss
+        self.window_loss += loss
+        self.window_steps += 1
+        self.window_examples += examples
+
+    def reset_window(self, now: float) -> None:
+        self.window_loss, self.window_steps, self.window_examples = 0.0, 0, 0
+        self.window_started = now
+
+
+@dataclass
+class _BestTracker:
+    """The best evaluation so far by ``metric``, and patience for early stopping."""
+
+    metric: str
+    greater_is_better: bool
+    patience: int | None
+    value: float | None = None
+    step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def for_task(cls, task: Any, config: TrainConfig) -> _BestTracker:
+        # The direction is the task's declaration, never a guess from the metric's name.
+        metric = config.metric_for_best or task.main_metric
+        spec = declared_metrics(task).get(metric)
+        if spec is None:
+            raise NlpTasksError(
+                f"train.metric_for_best '{metric}' is not a metric of task '{task.name}' "
+                f"(it has {', '.join(declared_metrics(task))})."
+            )
+        return cls(metric, spec.greater_is_better, config.early_stopping_patience)
+
+    def update(self, step: int, epoch: float, metrics: dict[str, float]) -> bool:
+        """Record an evaluation; True if it is the best so far. An evaluation without the
+        metric (a generation metric on a loss-only evaluation) neither improves nor counts
+        against patience."""
+        self.last_metrics = metrics
+        self.history.append({"step": step, "epoch": epoch, **metrics})
+        value = metrics.get(self.metric)
+        if value is None:
+            return False
+        better = self.value is None or (
+            value > self.value if self.greater_is_better else value < self.value
+        )
+        if better:
+            self.value, self.step = value, step
+            self.evals_without_improvement = 0
+        else:
+            self.evals_without_improvement += 1
+        return better
+
+    def patience_exhausted(self) -> bool:
+        if self.patience is not None and self.evals_without_improvement >= self.patience:
+            self.stopped_early = True
+        return self.stopped_early
+
+    def metrics_at(self, step: int) -> dict[str, float]:
+        record = next(h for h in self.history if h["step"] == step)
+        return {k: v for k, v in record.items() if k not in ("step", "epoch")}
 
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:

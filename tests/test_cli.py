@@ -64,7 +64,31 @@ def test_run_directory_contents(trained_run: Path) -> None:
     ):
         assert (trained_run / name).is_file(), name
     results = json.loads((trained_run / "results.json").read_text())
-    assert 0.0 <= results["metrics"]["eval"]["accuracy"] <= 1.0
+    # The recorded accuracy is the saved model's own on the 200 dev rows: count it again from
+    # `predict`'s answers (gold label i is label_names[i]). Evaluation cuts inputs to
+    # data.max_length tokens and predict does not, so the few longer rows are cut first.
+    import csv
+
+    from transformers import AutoTokenizer
+
+    from nlptasks.runner import predict
+
+    max_length = yaml.safe_load((trained_run / "recipe.yaml").read_text())["data"]["max_length"]
+    tokenizer = AutoTokenizer.from_pretrained(trained_run / "model")
+    with open(trained_run.parent / "dev.tsv", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    assert len(rows) == 200
+    texts = []
+    for text, _ in rows:
+        if len(tokenizer(text)["input_ids"]) > max_length:
+            ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            assert tokenizer(text)["input_ids"] == ids, text
+        texts.append(text)
+    predicted = predict("sentiment", str(trained_run / "model"), texts)
+    gold = [("negative", "positive")[int(label)] for _, label in rows]
+    correct = sum(p["label"] == g for p, g in zip(predicted, gold, strict=True))
+    assert results["metrics"]["eval"]["accuracy"] == correct / 200
     assert "macro_f1" in results["metrics"]["eval"]
     prov = results["provenance"]
     assert prov["seed"] == 42 and prov["device"] == "cpu"
@@ -102,7 +126,11 @@ def test_predict_agrees_with_transformers_pipeline(trained_run: Path, tmp_path: 
         "the plot is dull",
         "an uneven but often charming comedy that never quite finds its footing",
     ]
-    code, output = invoke("predict", "sentiment", "--model", str(trained_run / "model"), *texts)
+    model = str(trained_run / "model")
+    # fp32, as the pipeline runs (the run's recipe says auto: bf16 on a CPU with AVX512-BF16)
+    code, output = invoke(
+        "predict", "sentiment", "--model", model, "--mixed-precision", "no", *texts
+    )
     assert code == 0, output
     ours = [json.loads(line) for line in output.splitlines()]
     pipe = pipeline("text-classification", model=str(trained_run / "model"), top_k=None)
@@ -116,14 +144,14 @@ def test_predict_agrees_with_transformers_pipeline(trained_run: Path, tmp_path: 
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
     code, output = invoke(
-        "predict", "sentiment", "--model", str(trained_run / "model"), "--input", str(inputs)
+        "predict", "sentiment", "--model", model, "--mixed-precision", "no", "--input", str(inputs)
     )
     assert code == 0, output
     assert [json.loads(line) for line in output.splitlines()] == ours
     # and so does standard input (--input -)
     result = CliRunner().invoke(
         cli,
-        ["predict", "sentiment", "--model", str(trained_run / "model"), "--input", "-"],
+        ["predict", "sentiment", "--model", model, "--mixed-precision", "no", "--input", "-"],
         input=inputs.read_text(),
     )
     assert result.exit_code == 0, result.output
@@ -228,7 +256,7 @@ def test_unknown_key() -> None:
 def test_wrong_value_type() -> None:
     _one_line_error(
         *invoke("run", "sentiment", "train.batch_size=many"),
-        "'train.batch_size' must be an integer",
+        "'train.batch_size' (set by an override) must be an integer",
     )
 
 
@@ -254,11 +282,11 @@ def test_missing_column(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
             f"model={tiny_bert}",
             f"data.train_path={train}",
             f"data.eval_path={dev}",
-            "data.text_column=review_text",
+            "options.text_column=review_text",
         ),
         "Column 'review_text'",
         "sentence, label",
-        "data.text_column=",
+        "options.text_column=",
     )
 
 
@@ -311,9 +339,28 @@ def test_missing_model_directory() -> None:
 
 
 def test_debug_shows_traceback() -> None:
+    from nlptasks.errors import UnknownNameError
+
+    # --debug: the original exception propagates out of the command (CliRunner catches it;
+    # the console script would print its traceback).
     result = CliRunner().invoke(cli, ["--debug", "run", "sentimnet"])
-    assert result.exit_code != 0
-    assert result.exception is not None
+    assert isinstance(result.exception, UnknownNameError), result.exception
+    assert "Unknown task 'sentimnet'" in str(result.exception)
+    assert result.exit_code == 1
+    # Without it: a clean exit with code 1 and the one-line message.
+    result = CliRunner().invoke(cli, ["run", "sentimnet"])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: Unknown task 'sentimnet'")
+    # The real command prints the traceback to stderr with --debug, and only then.
+    command = [sys.executable, "-m", "nlptasks", "run", "sentimnet"]
+    debug = subprocess.run([*command[:3], "--debug", *command[3:]], capture_output=True, text=True)
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "nlptasks.errors.UnknownNameError: Unknown task 'sentimnet'" in debug.stderr
+    plain = subprocess.run(command, capture_output=True, text=True)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert plain.stderr.startswith("Error: Unknown task 'sentimnet'")
 
 
 # ----------------------------------------------------------------------------- light CLI
@@ -428,7 +475,7 @@ def test_swapped_label_names_are_not_read_from_a_stale_cache(trained_run: Path) 
     assert code == 0, output
     straight = json.loads(output)["accuracy"]
     code, output = invoke(
-        "eval", "sentiment", "--model", model, "--json", "data.label_names=[positive, negative]"
+        "eval", "sentiment", "--model", model, "--json", "options.label_names=[positive, negative]"
     )
     assert code == 0, output
     # Same rows, every gold label flipped: a binary accuracy turns into its complement.

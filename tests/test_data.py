@@ -110,14 +110,14 @@ def test_text_column_is_detected_and_labels_named(tmp_path: Path) -> None:
     )
     task = load_task("sentiment")
     splits = task.prepare_data(load_splits(recipe.data), recipe)
-    assert task.label_names == ["negative", "positive"]  # data.label_names of the recipe
+    assert task.label_names == ["negative", "positive"]  # options.label_names of the recipe
     assert splits["train"].column_names == ["text", "labels"]
     plain = load_recipe(
         "sentiment",
         "minilm",
         [
             f"data.train_path={SST2 / 'dev.tsv'}",
-            "~data.label_names",
+            "~options.label_names",
         ],
     )
     task.prepare_data(load_splits(plain.data), plain)
@@ -130,7 +130,7 @@ def test_string_labels_come_from_the_data(tmp_path: Path) -> None:
         "minilm",
         [
             f"data.train_path={_write(tmp_path / 'd.csv')}",
-            "~data.label_names",
+            "~options.label_names",
             "data.eval_fraction=0.5",
         ],
     )
@@ -145,10 +145,10 @@ def test_label_outside_label_names(tmp_path: Path) -> None:
         "minilm",
         [
             f"data.train_path={_write(tmp_path / 'd.csv')}",
-            "data.label_names=[bad, good]",
+            "options.label_names=[bad, good]",
         ],
     )
-    with pytest.raises(DataError, match="label '(neg|pos)'.*data.label_names"):
+    with pytest.raises(DataError, match="label '(neg|pos)'.*options.label_names"):
         load_task("sentiment").prepare_data(load_splits(recipe.data), recipe)
 
 

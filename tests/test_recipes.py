@@ -94,13 +94,13 @@ def test_override_values_are_yaml_typed() -> None:
         [
             "train.eval_every=5",
             "train.group_by_length=false",
-            "data.label_names=[a, b]",
+            "options.label_names=[a, b]",
             "train.max_grad_norm=null",
         ],
     )
     assert recipe.train.eval_every == 5
     assert recipe.train.group_by_length is False
-    assert recipe.data.label_names == ["a", "b"]
+    assert recipe.options.label_names == ["a", "b"]
     assert recipe.train.max_grad_norm is None
 
 
@@ -122,8 +122,10 @@ def test_every_problem_reported_at_once_with_suggestions() -> None:
     text = str(info.value)
     assert "Did you mean 'train.epochs'?" in text
     assert "Did you mean 'train'?" in text
-    assert "'train.learning_rate' must be a number, got str 'fast'" in text
-    assert "'data.max_length' must be an integer" in text
+    # Mistakes typed on the command line are blamed on the override, not the recipe file.
+    assert "override 'train.epoch=1' sets unknown key 'train.epoch'" in text
+    assert "'train.learning_rate' (set by an override) must be a number, got str 'fast'" in text
+    assert "'data.max_length' (set by an override) must be an integer" in text
     assert "one of 'linear', 'cosine', 'constant'" in text
     assert "\n" not in text
 
@@ -195,7 +197,7 @@ def test_string_fields_get_exactly_the_typed_text() -> None:
             "data.dataset_config=1.10",
             "data.train_path=my data #2.tsv",
             "run_name=2024-01-01",
-            "data.text_column=yes",
+            "options.text_column=yes",
             "data.eval_split=null",
         ],
     )
@@ -203,7 +205,7 @@ def test_string_fields_get_exactly_the_typed_text() -> None:
     assert recipe.data.dataset_config == "1.10"
     assert recipe.data.train_path == "my data #2.tsv"
     assert recipe.run_name == "2024-01-01"
-    assert recipe.data.text_column == "yes"
+    assert recipe.options.text_column == "yes"
     assert recipe.data.eval_split is None
 
 
@@ -227,7 +229,7 @@ def test_more_impossible_values() -> None:
             "sentiment",
             "minilm",
             [
-                "data.label_names=[neg, neg]",
+                "options.label_names=[neg, neg]",
                 "train.early_stopping_patience=0",
                 "train.warmup_steps=-5",
                 "train.epochs=.inf",
@@ -238,3 +240,71 @@ def test_more_impossible_values() -> None:
     assert "'train.early_stopping_patience' must be at least 1" in text
     assert "'train.warmup_steps' must not be negative" in text
     assert "'train.epochs' must be a number above 0" in text
+
+
+def test_task_options_are_typed_validated_and_shown() -> None:
+    recipe = load_recipe("sentiment", "minilm", ["options.text_column=review"])
+    from nlptasks.builtins.sentiment.task import SentimentOptions
+
+    assert isinstance(recipe.options, SentimentOptions)
+    assert recipe.options.text_column == "review"
+    assert recipe.options.label_names == ["negative", "positive"]
+    dumped = dump_recipe(recipe)
+    assert "options:\n  text_column: review\n" in dumped
+    with pytest.raises(ConfigError) as info:
+        load_recipe("sentiment", "minilm", ["options.label_colum=x", "options.label_names=3"])
+    text = str(info.value)
+    assert "Did you mean 'options.label_column'?" in text
+    assert "'options.label_names' (set by an override) must be a list of a string" in text
+
+
+def test_task_settings_under_data_point_to_options(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("task: sentiment\nmodel: m\ndata:\n  label_names: [a, b]\n")
+    with pytest.raises(ConfigError, match="Did you mean 'options.label_names'"):
+        load_recipe("sentiment", str(path))
+
+
+def test_a_recipe_without_options_gets_the_task_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("task: sentiment\nmodel: m\n")
+    recipe = load_recipe("sentiment", str(path))
+    assert recipe.options.label_column == "label" and recipe.options.label_names is None
+
+
+def test_generation_settings_are_checked() -> None:
+    recipe = load_recipe("sentiment", "minilm", ["generation.num_beams=4", "generation.every=2"])
+    assert recipe.generation.num_beams == 4 and recipe.generation.every == 2
+    with pytest.raises(ConfigError) as info:
+        load_recipe(
+            "sentiment",
+            "minilm",
+            ["generation.top_p=0", "generation.temperature=0", "generation.max_new_tokens=0"],
+        )
+    assert len(info.value.problems) == 3
+
+
+def test_builtin_recipes_use_auto_precision() -> None:
+    for name in ("minilm", "bert-base", "distilbert"):
+        assert load_recipe("sentiment", name).train.mixed_precision == "auto"
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlptasks import precision
+
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    assert precision.resolve("auto") == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    assert precision.resolve("auto") == "no"
+    assert precision.resolve("bf16") == "bf16"  # an explicit choice is kept
+    with pytest.raises(NlpTasksError, match="needs a GPU"):
+        precision.resolve("fp16")
+
+
+def test_cpu_flags_are_read_from_cpuinfo() -> None:
+    from nlptasks import precision
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    expected = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert precision.cpu_has_fast_bf16() is expected

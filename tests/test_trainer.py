@@ -33,6 +33,7 @@ def _setup(tiny_bert: Path, train_file: Path, dev_file: Path, *overrides: str) -
             f"model={tiny_bert}",
             f"data.train_path={train_file}",
             f"data.eval_path={dev_file}",
+            "train.mixed_precision=no",  # exact comparisons; a test may ask for bf16
             *overrides,
         ],
     )
@@ -44,7 +45,8 @@ def _setup(tiny_bert: Path, train_file: Path, dev_file: Path, *overrides: str) -
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    return recipe, task, model, tokenizer, prepared.features
+    # The evaluator travels with the features: the trainer evaluates with it.
+    return recipe, task, model, tokenizer, {**prepared.features, "evaluator": prepared.evaluator}
 
 
 def _one_step(tiny_bert: Path, files: tuple[Path, Path], examples: int, accumulation: int) -> dict:
@@ -138,7 +140,7 @@ def test_loss_decreases_and_events_are_written(
         tokenizer,
         recipe.train,
         features["train"],
-        features["eval"],
+        features["evaluator"],
         events=events,
         checkpoint_dir=tmp_path / "checkpoints",
     )
@@ -164,10 +166,10 @@ def test_loss_decreases_and_events_are_written(
     # Reloading the best checkpoint gives the same predictions as the model in memory.
     reloaded_task = load_task("sentiment")
     reloaded, reloaded_tok = reloaded_task.load_trained(str(tmp_path / "checkpoints" / "best"))
-    texts = ["a gripping , funny film", "dull and lifeless", "not bad at all"]
+    texts = [{"text": t} for t in ("a gripping , funny film", "dull and lifeless", "not bad")]
     trainer.model.eval()
-    ours = task.predict(trainer.model, tokenizer, texts)
-    theirs = reloaded_task.predict(reloaded, reloaded_tok, texts)
+    ours = task.predict(trainer.model, tokenizer, texts, recipe)
+    theirs = reloaded_task.predict(reloaded, reloaded_tok, texts, recipe)
     for a, b in zip(ours, theirs, strict=True):
         assert a["label"] == b["label"]
         assert a["score"] == pytest.approx(b["score"], abs=1e-6)
@@ -191,7 +193,7 @@ def test_early_stopping(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
         tokenizer,
         recipe.train,
         features["train"],
-        features["eval"],
+        features["evaluator"],
         events=EventLog(None, collect),
     )
     result = trainer.train()
@@ -202,6 +204,8 @@ def test_early_stopping(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
 
 
 def test_bf16_mixed_precision_trains(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
+    import math
+
     recipe, task, model, tokenizer, features = _setup(
         tiny_bert,
         *sst2_small,
@@ -209,9 +213,31 @@ def test_bf16_mixed_precision_trains(tiny_bert: Path, sst2_small: tuple[Path, Pa
         "train.mixed_precision=bf16",
         "train.batch_size=16",
     )
-    trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], features["eval"])
-    result = trainer.train()
+    # The dtype every Linear layer computes in during training's forward passes (autocast
+    # leaves the weights in float32: only the layers' outputs tell bf16 was used).
+    training_dtypes: list[torch.dtype] = []
+
+    def record(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if module.training:
+            training_dtypes.append(output.dtype)
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) > 10  # attention, feed-forward, pooler and classifier layers
+    handles = [m.register_forward_hook(record) for m in linears]
+    trainer = Trainer(
+        task, model, tokenizer, recipe.train, features["train"], features["evaluator"]
+    )
+    try:
+        result = trainer.train()
+    finally:
+        for handle in handles:
+            handle.remove()
+    # 3 steps of one micro-batch, a forward pass through every Linear layer each.
+    assert len(training_dtypes) == 3 * len(linears)
+    assert set(training_dtypes) == {torch.bfloat16}
+    assert next(model.parameters()).dtype == torch.float32  # master weights stay float32
     assert result.global_step == 3
+    assert math.isfinite(result.train_loss) and result.train_loss > 0
     assert 0 <= result.metrics["accuracy"] <= 1
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import datasets
@@ -11,11 +12,39 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from nlptasks import DataError, Recipe, fingerprint, load_pretrained, resolve_column
+from nlptasks import (
+    CollectOutputs,
+    DataError,
+    EvalContext,
+    MetricSpec,
+    Recipe,
+    fingerprint,
+    length_sorted_batches,
+    load_pretrained,
+    resolve_column,
+)
 
 TEXT_CANDIDATES = ("text", "sentence", "content", "review")
 # Bump when preprocessing changes so that cached tokenisations are not reused.
 PREPROCESS_VERSION = 1
+
+
+@dataclass
+class SentimentOptions:
+    """The sentiment task's settings (the recipe's ``options:`` section)."""
+
+    text_column: str | None = None
+    """Text column; when absent the first of text/sentence/content/review that exists."""
+    text_pair_column: str | None = None
+    """Second text of a pair (e.g. NLI hypotheses); none by default."""
+    label_column: str = "label"
+    label_names: list[str] | None = None
+    """Names for integer labels 0..n-1 (kept in the model's id2label)."""
+
+    def problems(self) -> list[str]:
+        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
+            return ["'options.label_names' must not repeat a name (classes would merge)"]
+        return []
 
 
 class SentimentTask:
@@ -23,9 +52,13 @@ class SentimentTask:
 
     name: ClassVar[str] = "sentiment"
     default_recipe: ClassVar[str] = "minilm"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("accuracy", greater_is_better=True, low=0.0, high=1.0),
+        MetricSpec("macro_f1", greater_is_better=True, low=0.0, high=1.0),
+    )
     main_metric: ClassVar[str] = "accuracy"
-    metric_names: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "macro_f1")
-    greater_is_better: ClassVar[bool] = True
+    input_fields: ClassVar[tuple[str, ...]] = ("text",)
+    options_class: ClassVar[type] = SentimentOptions
     pipeline_tag: ClassVar[str] = "text-classification"
 
     def __init__(self) -> None:
@@ -38,16 +71,16 @@ class SentimentTask:
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
     ) -> datasets.DatasetDict:
-        cfg = recipe.data
+        cfg: SentimentOptions = recipe.options
         columns = {}
         for name, split in splits.items():
-            text = resolve_column(split, cfg.text_column, TEXT_CANDIDATES, "data.text_column")
+            text = resolve_column(split, cfg.text_column, TEXT_CANDIDATES, "options.text_column")
             pair = (
-                resolve_column(split, cfg.text_pair_column, (), "data.text_pair_column")
+                resolve_column(split, cfg.text_pair_column, (), "options.text_pair_column")
                 if cfg.text_pair_column
                 else None
             )
-            label = resolve_column(split, cfg.label_column, (), "data.label_column")
+            label = resolve_column(split, cfg.label_column, (), "options.label_column")
             columns[name] = (text, pair, label)
 
         # Each distinct raw label (unique() reads one Arrow column) -> its label name.
@@ -73,12 +106,12 @@ class SentimentTask:
             unknown = sorted(seen[name] - set(label2id))
             if unknown:
                 known = ", ".join(self.label_names)
-                where = "the model" if trained_model is not None else "data.label_names"
+                where = "the model" if trained_model is not None else "options.label_names"
                 shown = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:37] + "..."
                 raise DataError(
                     f"The {name} data has label '{shown}', which {where} does not know "
                     f"(it knows {known}). Use data with those labels"
-                    + (" or fix data.label_names." if trained_model is None else ".")
+                    + (" or fix options.label_names." if trained_model is None else ".")
                 )
             ids = {raw: label2id[label_name] for raw, label_name in names_of[name].items()}
             prepared[name] = self._normalise(split, *columns[name], ids)
@@ -217,45 +250,55 @@ class SentimentTask:
             "loss": F.cross_entropy(logits, batch["labels"], reduction="none"),
         }
 
-    def compute_metrics(self, outputs: Sequence[dict[str, Any]]) -> dict[str, float]:
-        from nlptasks.builtins.sentiment.metrics import Accuracy, MacroF1
-
-        predictions = torch.cat([o["predictions"] for o in outputs]).tolist()
-        references = torch.cat([o["references"] for o in outputs]).tolist()
-        metrics: dict[str, float] = {}
-        for metric in (Accuracy(), MacroF1()):
-            metrics.update(metric.compute(predictions=predictions, references=references) or {})
-        return metrics
+    def new_metrics(self, context: EvalContext) -> CollectOutputs:
+        # Class ids are small: keep them all, then compute like an evaluate metric would.
+        return CollectOutputs(_classification_metrics)
 
     # ------------------------------------------------------------------------- predict
     def predict(
-        self, model: torch.nn.Module, tokenizer: Any, inputs: Sequence[Any], batch_size: int = 32
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
     ) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
         model.eval()
+        texts = [str(record["text"]) for record in records]
         max_length = min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
-        for start in range(0, len(inputs), batch_size):
-            chunk = [str(text) for text in inputs[start : start + batch_size]]
-            encoded = tokenizer(
-                chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-            )
-            encoded = {k: v.to(model.device) for k, v in encoded.items()}
-            with torch.no_grad():
-                probabilities = model(**encoded).logits.float().softmax(dim=-1).cpu()
-            for text, row in zip(chunk, probabilities.tolist(), strict=True):
+        # Tokenise once, unpadded; then batches of similar length padded only to their own
+        # longest text (the pipeline pads every batch of 32 to its longest).
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for indices in length_sorted_batches(lengths, recipe.train.eval_batch_size):
+            rows = [{k: encoded[k][i] for k in encoded} for i in indices]
+            batch = tokenizer.pad(rows, return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            probabilities = model(**batch).logits.float().softmax(dim=-1).cpu()
+            for i, row in zip(indices, probabilities.tolist(), strict=True):
                 best = max(range(len(row)), key=row.__getitem__)
-                results.append(
-                    {
-                        "text": text,
-                        "label": self.label_names[best],
-                        "score": row[best],
-                        "probabilities": dict(zip(self.label_names, row, strict=True)),
-                    }
-                )
+                results[i] = {
+                    "text": texts[i],
+                    "label": self.label_names[best],
+                    "score": row[best],
+                    "probabilities": dict(zip(self.label_names, row, strict=True)),
+                }
         return results
 
     def model_card_info(self) -> dict[str, Any]:
         return {"labels": self.label_names}
+
+
+def _classification_metrics(outputs: dict[str, Any], context: EvalContext) -> dict[str, float]:
+    from nlptasks.builtins.sentiment.metrics import Accuracy, MacroF1
+
+    predictions = outputs["predictions"].tolist()
+    references = outputs["references"].tolist()
+    metrics: dict[str, float] = {}
+    for metric in (Accuracy(keep_in_memory=True), MacroF1(keep_in_memory=True)):
+        metric.add_batch(predictions=predictions, references=references)
+        metrics.update(metric.compute() or {})
+    return metrics
 
 
 def _sorted_labels(labels: set[str]) -> list[str]:

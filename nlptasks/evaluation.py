@@ -1,0 +1,241 @@
+"""The one evaluation path, used by the trainer and by ``nlptasks eval``.
+
+A task writes the first and the last step; this module owns the middle:
+
+1. the task's ``eval_step`` (and, when generation is due, ``generate_step`` on the unwrapped
+   model) turns a batch into per-example tensors;
+2. those are padded along dim 1 across processes (``pad_across_processes``, as in the
+   transformers ``run_qa_no_trainer`` / ``run_translation_no_trainer`` examples), gathered,
+   and streamed batch by batch into the task's metric accumulator (evaluate's ``add_batch``
+   / ``compute`` pattern), so no evaluation holds every logit of a large eval set;
+3. the accumulator's ``compute(context)`` gets the raw examples, the features, the tokenizer
+   and the token-weighted eval loss (SQuAD post-processing, BLEU and perplexity need them).
+
+Batches are sorted by length (longest first, so memory problems show at once) and padded
+dynamically; every gathered batch carries ``index``, the row of each output in
+``context.features``, so outputs can be put back in input order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from nlptasks.errors import PluginError
+from nlptasks.task import declared_metrics
+
+if TYPE_CHECKING:
+    import datasets
+    from accelerate import Accelerator
+
+    from nlptasks.recipes import Recipe
+
+PAD_INDEX = -100
+"""What per-example outputs are padded with along dim 1 (the ignore index of the losses)."""
+
+
+@dataclass
+class EvalContext:
+    """What a task's metrics may use besides the gathered outputs."""
+
+    examples: datasets.Dataset
+    """The raw eval examples, as ``prepare_data`` returned them (references, contexts, ids)."""
+    features: datasets.Dataset
+    """The eval features, as ``preprocess`` returned them; ``outputs["index"]`` are rows here."""
+    tokenizer: Any
+    recipe: Recipe
+    generated: bool = False
+    """Whether this evaluation ran ``generate_step`` (generation metrics are due)."""
+    loss_sum: float = 0.0
+    """Sum of every target's loss over the eval set (filled in before ``compute``)."""
+    loss_count: float = 0.0
+    """Number of loss targets (examples or tokens) over the eval set."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss(self) -> float:
+        """The token-weighted mean eval loss (``exp`` of it is the perplexity)."""
+        return self.loss_sum / self.loss_count if self.loss_count else math.nan
+
+
+class MetricAccumulator(Protocol):
+    """Streams one evaluation's outputs into metrics, like an ``evaluate`` metric."""
+
+    def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
+        """One gathered batch: each tensor has a row per example (padding rows removed), on
+        the CPU, with ``index`` (rows of ``context.features``)."""
+        ...
+
+    def compute(self, context: EvalContext) -> dict[str, float]:
+        """The metrics of everything added (``loss`` is added by evaluation)."""
+        ...
+
+
+class CollectOutputs:
+    """An accumulator that keeps every output and hands them to ``compute_fn`` at the end,
+    concatenated (padded along dim 1 with :data:`PAD_INDEX`) and in feature order.
+
+    Fine for small per-example outputs (class ids, token labels); stream instead for logits
+    of large eval sets.
+    """
+
+    def __init__(self, compute_fn: Any) -> None:
+        self._compute_fn = compute_fn
+        self._batches: list[dict[str, torch.Tensor]] = []
+
+    def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
+        self._batches.append(dict(outputs))
+
+    def compute(self, context: EvalContext) -> dict[str, float]:
+        keys = self._batches[0].keys() if self._batches else ()
+        joined = {k: concat_padded([b[k] for b in self._batches]) for k in keys}
+        if "index" in joined:  # back to feature order
+            order = torch.argsort(joined["index"])
+            joined = {k: v[order] for k, v in joined.items()}
+        result: dict[str, float] = self._compute_fn(joined, context)
+        return result
+
+
+def concat_padded(tensors: Sequence[torch.Tensor], pad_index: int = PAD_INDEX) -> torch.Tensor:
+    """Concatenate along dim 0 tensors whose dim 1 differs, padding with ``pad_index``."""
+    if not tensors:
+        return torch.empty(0)
+    if tensors[0].ndim < 2:
+        return torch.cat(list(tensors))
+    width = max(t.shape[1] for t in tensors)
+    padded = []
+    for t in tensors:
+        if t.shape[1] < width:
+            pad = t.new_full((t.shape[0], width - t.shape[1], *t.shape[2:]), pad_index)
+            t = torch.cat([t, pad], dim=1)
+        padded.append(t)
+    return torch.cat(padded)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar length, longest first (little padding, and a batch too
+    big for memory fails at once rather than at the end)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class Evaluator:
+    """Evaluates a model on one eval set: the same code for training and ``nlptasks eval``."""
+
+    def __init__(
+        self,
+        task: Any,
+        tokenizer: Any,
+        recipe: Recipe,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        accelerator: Accelerator,
+    ) -> None:
+        self.task = task
+        self.tokenizer = tokenizer
+        self.recipe = recipe
+        self.examples = examples
+        self.features = features
+        self.accelerator = accelerator
+        lengths = features["length"] if "length" in features.column_names else None
+        size = recipe.train.eval_batch_size
+        self._batches = (
+            length_sorted_batches(lengths, size)
+            if lengths is not None
+            else [
+                list(range(i, min(i + size, len(features)))) for i in range(0, len(features), size)
+            ]
+        )
+
+    @property
+    def can_generate(self) -> bool:
+        return callable(getattr(self.task, "generate_step", None))
+
+    def generation_due(self, evaluation_number: int, final: bool) -> bool:
+        """Whether the ``evaluation_number``-th evaluation (from 1) runs generation: every
+        ``generation.every`` evaluations, and always for the final model."""
+        every = self.recipe.generation.every
+        return self.can_generate and (final or bool(every and evaluation_number % every == 0))
+
+    def evaluate(self, model: torch.nn.Module, generate: bool = False) -> dict[str, float]:
+        """Metrics of ``model`` on the eval set; every process takes part and gets them."""
+        acc = self.accelerator
+        generate = generate and self.can_generate
+        context = EvalContext(self.examples, self.features, self.tokenizer, self.recipe, generate)
+        metrics = self.task.new_metrics(context)
+        was_training = model.training
+        model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_count = torch.zeros((), dtype=torch.float64)
+        try:
+            with torch.inference_mode(), acc.autocast():
+                for indices, real in self._shard():
+                    outputs = self._outputs(model, indices, generate)
+                    outputs["index"] = torch.tensor(indices, device=acc.device)
+                    outputs["real"] = torch.full((len(indices),), int(real), device=acc.device)
+                    gathered = self._gather(outputs)
+                    loss_sum += gathered.pop("loss").double().sum()
+                    loss_count += gathered.pop("loss_count").double().sum()
+                    metrics.add_batch(gathered)
+        finally:
+            if was_training:
+                model.train()
+        context.loss_sum, context.loss_count = float(loss_sum), float(loss_count)
+        result = {"loss": context.loss, **metrics.compute(context)}
+        self._check_declared(result, generate)
+        return {k: float(v) for k, v in result.items()}
+
+    def _shard(self) -> list[tuple[list[int], bool]]:
+        """This process's batches: every ``num_processes``-th from its rank. A process left
+        without a batch in the last round repeats the first one, marked not real, so that
+        every process joins every gather."""
+        acc = self.accelerator
+        n, world, rank = len(self._batches), acc.num_processes, acc.process_index
+        rounds = -(-n // world)
+        mine = []
+        for r in range(rounds):
+            i = r * world + rank
+            mine.append((self._batches[i], True) if i < n else (self._batches[0], False))
+        return mine
+
+    def _outputs(
+        self, model: torch.nn.Module, indices: list[int], generate: bool
+    ) -> dict[str, torch.Tensor]:
+        columns = self.features[indices]
+        values = zip(*columns.values(), strict=True)
+        rows = [dict(zip(columns, row, strict=True)) for row in values]
+        batch = {k: v.to(self.accelerator.device) for k, v in self.task.collate(rows).items()}
+        outputs = dict(self.task.eval_step(model, batch))
+        if "loss_count" not in outputs:
+            outputs["loss_count"] = torch.ones_like(outputs["loss"])
+        if generate:
+            unwrapped = self.accelerator.unwrap_model(model)
+            outputs.update(self.task.generate_step(unwrapped, batch, self.recipe.generation))
+        return outputs
+
+    def _gather(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Pad dim 1 (lengths differ across processes) and dim 0 (the last batches differ in
+        size), gather, and drop the padding rows and the repeated batches."""
+        acc = self.accelerator
+        if acc.num_processes > 1:
+            outputs = acc.pad_across_processes(outputs, dim=1, pad_index=PAD_INDEX)
+            outputs = acc.pad_across_processes(outputs, dim=0, pad_index=0)
+            outputs = acc.gather(outputs)
+        keep = outputs.pop("real").bool().cpu()
+        return {k: v.cpu()[keep] for k, v in outputs.items()}
+
+    def _check_declared(self, result: dict[str, float], generated: bool) -> None:
+        specs = declared_metrics(self.task)
+        expected = {n for n, s in specs.items() if generated or not s.needs_generation}
+        if set(result) != expected:
+            extra = sorted(set(result) - expected)
+            missing = sorted(expected - set(result))
+            raise PluginError(
+                f"Task '{self.task.name}' reported metrics that differ from its declaration "
+                f"(undeclared: {', '.join(extra) or 'none'}; missing: "
+                f"{', '.join(missing) or 'none'}). Fix the task's metrics or its accumulator."
+            )

