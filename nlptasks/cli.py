@@ -130,6 +130,8 @@ def eval_command(
 
     _require_dir(model_dir)
     result = evaluate_model(task, model_dir, recipe, list(overrides))
+    if not result.main_process:  # under torchrun every process evaluates; one prints
+        return
     if as_json:
         click.echo(json.dumps(result.metrics))
     else:

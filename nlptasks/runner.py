@@ -39,6 +39,8 @@ class EvalResult:
     model_dir: str
     recipe: Recipe
     mixed_precision: str
+    main_process: bool = True
+    """False on the other processes of a multi-process evaluation (they get the metrics too)."""
 
 
 def load_task(name: str) -> Any:
@@ -195,7 +197,12 @@ def evaluate_model(
     evaluator = Evaluator(task, tokenizer, resolved, splits["eval"], features, accelerator)
     metrics = evaluator.evaluate(accelerator.prepare(model), generate=True)
     return EvalResult(
-        metrics, len(splits["eval"]), model_dir, resolved, accelerator.mixed_precision
+        metrics,
+        len(splits["eval"]),
+        model_dir,
+        resolved,
+        accelerator.mixed_precision,
+        accelerator.is_main_process,
     )
 
 

@@ -2,8 +2,9 @@
 
 Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures
 ``tiny_bert`` (a 2-layer BERT with a WordPiece tokenizer trained on ``tiny_texts``, by default
-a few SST-2-like sentences; override ``tiny_texts`` to train it on your own) and ``offline``
-(no Hub access, no third-party entry points).
+a few SST-2-like sentences; override ``tiny_texts`` to train it on your own), ``tiny_gpt2``
+(the same for a causal GPT-2 with a byte-level BPE tokenizer) and ``offline`` (no Hub access,
+no third-party entry points).
 """
 
 from __future__ import annotations
@@ -78,6 +79,55 @@ def make_tiny_bert(
     return folder
 
 
+def make_tiny_gpt2(
+    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+) -> Path:
+    """Save a tiny random GPT-2 (2 layers, hidden 32) and a byte-level BPE tokenizer trained
+    on ``texts`` to ``folder``; loadable with ``AutoModelForCausalLM``. About a second.
+
+    ``<|endoftext|>`` is BOS, EOS and padding, as in GPT-2.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    eos = "<|endoftext|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        list(texts),
+        trainers.BpeTrainer(
+            vocab_size=1000,
+            special_tokens=[eos],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos
+    )
+    tokenizer.model_max_length = 128
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=tok.get_vocab_size(),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.token_to_id(eos),
+        eos_token_id=tok.token_to_id(eos),
+        pad_token_id=tok.token_to_id(eos),
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+    )
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No Hub and no third-party entry points for the duration of a test."""
@@ -105,3 +155,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str
     """A tiny random BERT checkpoint directory (see :func:`make_tiny_bert`) whose WordPiece
     vocabulary is trained on ``tiny_texts``; built once per test session."""
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
+    """A tiny random GPT-2 checkpoint directory (see :func:`make_tiny_gpt2`)."""
+    return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), tiny_texts)

@@ -1,0 +1,193 @@
+"""Two task shapes the core must hold with no special cases: token classification (outputs of
+different lengths, metrics from the raw examples) and generate-and-score (generation-based
+evaluation on its own schedule, string references from the context). Both are fixture plugins
+written against the public API only (tests/plugins/token_task.py, generate_task.py), run
+through ``nlptasks run``, ``eval`` and ``predict``, and under 2-process torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nlptasks import plugins
+from nlptasks.cli import cli
+from tests.plugins import generate_task, token_task
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def shape_plugins() -> Iterator[None]:
+    plugins.register_plugin(token_task, "toy-tokens")
+    plugins.register_plugin(generate_task, "toy-generate")
+    try:
+        yield
+    finally:
+        plugins.unregister_plugin("toy-tokens")
+        plugins.unregister_plugin("toy-generate")
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def _gold_words() -> int:
+    return sum(len(tags) for tags in token_task.load_words(None)["validation"]["tags"])
+
+
+def test_token_classification_runs_evaluates_and_predicts(
+    shape_plugins: None, tiny_bert: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    invoke("run", "toy-tokens", f"model={tiny_bert}", "--output-dir", str(run_dir), "--quiet")
+    results = json.loads((run_dir / "results.json").read_text())
+    metrics = results["metrics"]["eval"]
+    assert set(metrics) == {"loss", "word_accuracy", "words"}
+    # Every gold word of every eval example is scored exactly once, whatever the padding.
+    assert metrics["words"] == _gold_words() > 500
+    # Half the words are long: a model that learned nothing scores about 0.5.
+    assert metrics["word_accuracy"] > 0.7, metrics
+    evals = [e for e in _events(run_dir) if e["type"] == "eval"]
+    assert len(evals) == 2  # once per epoch
+
+    # `nlptasks eval` finds the run's recipe and gives exactly the run's metrics.
+    output = invoke("eval", "toy-tokens", "--model", str(run_dir / "model"), "--json")
+    assert json.loads(output) == pytest.approx(metrics, abs=1e-9)
+
+    # predict: one record per positional TEXT, answers in input order.
+    texts = ["a remarkably entertaining picture", "so bad"]
+    output = invoke("predict", "toy-tokens", "--model", str(run_dir / "model"), *texts)
+    predictions = [json.loads(line) for line in output.splitlines()]
+    assert [p["words"] for p in predictions] == [t.split() for t in texts]
+    assert all(len(p["tags"]) == len(p["words"]) for p in predictions)
+
+    # The task adds card front matter; the core keeps its own keys.
+    front = yaml.safe_load((run_dir / "README.md").read_text().split("---")[1])
+    assert front["language"] == ["en"] and front["pipeline_tag"] == "token-classification"
+    assert "base_model" not in front  # a local directory is no Hub id
+
+
+def test_generation_metrics_run_on_their_own_schedule(
+    shape_plugins: None, tiny_gpt2: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    invoke("run", "toy-generate", f"model={tiny_gpt2}", "--output-dir", str(run_dir), "--quiet")
+    evals = [e for e in _events(run_dir) if e["type"] == "eval"]
+    # eval_every=3 over 6 steps, generation.every=2: the first evaluation is a loss pass only,
+    # the second (also the final one) generates.
+    assert [e["step"] for e in evals] == [3, 6]
+    assert set(evals[0]["metrics"]) == {"loss"}
+    assert set(evals[1]["metrics"]) == {"loss", "exact_match", "generated_chars"}
+    metrics = json.loads((run_dir / "results.json").read_text())["metrics"]["eval"]
+    assert metrics == pytest.approx(evals[1]["metrics"])
+    assert metrics["generated_chars"] > 0
+
+    output = invoke("eval", "toy-generate", "--model", str(run_dir / "model"), "--json")
+    assert json.loads(output) == pytest.approx(metrics, abs=1e-9)
+
+    records = tmp_path / "prompts.jsonl"
+    prompts = ["copy : a gripping film =", "copy : dull =", "copy : one of the best ="]
+    records.write_text("\n".join(json.dumps({"prompt": p}) for p in prompts) + "\n")
+    output = invoke(
+        "predict", "toy-generate", "--model", str(run_dir / "model"), "-i", str(records)
+    )
+    assert [json.loads(line)["prompt"] for line in output.splitlines()] == prompts
+
+
+def test_a_missing_input_field_is_one_line(
+    shape_plugins: None, tiny_gpt2: Path, tmp_path: Path
+) -> None:
+    records = tmp_path / "bad.jsonl"
+    records.write_text('{"prompt": "copy : a ="}\n{"text": "copy : b ="}\n')
+    result = CliRunner().invoke(
+        cli, ["predict", "toy-generate", "--model", str(tiny_gpt2), "-i", str(records)]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: Input 2 has no 'prompt' field (task 'toy-generate' needs prompt). Add it."
+    ]
+
+
+def test_undeclared_metrics_are_refused(shape_plugins: None, tiny_bert: Path) -> None:
+    from nlptasks.errors import PluginError
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import prepare_run
+
+    prepared = prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
+    prepared.task.metrics = prepared.task.metrics[:1]  # 'words' is reported but not declared
+    with pytest.raises(PluginError, match="undeclared: words"):
+        prepared.evaluator.evaluate(prepared.model)
+
+
+# ------------------------------------------------------------------------ two processes
+def _plugin_site(root: Path) -> dict[str, str]:
+    """An installed distribution whose entry points are the two fixture plugins, so that
+    torchrun's processes load them as a user's installed plugins would be loaded."""
+    info = root / "nlptasks_shapes-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nlptasks_shapes\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[nlptasks]\ntoy-tokens = tests.plugins.token_task\n"
+        "toy-generate = tests.plugins.generate_task\n"
+    )
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]),
+        "NLPTASKS_LOAD_PLUGINS": "toy-tokens,toy-generate",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def _cli(env: dict[str, str], processes: int, *args: str) -> str:
+    launcher = (
+        ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    )
+    done = subprocess.run(
+        [sys.executable, *launcher, "-m", "nlptasks.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "model_fixture"), [("toy-tokens", "tiny_bert"), ("toy-generate", "tiny_gpt2")]
+)
+def test_two_processes_give_the_metrics_of_one(
+    task: str, model_fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    model = request.getfixturevalue(model_fixture)
+    env = _plugin_site(tmp_path / "site")
+    run_dir = tmp_path / "run"
+    # Training on two processes works for this task shape ...
+    _cli(env, 2, "run", task, f"model={model}", "--output-dir", str(run_dir), "--quiet")
+    trained = json.loads((run_dir / "results.json").read_text())["metrics"]["eval"]
+    # ... and evaluating its model on two processes (uneven shards, outputs of different
+    # lengths per process) gives what one process gives, which is what the run reported.
+    one = json.loads(_cli(env, 1, "eval", task, "--model", str(run_dir / "model"), "--json"))
+    two_lines = _cli(env, 2, "eval", task, "--model", str(run_dir / "model"), "--json")
+    assert len(two_lines.splitlines()) == 1  # only the main process prints
+    two = json.loads(two_lines)
+    assert two == pytest.approx(one, rel=1e-6)
+    assert one == pytest.approx(trained, rel=1e-6)
+    if task == "toy-tokens":
+        assert two["words"] == _gold_words()
