@@ -14,9 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from nlptasks import __version__
 from nlptasks.errors import NlpTasksError, RunInterrupted
+from nlptasks.events import JsonReporter, QuietReporter, RichReporter
+from nlptasks.plugins import call_hook, plugin_infos
+from nlptasks.recipes import (
+    dump_recipe,
+    load_recipe,
+    locate_recipe,
+    read_recipe_dict,
+    read_yaml,
+    validate,
+)
+from nlptasks.registry import get_registries
 
 LIST_KINDS = ("tasks", "recipes", "models", "datasets", "metrics")
 
@@ -65,8 +77,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _reporter(quiet: bool, as_json: bool) -> Any:
-    from nlptasks.events import JsonReporter, QuietReporter, RichReporter
-
     if as_json:
         return JsonReporter()
     if quiet:
@@ -252,8 +262,6 @@ def list_command(kind: str | None, as_json: bool) -> None:
     Example:
         nlptasks list recipes
     """
-    from nlptasks.registry import get_registries
-
     regs = get_registries()
     kinds = [kind] if kind else list(LIST_KINDS)
     rows: dict[str, list[dict[str, str]]] = {}
@@ -287,8 +295,6 @@ def list_command(kind: str | None, as_json: bool) -> None:
 
 def _describe(entry: Any) -> str:
     if isinstance(entry.target, Path):
-        from nlptasks.recipes import read_yaml
-
         try:
             return str(read_yaml(entry.target).get("description", ""))
         except NlpTasksError:
@@ -310,8 +316,6 @@ def recipes_list(task: str | None) -> None:
     Example:
         nlptasks recipes list sentiment
     """
-    from nlptasks.registry import get_registries
-
     regs = get_registries()
     if task is not None:
         regs.tasks.get(task)
@@ -331,8 +335,6 @@ def recipes_show(name: str, overrides: tuple[str, ...], resolved: bool) -> None:
     Example:
         nlptasks recipes show sentiment/minilm --resolved train.epochs=1
     """
-    from nlptasks.recipes import dump_recipe, load_recipe, locate_recipe
-
     path, task = locate_recipe(name)
     if not resolved and not overrides:
         click.echo(path.read_text(encoding="utf-8"), nl=False)
@@ -350,10 +352,6 @@ def recipes_copy(name: str, destination: str) -> None:
     Example:
         nlptasks recipes copy sentiment/minilm my-recipe.yaml
     """
-    import yaml
-
-    from nlptasks.recipes import locate_recipe, read_recipe_dict, read_yaml
-
     source, task = locate_recipe(name)
     target = Path(destination)
     if target.is_dir():
@@ -390,8 +388,6 @@ def recipes_validate(paths: tuple[str, ...]) -> None:
     Example:
         nlptasks recipes validate my-recipe.yaml
     """
-    from nlptasks.recipes import locate_recipe, read_recipe_dict, validate
-
     failed = False
     for item in paths:
         try:
@@ -419,8 +415,6 @@ def plugins(show_all: bool, as_json: bool) -> None:
     Example:
         nlptasks plugins --all
     """
-    from nlptasks.plugins import plugin_infos
-
     infos = [i for i in plugin_infos() if show_all or not i.builtin]
     data: list[dict[str, Any]] = [
         {
@@ -459,8 +453,6 @@ def _load_plugin_commands() -> None:
     _commands_loaded = True
     warnings.formatwarning = _one_line_warning
     try:
-        from nlptasks.plugins import call_hook
-
         call_hook("register_commands", cli=cli)
     except NlpTasksError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nlptasks.errors import DataError
+from nlptasks.errors import DataError, first_line, hub_offline
+from nlptasks.registry import get_registries
 
 if TYPE_CHECKING:
     import datasets
@@ -57,10 +58,6 @@ def load_splits(config: DataConfig, need_train: bool = True) -> datasets.Dataset
     if evaluation is None:
         assert train is not None
         _check_not_empty(train, "training data")
-        if not 0 < config.eval_fraction < 1:
-            raise DataError(
-                f"data.eval_fraction must be between 0 and 1, got {config.eval_fraction}."
-            )
         # A fixed seed keeps the held-out split identical across runs and for `nlptasks eval`.
         held = train.train_test_split(
             test_size=config.eval_fraction, seed=config.split_seed, shuffle=True
@@ -130,7 +127,7 @@ def load_file(path_text: str) -> datasets.Dataset:
         )
     except Exception as exc:  # datasets raises many types for unreadable files
         raise DataError(
-            f"Cannot read '{path_text}' as {suffix[1:]}: {_first_line(exc)}. Check the file's "
+            f"Cannot read '{path_text}' as {suffix[1:]}: {first_line(exc)}. Check the file's "
             f"format."
         ) from exc
     assert isinstance(loaded, datasets.Dataset)
@@ -139,8 +136,6 @@ def load_file(path_text: str) -> datasets.Dataset:
 
 def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
     import datasets
-
-    from nlptasks.registry import get_registries
 
     name = config.dataset
     assert name is not None
@@ -156,8 +151,7 @@ def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
         try:
             loaded = datasets.load_dataset(name, config.dataset_config)
         except Exception as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-            why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else _first_line(exc)
+            why = "the Hub is offline (HF_HUB_OFFLINE=1)" if hub_offline() else first_line(exc)
             raise DataError(
                 f"Dataset '{name}' is not a registered dataset and could not be loaded from "
                 f"the Hub: {why}. Use local files (data.train_path=FILE data.eval_path=FILE) "
@@ -171,11 +165,6 @@ def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
 def _check_not_empty(dataset: datasets.Dataset, what: str) -> None:
     if len(dataset) == 0:
         raise DataError(f"The {what} is empty. Point the recipe at a file with rows.")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def resolve_column(

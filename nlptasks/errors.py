@@ -8,6 +8,7 @@ and what to do next. None of these subclass ``KeyError``: ``str(KeyError(msg))``
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 
@@ -62,6 +63,17 @@ class RunInterrupted(NlpTasksError):
 
 class RunDirectoryError(NlpTasksError):
     """A run directory that exists already (runs never overwrite earlier results)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to pages)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE asks for no Hub access (so a failed load says why)."""
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from nlptasks.plugins import call_hook
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -181,8 +183,6 @@ class EventLog:
         return event
 
     def _notify_plugins(self, event: Event) -> None:
-        from nlptasks.plugins import call_hook
-
         # A tracker that fails (say, its server is down) is reported once and then left out;
         # it never stops the run.
         call_hook(

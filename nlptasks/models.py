@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from nlptasks.errors import ModelError
+from nlptasks.errors import ModelError, first_line, hub_offline
+from nlptasks.registry import get_registries
 
 T = TypeVar("T")
 
 
 def resolve_model(reference: str) -> str:
     """Turn a model preset name into its path; a local path or hub id is returned as is."""
-    from nlptasks.registry import get_registries
-
     models = get_registries().models
     if reference in models:
         return str(models.get(reference).load()())
@@ -35,8 +33,6 @@ def base_model_id(reference: str) -> str | None:
     from); anything else is a Hub id and is returned as is, except a reference that cannot
     be one (e.g. a path to a folder that is gone): a card must not name a local path.
     """
-    from nlptasks.registry import get_registries
-
     models = get_registries().models
     if reference in models:
         return models.get(reference).hub_id
@@ -58,22 +54,18 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
     except (OSError, ValueError) as exc:
         if local.exists():
             raise ModelError(
-                f"'{reference}' is not a loadable model directory ({_first_line(exc)}). Point "
+                f"'{reference}' is not a loadable model directory ({first_line(exc)}). Point "
                 f"model= at a folder written by save_pretrained."
             ) from exc
         if isinstance(exc, ValueError):  # found, but transformers cannot use it this way
             raise ModelError(
-                f"Model '{reference}' cannot be loaded for this task: {_first_line(exc)}."
+                f"Model '{reference}' cannot be loaded for this task: {first_line(exc)}."
             ) from exc
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        why = "the Hub is offline (HF_HUB_OFFLINE=1)" if offline else "it could not be fetched"
+        why = "it could not be fetched"
+        if hub_offline():
+            why = "the Hub is offline (HF_HUB_OFFLINE=1)"
         offline_recipe = f" or the offline recipe: nlptasks run {task}" if task else ""
         raise ModelError(
             f"Model '{reference}' is not a local directory and {why}. Use a local path "
             f"(model=/path/to/model), a preset from 'nlptasks list models'{offline_recipe}."
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from nlptasks.errors import ConfigError, NlpTasksError, UnknownNameError
+from nlptasks.errors import ConfigError, NlpTasksError, PluginError, UnknownNameError
+from nlptasks.registry import get_registries
 
 
 @dataclass
@@ -154,9 +155,6 @@ def load_recipe(
 
 def options_class(task: str) -> type:
     """The options dataclass the registered ``task`` declares (:class:`NoOptions` if none)."""
-    from nlptasks.errors import PluginError
-    from nlptasks.registry import get_registries
-
     entry = get_registries().tasks.get(task)
     cls = getattr(entry.load(), "options_class", None) or NoOptions
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
@@ -169,8 +167,6 @@ def options_class(task: str) -> type:
 
 def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
     """Return (path, recipe name) for a registered name, a file path, or the task default."""
-    from nlptasks.registry import get_registries
-
     regs = get_registries()
     task_entry = regs.tasks.get(task)
     if recipe is None:
@@ -199,8 +195,6 @@ def locate_recipe(item: str) -> tuple[Path, str]:
     A registered recipe's task comes from its registration (a plugin's file may live in any
     folder); a file's from its own ``task:`` key, never from its folder's name.
     """
-    from nlptasks.registry import get_registries
-
     path = Path(item)
     if path.is_file():
         task = read_recipe_dict(path).get("task")

@@ -16,9 +16,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 import yaml
 
 from nlptasks.errors import RunDirectoryError
+from nlptasks.models import base_model_id
 from nlptasks.recipes import Recipe, dump_recipe
 
 if TYPE_CHECKING:
@@ -146,8 +148,6 @@ def build_results(
 
 def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
     """The model card of a finished run (README.md of the run directory)."""
-    from nlptasks.models import base_model_id
-
     recipe, task = prepared.recipe, prepared.task
     card_data = getattr(task, "model_card_data", None)
     return model_card(
@@ -218,8 +218,6 @@ def provenance(
 
 
 def _gpu_name() -> str | None:
-    import torch
-
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 

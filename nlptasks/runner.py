@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nlptasks import results
+import datasets
+import torch
+import transformers
+from accelerate.utils import broadcast_object_list, set_seed
+
+from nlptasks import data, models, precision, results
 from nlptasks.errors import ConfigError, NlpTasksError, did_you_mean
+from nlptasks.evaluation import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.recipes import Recipe, load_recipe
 from nlptasks.registry import get_registries
 from nlptasks.task import declared_metrics
+from nlptasks.trainer import Trainer, make_accelerator
 
 
 @dataclass
@@ -82,12 +89,6 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     Everything a user can get wrong fails here, before a run directory exists.
     """
     _quiet_libraries()
-    from accelerate.utils import set_seed
-
-    from nlptasks import data, models
-    from nlptasks.evaluation import Evaluator
-    from nlptasks.trainer import make_accelerator
-
     task = load_task(recipe.task)
     _check_metric_for_best(recipe, task)
     model_path = models.resolve_model(recipe.model)
@@ -108,8 +109,6 @@ def run_recipe(
     recipe: Recipe, output_dir: str | None = None, reporter: Reporter | None = None
 ) -> RunResult:
     """Run an already validated recipe (see :func:`run`)."""
-    from nlptasks.trainer import Trainer
-
     started = time.time()
     prepared = prepare_run(recipe)
     accelerator = prepared.accelerator
@@ -183,10 +182,6 @@ def evaluate_model(
     ``overrides`` change it.
     """
     _quiet_libraries()
-    from nlptasks import data
-    from nlptasks.evaluation import Evaluator
-    from nlptasks.trainer import make_accelerator
-
     task = load_task(task_name)
     resolved = load_recipe(task_name, recipe or run_recipe_of(model_dir), list(overrides))
     model, tokenizer = task.load_trained(model_dir)
@@ -220,10 +215,6 @@ def predict(
     ``mixed_precision`` says otherwise.
     """
     _quiet_libraries()
-    import torch
-
-    from nlptasks import precision
-
     task = load_task(task_name)
     checked = check_records(task, records)
     resolved = load_recipe(task_name, run_recipe_of(model_dir))
@@ -292,8 +283,6 @@ def _check_metric_for_best(recipe: Recipe, task: Any) -> None:
 def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> Path | None:
     """The main process creates the run directory; the others learn whether that worked,
     so a refusal is the same one-line error everywhere instead of a hang or a crash."""
-    from accelerate.utils import broadcast_object_list
-
     outcome: list[Any] = [None]
     if accelerator.is_main_process:
         try:
@@ -316,9 +305,6 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
 
 def _quiet_libraries() -> None:
     # Library chatter (new-head warnings, progress bars of datasets) drowns our display.
-    import datasets
-    import transformers
-
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     datasets.logging.set_verbosity_error()
