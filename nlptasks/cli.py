@@ -359,12 +359,18 @@ def recipes_copy(name: str, destination: str) -> None:
     if target.exists():
         raise NlpTasksError(f"'{target}' already exists. Choose another destination.")
     # The copy must stand alone: resolve `extends` so it does not point at a sibling file.
+    # It must also name its task: a built-in recipe takes it from its registration.
+    own = read_yaml(source)
     raw = read_recipe_dict(source, task)
     raw.setdefault("task", task)
-    if "extends" in read_yaml(source):
+    if "extends" in own:
         text = yaml.safe_dump(raw, sort_keys=False)
     else:
         text = source.read_text(encoding="utf-8")
+        if "task" not in own:  # after the opening comment, which shows the command
+            lines = text.splitlines(keepends=True)
+            head = next((i for i, line in enumerate(lines) if not line.startswith("#")), 0)
+            text = "".join([*lines[:head], f"task: {task}\n", *lines[head:]])
     try:
         with target.open("x", encoding="utf-8") as handle:  # "x": never overwrite
             handle.write(text)

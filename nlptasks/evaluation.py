@@ -185,9 +185,15 @@ class Evaluator:
             if was_training:
                 model.train()
         context.loss_sum, context.loss_count = float(loss_sum), float(loss_count)
-        result = {"loss": context.loss, **metrics.compute(context)}
+        computed = dict(metrics.compute(context))
+        if "loss" in computed:
+            raise PluginError(
+                f"Task '{self.task.name}' computed a metric named 'loss'; evaluation reports the "
+                f"loss itself (from eval_step's loss and loss_count). Rename the metric."
+            )
+        result = {"loss": context.loss, **{k: float(v) for k, v in computed.items()}}
         self._check_declared(result, generate)
-        return {k: float(v) for k, v in result.items()}
+        return result
 
     def _shard(self) -> list[tuple[list[int], bool]]:
         """This process's batches: every ``num_processes``-th from its rank. A process left
@@ -229,13 +235,23 @@ class Evaluator:
         return {k: v.cpu()[keep] for k, v in outputs.items()}
 
     def _check_declared(self, result: dict[str, float], generated: bool) -> None:
+        """The task reports exactly what it declares, within the declared ranges."""
         specs = declared_metrics(self.task)
         expected = {n for n, s in specs.items() if generated or not s.needs_generation}
-        if set(result) != expected:
-            extra = sorted(set(result) - expected)
-            missing = sorted(expected - set(result))
+        problems = []
+        if undeclared := sorted(set(result) - set(specs)):
+            problems.append(f"undeclared: {', '.join(undeclared)}")
+        if early := sorted((set(result) & set(specs)) - expected):
+            problems.append(f"generation metrics without generating: {', '.join(early)}")
+        if missing := sorted(expected - set(result)):
+            problems.append(f"missing: {', '.join(missing)}")
+        for name in sorted(set(result) & set(specs)):
+            value, spec = result[name], specs[name]
+            # NaN says "undefined" (e.g. no targets); a value outside the range is a bug.
+            if not math.isnan(value) and not spec.low <= value <= spec.high:
+                problems.append(f"{name}={value} outside [{spec.low}, {spec.high}]")
+        if problems:
             raise PluginError(
-                f"Task '{self.task.name}' reported metrics that differ from its declaration "
-                f"(undeclared: {', '.join(extra) or 'none'}; missing: "
-                f"{', '.join(missing) or 'none'}). Fix the task's metrics or its accumulator."
+                f"Task '{self.task.name}' reported metrics that do not match its declaration "
+                f"({'; '.join(problems)}). Fix the task's metrics or their MetricSpecs."
             )

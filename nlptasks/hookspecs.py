@@ -22,8 +22,8 @@ def register_tasks(register: Callable[..., None]) -> None:
     Called once when the task registry is first used.
 
     Args:
-        register: ``register(name, target, description="")`` where ``target`` is a Task
-            class or a lazy ``"module:attr"`` string (preferred: it keeps ``nlptasks list``
+        register: ``register(name, target, description="", tasks=())`` where ``target`` is a
+            Task class or a lazy ``"module:attr"`` string (preferred: it keeps ``nlptasks list``
             from importing torch). A target that cannot be imported is an error naming the
             plugin, only when the task is used.
 
@@ -36,9 +36,9 @@ def register_models(register: Callable[..., None]) -> None:
     """Register model presets: short names that resolve to a local directory or hub id.
 
     Args:
-        register: ``register(name, resolve, description="", tasks=(), hub_id=None)`` where
-            ``resolve()`` returns a path or hub id, called only when the preset is used, and
-            ``hub_id`` is the Hub id this preset is a copy of, used as the model card's
+        register: ``register(name, target, description="", tasks=(), hub_id=None)`` where
+            ``target()`` (the resolver) returns a path or hub id, called only when the preset
+            is used, and ``hub_id`` is the Hub id this preset is a copy of, used as the model card's
             ``base_model`` (leave it ``None`` for a model that is not on the Hub).
     """
 
@@ -48,9 +48,10 @@ def register_datasets(register: Callable[..., None]) -> None:
     """Register dataset loaders usable as ``data.dataset: NAME`` in a recipe.
 
     Args:
-        register: ``register(name, loader, description="", tasks=())`` where ``loader`` is a
-            callable or ``"module:attr"`` string; called as ``loader(config)`` with the recipe's
-            data section, it returns a ``datasets.Dataset`` or ``datasets.DatasetDict``.
+        register: ``register(name, target, description="", tasks=())`` where ``target`` (the
+            loader) is a callable or ``"module:attr"`` string; called as ``target(config)`` with
+            the recipe's data section, it returns a ``datasets.Dataset`` or
+            ``datasets.DatasetDict``.
     """
 
 
@@ -74,7 +75,8 @@ def register_recipes(register: Callable[..., None]) -> None:
     """Register recipe files.
 
     Args:
-        register: ``register(task, name, path)`` with the path of a YAML recipe.
+        register: ``register(task, name, path, description="")`` with the path of a YAML
+            recipe.
     """
 
 

@@ -522,10 +522,12 @@ def _build(
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and name not in values and name not in raw:
             problems.append(f"missing required key '{prefix}{name}'. Add '{prefix}{name}: ...'.")
+    if cls is Recipe and "options" not in raw:
+        # The task's defaults (not an empty NoOptions); options without a default are
+        # reported like any other missing key.
+        values["options"] = _build(options_cls, {}, "options.", problems, options_cls, overridden)
     if len(problems) > problems_before:
         return None
-    if cls is Recipe and "options" not in values:
-        values["options"] = options_cls()  # the task's defaults, not an empty NoOptions
     return cls(**values)
 
 
@@ -551,6 +553,14 @@ def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
             return False, None
         items = [_check_type(v, args[0]) for v in value]
         return all(ok for ok, _ in items), [c for _, c in items]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, None
+        pairs = [(_check_type(k, args[0]), _check_type(v, args[1])) for k, v in value.items()]
+        ok = all(k[0] and v[0] for k, v in pairs)
+        return ok, {k[1]: v[1] for k, v in pairs} if ok else None
+    if origin is not None:  # other generics (tuple[...], set[...]): YAML gives lists
+        return False, None
     if expected is bool:
         return isinstance(value, bool), value
     if expected is int:
@@ -585,6 +595,8 @@ def _type_name(expected: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin is list:
         return f"a list of {_type_name(args[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
         expected, getattr(expected, "__name__", str(expected))
     )

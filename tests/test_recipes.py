@@ -308,3 +308,40 @@ def test_cpu_flags_are_read_from_cpuinfo() -> None:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     expected = "avx512_bf16" in flags or "amx_bf16" in flags
     assert precision.cpu_has_fast_bf16() is expected
+
+
+def test_task_options_without_defaults_and_mappings() -> None:
+    from dataclasses import dataclass, field
+
+    from nlptasks.recipes import validate
+
+    @dataclass
+    class Needs:
+        language: str
+        weights: dict[str, float] = field(default_factory=dict)
+
+    raw = {"task": "x", "model": "m"}
+    with pytest.raises(ConfigError, match="missing required key 'options.language'"):
+        validate(raw, "r.yaml", Needs)
+    recipe = validate({**raw, "options": {"language": "en", "weights": {"a": 1}}}, "r", Needs)
+    assert recipe.options == Needs("en", {"a": 1.0})
+    with pytest.raises(ConfigError, match="'options.weights' must be a mapping of a string"):
+        validate({**raw, "options": {"language": "en", "weights": [1]}}, "r", Needs)
+
+
+def test_validate_takes_the_task_from_the_file_not_its_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nlptasks.cli import cli
+
+    folder = tmp_path / "qa"  # a folder named like another task
+    folder.mkdir()
+    copied = folder / "mine.yaml"
+    assert CliRunner().invoke(cli, ["recipes", "copy", "minilm", str(copied)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["recipes", "validate", str(copied)])
+    assert result.exit_code == 0, result.output
+    no_task = tmp_path / "sentiment" / "r.yaml"
+    no_task.parent.mkdir()
+    no_task.write_text("model: m\n")
+    result = CliRunner().invoke(cli, ["recipes", "validate", str(no_task)])
+    assert result.exit_code == 1 and "has no 'task:' key" in result.output

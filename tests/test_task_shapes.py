@@ -133,6 +133,51 @@ def test_undeclared_metrics_are_refused(shape_plugins: None, tiny_bert: Path) ->
         prepared.evaluator.evaluate(prepared.model)
 
 
+def test_metrics_outside_their_range_or_named_loss_are_refused(
+    shape_plugins: None, tiny_bert: Path
+) -> None:
+    from nlptasks.errors import PluginError
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import prepare_run
+    from nlptasks.task import MetricSpec
+
+    prepared = prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
+    words = prepared.task.metrics[1]
+    prepared.task.metrics = (prepared.task.metrics[0], MetricSpec("words", True, high=10.0))
+    with pytest.raises(PluginError, match=r"words=\d+\.0 outside \[-inf, 10.0\]"):
+        prepared.evaluator.evaluate(prepared.model)
+    prepared.task.metrics = (prepared.task.metrics[0], words)
+    original = token_task.WordAccuracy.compute
+    try:
+        token_task.WordAccuracy.compute = lambda self, context: {  # type: ignore[method-assign]
+            **original(self, context),
+            "loss": 0.0,
+        }
+        with pytest.raises(PluginError, match="named 'loss'"):
+            prepared.evaluator.evaluate(prepared.model)
+    finally:
+        token_task.WordAccuracy.compute = original  # type: ignore[method-assign]
+
+
+def test_python_api_evaluate_and_predict(
+    shape_plugins: None, tiny_bert: Path, tmp_path: Path
+) -> None:
+    import nlptasks
+
+    run = nlptasks.run("toy-tokens", None, f"model={tiny_bert}", output_dir=str(tmp_path / "r"))
+    assert run.run_dir is not None
+    result = nlptasks.evaluate("toy-tokens", str(run.run_dir / "model"))
+    assert result.metrics == pytest.approx(run.metrics, abs=1e-9)
+    assert result.num_examples == 70 and result.recipe.task == "toy-tokens"
+    assert result.mixed_precision == "no"  # the run's recipe says so
+    out = nlptasks.predict("toy-tokens", str(run.run_dir / "model"), ["tiny words", {"text": "b"}])
+    assert [p["words"] for p in out] == [["tiny", "words"], ["b"]]
+    from nlptasks.errors import NlpTasksError
+
+    with pytest.raises(NlpTasksError, match="Input 1 has no 'text' field"):
+        nlptasks.predict("toy-tokens", str(run.run_dir / "model"), [{"txt": "x"}])
+
+
 # ------------------------------------------------------------------------ two processes
 def _plugin_site(root: Path) -> dict[str, str]:
     """An installed distribution whose entry points are the two fixture plugins, so that
