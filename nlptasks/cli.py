@@ -170,6 +170,13 @@ def eval_command(
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Records per batch.")
 @click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key of the model's recipe, e.g. --set generation.num_beams=4.",
+)
+@click.option(
     "--mixed-precision",
     type=click.Choice(["auto", "no", "bf16", "fp16"]),
     help="Precision (default: the model's recipe's train.mixed_precision).",
@@ -181,6 +188,7 @@ def predict(
     input_file: str | None,
     fields: tuple[str, ...],
     batch_size: int | None,
+    overrides: tuple[str, ...],
     mixed_precision: str | None,
 ) -> None:
     """Predict with a trained model; prints one JSON object per input, in input order.
@@ -197,13 +205,20 @@ def predict(
 
     _require_dir(model_dir)
     records: list[Any] = list(texts)
+    labels = [f"Argument {i}" for i in range(1, len(texts) + 1)]
     if fields:
         records.append(_record_from_fields(fields))
+        labels.append("The --field record")
     if input_file:
-        records.extend(_read_jsonl(Path(input_file)))
+        for line, record in _read_jsonl(Path(input_file)):
+            records.append(record)
+            labels.append(f"{input_file} line {line}")
     if not records:
         raise click.UsageError("Give TEXT arguments, --field NAME=VALUE or --input FILE.jsonl.")
-    for item in predict_records(task, model_dir, records, batch_size, mixed_precision):
+    predictions = predict_records(
+        task, model_dir, records, batch_size, mixed_precision, overrides, labels
+    )
+    for item in predictions:
         click.echo(json.dumps(item, ensure_ascii=False))
 
 
@@ -217,8 +232,9 @@ def _record_from_fields(fields: tuple[str, ...]) -> dict[str, str]:
     return record
 
 
-def _read_jsonl(path: Path) -> list[Any]:
-    """Records from JSON lines: objects, or plain JSON strings for one-field tasks."""
+def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """(line number, record) from JSON lines: objects, or plain JSON strings for one-field
+    tasks."""
     if str(path) == "-":
         text = sys.stdin.read()
     elif not path.exists() or path.is_dir():  # exists(), not is_file(): pipes are fine too
@@ -235,7 +251,7 @@ def _read_jsonl(path: Path) -> list[Any]:
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
+            items.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise NlpTasksError(
                 f"{path} line {number} is not valid JSON ({exc.msg}). Write one JSON object "

@@ -141,7 +141,8 @@ class Evaluator:
         self.examples = examples
         self.features = features
         self.accelerator = accelerator
-        lengths = features["length"] if "length" in features.column_names else None
+        # A plain list: indexing a datasets column element by element is slow.
+        lengths = list(features["length"]) if "length" in features.column_names else None
         size = recipe.train.eval_batch_size
         self._batches = (
             length_sorted_batches(lengths, size)
@@ -185,7 +186,12 @@ class Evaluator:
             if was_training:
                 model.train()
         context.loss_sum, context.loss_count = float(loss_sum), float(loss_count)
-        computed = dict(metrics.compute(context))
+        computed = metrics.compute(context)
+        if not isinstance(computed, Mapping):
+            raise PluginError(
+                f"Task '{self.task.name}': its metrics' compute() must return a dict of metric "
+                f"values, not {type(computed).__name__}."
+            )
         if "loss" in computed:
             raise PluginError(
                 f"Task '{self.task.name}' computed a metric named 'loss'; evaluation reports the "
@@ -215,13 +221,41 @@ class Evaluator:
         values = zip(*columns.values(), strict=True)
         rows = [dict(zip(columns, row, strict=True)) for row in values]
         batch = {k: v.to(self.accelerator.device) for k, v in self.task.collate(rows).items()}
-        outputs = dict(self.task.eval_step(model, batch))
+        outputs = self._checked(self.task.eval_step(model, batch), "eval_step", len(indices))
+        if "loss" not in outputs:
+            raise PluginError(
+                f"Task '{self.task.name}': eval_step must return 'loss' (each example's summed "
+                f"loss, shape (batch,)); it returned {', '.join(outputs) or 'nothing'}."
+            )
         if "loss_count" not in outputs:
             outputs["loss_count"] = torch.ones_like(outputs["loss"])
         if generate:
             unwrapped = self.accelerator.unwrap_model(model)
-            outputs.update(self.task.generate_step(unwrapped, batch, self.recipe.generation))
+            generated = self.task.generate_step(unwrapped, batch, self.recipe.generation)
+            outputs.update(self._checked(generated, "generate_step", len(indices)))
         return outputs
+
+    def _checked(self, outputs: Any, method: str, rows: int) -> dict[str, torch.Tensor]:
+        """The task's per-example outputs, or a one-line error naming the broken rule."""
+        if not isinstance(outputs, Mapping):
+            raise PluginError(
+                f"Task '{self.task.name}': {method} must return a dict of tensors, not "
+                f"{type(outputs).__name__}."
+            )
+        for key, value in outputs.items():
+            if key in ("index", "real"):
+                raise PluginError(
+                    f"Task '{self.task.name}': {method} returned '{key}', a name evaluation "
+                    f"sets itself. Rename it."
+                )
+            if not isinstance(value, torch.Tensor) or value.ndim == 0 or len(value) != rows:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+                raise PluginError(
+                    f"Task '{self.task.name}': {method} output '{key}' must be a tensor with one "
+                    f"row per example ({rows}), got "
+                    f"{f'shape {shape}' if shape is not None else type(value).__name__}."
+                )
+        return dict(outputs)
 
     def _gather(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Pad dim 1 (lengths differ across processes) and dim 0 (the last batches differ in

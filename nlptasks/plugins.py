@@ -208,7 +208,8 @@ def report_hook_failure(plugin_name: str, hook: str, exc: BaseException) -> None
         )
     cause = f"{type(exc).__name__}: {exc}"
     _report(
-        f"Plugin '{plugin_name}'{where} failed in hook {hook} and was skipped there: {cause}",
+        f"Plugin '{plugin_name}'{where} failed in hook {hook}; other plugins are unaffected: "
+        f"{cause}",
         f"Plugin '{plugin_name}'{where} failed in hook {hook}: {cause}",
         strict_mode(),
         exc,

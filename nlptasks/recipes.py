@@ -15,6 +15,7 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +142,7 @@ def load_recipe(
             ],
         )
     options_cls = options_class(task)
+    raw = _move_task_settings(raw, options_cls, str(path))
     raw, override_problems = _apply_overrides(raw, overrides, options_cls)
     raw.setdefault("task", task)
     raw.setdefault("name", name)
@@ -151,6 +153,32 @@ def load_recipe(
     if override_problems:
         raise ConfigError(str(path), override_problems)
     return recipe_obj
+
+
+def _move_task_settings(raw: dict[str, Any], options_cls: type, source: str) -> dict[str, Any]:
+    """Read task settings a recipe still keeps under ``data`` (as recipes, and the
+    ``recipe.yaml`` of runs, did before tasks had options) as ``options``, with a warning."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw
+    own = {f.name for f in dataclasses.fields(options_cls)} - {
+        f.name for f in dataclasses.fields(DataConfig)
+    }
+    moved = [key for key in data if key in own]
+    if not moved:
+        return raw
+    raw = copy.deepcopy(raw)
+    options = raw.setdefault("options", {})
+    if not isinstance(options, dict):
+        return raw  # validation reports the malformed section
+    for key in moved:
+        options.setdefault(key, raw["data"].pop(key))
+    keys = ", ".join(f"data.{k}" for k in moved)
+    warnings.warn(
+        f"Recipe {source}: {keys} are task options now; read as options.* (move them there).",
+        stacklevel=3,
+    )
+    return raw
 
 
 def options_class(task: str) -> type:
@@ -172,7 +200,8 @@ def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
     if recipe is None:
         recipe = str(getattr(task_entry.load(), "default_recipe", "default"))
     candidate = Path(recipe)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    # A folder that happens to share a recipe's name is not a recipe file.
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
             raise NlpTasksError(
                 f"Recipe file '{recipe}' does not exist. Check the path, or see "
@@ -205,6 +234,11 @@ def locate_recipe(item: str) -> tuple[Path, str]:
     matches = [e for e in regs.recipes if item in (e.name, e.name.split("/", 1)[1])]
     if len(matches) == 1:
         return matches[0].target, matches[0].tasks[0]
+    if len(matches) > 1:
+        names = ", ".join(e.name for e in matches)
+        raise NlpTasksError(
+            f"Recipe name '{item}' is ambiguous: {names}. Write TASK/NAME, e.g. {matches[0].name}."
+        )
     raise UnknownNameError("recipe", item, regs.recipes.names(), "See 'nlptasks recipes list'.")
 
 
@@ -311,6 +345,12 @@ def _apply_overrides(
             continue
         parts = key.split(".")
         expected = _field_type(parts, options_cls)
+        if key == "task":
+            problems.append(
+                f"override '{item}' cannot change the task; run 'nlptasks run "
+                f"{value_text or 'TASK'} ...' instead."
+            )
+            continue
         if expected is None:
             problems.append(
                 f"override '{item}' sets unknown key '{key}'.{_path_hint(parts, options_cls)}"
@@ -419,64 +459,122 @@ def validate(
     recipe = _build(Recipe, raw, "", problems, options_cls, overridden)
     if recipe is not None:
         problems.extend(_check_values(recipe))
+    else:
+        problems.extend(_check_sections(raw, options_cls))
     if problems:
         raise ConfigError(source, problems)
     assert isinstance(recipe, Recipe)
     return recipe
 
 
+def _check_sections(raw: dict[str, Any], options_cls: type) -> list[str]:
+    """Value checks of each section that built, when another did not: every problem is still
+    reported at once."""
+    problems: list[str] = []
+    for name, cls in (
+        ("train", TrainConfig),
+        ("data", DataConfig),
+        ("generation", GenerationConfig),
+        ("options", options_cls),
+    ):
+        scratch: list[str] = []
+        built = _build(cls, raw.get(name, {}), f"{name}.", scratch, options_cls, frozenset())
+        if built is not None and not scratch:  # its type problems are reported already
+            problems.extend(_SECTION_CHECKS.get(name, _options_problems)(built))
+    return problems
+
+
 def _check_values(recipe: Recipe) -> list[str]:
     """Values that have the right type but cannot work, caught before any run starts."""
-    t, d, g = recipe.train, recipe.data, recipe.generation
-    checks = [
-        (math.isfinite(t.epochs) and t.epochs > 0, "'train.epochs' must be a number above 0"),
-        (math.isfinite(t.learning_rate), "'train.learning_rate' must be a finite number"),
-        (t.max_steps is None or t.max_steps > 0, "'train.max_steps' must be at least 1"),
-        (t.batch_size > 0, "'train.batch_size' must be at least 1"),
-        (t.gradient_accumulation_steps > 0, "'train.gradient_accumulation_steps' must be >= 1"),
-        (
-            t.gradient_accumulation_steps <= 0 or t.batch_size % t.gradient_accumulation_steps == 0,
-            f"'train.batch_size' ({t.batch_size}) must be a multiple of "
-            f"'train.gradient_accumulation_steps' ({t.gradient_accumulation_steps})",
-        ),
-        (t.eval_batch_size > 0, "'train.eval_batch_size' must be at least 1"),
-        (t.learning_rate >= 0, "'train.learning_rate' must not be negative"),
-        (0 <= t.warmup_ratio < 1, "'train.warmup_ratio' must be in [0, 1)"),
-        (t.eval_every is None or t.eval_every > 0, "'train.eval_every' must be at least 1"),
-        (t.warmup_steps >= 0, "'train.warmup_steps' must not be negative"),
-        (
-            t.early_stopping_patience is None or t.early_stopping_patience > 0,
-            "'train.early_stopping_patience' must be at least 1",
-        ),
-        (t.log_every > 0, "'train.log_every' must be at least 1"),
-        (0 < d.eval_fraction < 1, "'data.eval_fraction' must be between 0 and 1"),
-        (d.max_length > 1, "'data.max_length' must be at least 2"),
-        (
-            d.max_train_examples is None or d.max_train_examples > 0,
-            "'data.max_train_examples' must be at least 1",
-        ),
-        (
-            d.max_eval_examples is None or d.max_eval_examples > 0,
-            "'data.max_eval_examples' must be at least 1",
-        ),
-        (
-            g.max_new_tokens is None or g.max_new_tokens > 0,
-            "'generation.max_new_tokens' must be at least 1",
-        ),
-        (g.num_beams > 0, "'generation.num_beams' must be at least 1"),
-        (
-            math.isfinite(g.temperature) and g.temperature > 0,
-            "'generation.temperature' must be a number above 0",
-        ),
-        (0 < g.top_p <= 1, "'generation.top_p' must be in (0, 1]"),
-        (g.every is None or g.every > 0, "'generation.every' must be at least 1"),
+    return [
+        *_train_problems(recipe.train),
+        *_data_problems(recipe.data),
+        *_generation_problems(recipe.generation),
+        *_options_problems(recipe.options),
     ]
-    problems = [f"{message}." for ok, message in checks if not ok]
+
+
+def _failed(checks: list[tuple[bool, str]]) -> list[str]:
+    return [f"{message}." for ok, message in checks if not ok]
+
+
+def _train_problems(t: TrainConfig) -> list[str]:
+    return _failed(
+        [
+            (math.isfinite(t.epochs) and t.epochs > 0, "'train.epochs' must be a number above 0"),
+            (math.isfinite(t.learning_rate), "'train.learning_rate' must be a finite number"),
+            (t.max_steps is None or t.max_steps > 0, "'train.max_steps' must be at least 1"),
+            (t.batch_size > 0, "'train.batch_size' must be at least 1"),
+            (
+                t.gradient_accumulation_steps > 0,
+                "'train.gradient_accumulation_steps' must be >= 1",
+            ),
+            (
+                t.gradient_accumulation_steps <= 0
+                or t.batch_size % t.gradient_accumulation_steps == 0,
+                f"'train.batch_size' ({t.batch_size}) must be a multiple of "
+                f"'train.gradient_accumulation_steps' ({t.gradient_accumulation_steps})",
+            ),
+            (t.eval_batch_size > 0, "'train.eval_batch_size' must be at least 1"),
+            (t.learning_rate >= 0, "'train.learning_rate' must not be negative"),
+            (0 <= t.warmup_ratio < 1, "'train.warmup_ratio' must be in [0, 1)"),
+            (t.eval_every is None or t.eval_every > 0, "'train.eval_every' must be at least 1"),
+            (t.warmup_steps >= 0, "'train.warmup_steps' must not be negative"),
+            (
+                t.early_stopping_patience is None or t.early_stopping_patience > 0,
+                "'train.early_stopping_patience' must be at least 1",
+            ),
+            (t.log_every > 0, "'train.log_every' must be at least 1"),
+        ]
+    )
+
+
+def _data_problems(d: DataConfig) -> list[str]:
+    return _failed(
+        [
+            (0 < d.eval_fraction < 1, "'data.eval_fraction' must be between 0 and 1"),
+            (d.max_length > 1, "'data.max_length' must be at least 2"),
+            (
+                d.max_train_examples is None or d.max_train_examples > 0,
+                "'data.max_train_examples' must be at least 1",
+            ),
+            (
+                d.max_eval_examples is None or d.max_eval_examples > 0,
+                "'data.max_eval_examples' must be at least 1",
+            ),
+        ]
+    )
+
+
+def _generation_problems(g: GenerationConfig) -> list[str]:
+    return _failed(
+        [
+            (
+                g.max_new_tokens is None or g.max_new_tokens > 0,
+                "'generation.max_new_tokens' must be at least 1",
+            ),
+            (g.num_beams > 0, "'generation.num_beams' must be at least 1"),
+            (
+                math.isfinite(g.temperature) and g.temperature > 0,
+                "'generation.temperature' must be a number above 0",
+            ),
+            (0 < g.top_p <= 1, "'generation.top_p' must be in (0, 1]"),
+            (g.every is None or g.every > 0, "'generation.every' must be at least 1"),
+        ]
+    )
+
+
+def _options_problems(options: Any) -> list[str]:
     # A task's options check their own values (an optional ``problems()`` method).
-    own = getattr(recipe.options, "problems", None)
-    if callable(own):
-        problems.extend(f"{p.rstrip('.')}." for p in own())
-    return problems
+    own = getattr(options, "problems", None)
+    return [f"{p.rstrip('.')}." for p in own()] if callable(own) else []
+
+
+_SECTION_CHECKS: dict[str, Any] = {
+    "train": _train_problems,
+    "data": _data_problems,
+    "generation": _generation_problems,
+}
 
 
 def _build(
@@ -553,6 +651,12 @@ def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:
             return False, None
         items = [_check_type(v, args[0]) for v in value]
         return all(ok for ok, _ in items), [c for _, c in items]
+    if origin is tuple:  # YAML has lists; a tuple field takes one (``tuple[str, ...]``)
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        item_type = args[0] if args else Any
+        items = [_check_type(v, item_type) if item_type is not Any else (True, v) for v in value]
+        return all(ok for ok, _ in items), tuple(c for _, c in items)
     if origin is dict:
         if not isinstance(value, dict):
             return False, None
@@ -610,7 +714,27 @@ def _describe(value: Any) -> str:
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """The resolved recipe as plain data (re-runnable with ``--recipe``)."""
-    return dataclasses.asdict(recipe)
+    return dataclasses.asdict(recipe, dict_factory=_plain_dict)
+
+
+def _plain_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    # YAML's safe dumper has no tuples: a tuple option is written as a list.
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
+
+
+def with_absolute_paths(recipe: Recipe) -> Recipe:
+    """The recipe with its data files as absolute paths, so that the run directory's
+    ``recipe.yaml`` means the same files from any working directory (``nlptasks eval``)."""
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).expanduser().resolve()) if path else path
+
+    data = dataclasses.replace(
+        recipe.data,
+        train_path=absolute(recipe.data.train_path),
+        eval_path=absolute(recipe.data.eval_path),
+    )
+    return dataclasses.replace(recipe, data=data)
 
 
 def dump_recipe(recipe: Recipe) -> str:

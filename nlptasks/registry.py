@@ -43,7 +43,7 @@ class Entry(Generic[T]):
         A target that cannot be imported (a typo in the plugin) is a one-line
         :class:`PluginError` naming the plugin, the entry and the target.
         """
-        if not (isinstance(self.target, str) and ":" in self.target):
+        if not isinstance(self.target, str):
             return self.target
         module_name, _, attr = self.target.partition(":")
         if not module_name or not attr:

@@ -22,7 +22,7 @@ from nlptasks import data, models, precision, results
 from nlptasks.errors import ConfigError, NlpTasksError, did_you_mean
 from nlptasks.evaluation import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
-from nlptasks.recipes import Recipe, load_recipe
+from nlptasks.recipes import Recipe, load_recipe, read_yaml, with_absolute_paths
 from nlptasks.registry import get_registries
 from nlptasks.task import declared_metrics
 from nlptasks.trainer import Trainer, make_accelerator
@@ -110,6 +110,8 @@ def run_recipe(
 ) -> RunResult:
     """Run an already validated recipe (see :func:`run`)."""
     started = time.time()
+    # The run directory's recipe.yaml must name the same files from any working directory.
+    recipe = with_absolute_paths(recipe)
     prepared = prepare_run(recipe)
     accelerator = prepared.accelerator
     run_dir = _make_run_dir(accelerator, output_dir, recipe)
@@ -183,7 +185,7 @@ def evaluate_model(
     """
     _quiet_libraries()
     task = load_task(task_name)
-    resolved = load_recipe(task_name, recipe or run_recipe_of(model_dir), list(overrides))
+    resolved = model_recipe(task_name, model_dir, recipe, overrides)
     model, tokenizer = task.load_trained(model_dir)
     splits = data.load_splits(resolved.data, need_train=False)
     splits = task.prepare_data(splits, resolved, trained_model=model)
@@ -207,54 +209,90 @@ def predict(
     records: Sequence[Mapping[str, Any] | str],
     batch_size: int | None = None,
     mixed_precision: str | None = None,
+    overrides: Sequence[str] = (),
+    labels: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions of a trained model, one per record, in input order.
 
     A record is a dict with the task's input fields (a bare string is fine for a task with one
     field). Runs under ``torch.inference_mode`` in the precision of the model's recipe unless
-    ``mixed_precision`` says otherwise.
+    ``mixed_precision`` says otherwise; ``overrides`` change that recipe (e.g. generation
+    settings); ``labels`` name each record's origin in error messages (``in.jsonl line 3``).
     """
     _quiet_libraries()
+    if isinstance(records, (str, bytes)):
+        raise NlpTasksError(
+            "predict takes a list of records, not one string. Write [text] for a single one."
+        )
     task = load_task(task_name)
-    checked = check_records(task, records)
-    resolved = load_recipe(task_name, run_recipe_of(model_dir))
+    checked = check_records(task, records, labels)
+    if not checked:
+        return []
+    if batch_size is not None and batch_size < 1:
+        raise NlpTasksError(f"The batch size must be at least 1, not {batch_size}.")
+    resolved = model_recipe(task_name, model_dir, None, overrides)
     if batch_size is not None:
-        if batch_size < 1:
-            raise NlpTasksError("The batch size must be at least 1.")
         resolved.train.eval_batch_size = batch_size
+    chosen = (
+        precision.resolve(mixed_precision, "mixed_precision (--mixed-precision)")
+        if mixed_precision is not None
+        else precision.resolve(resolved.train.mixed_precision)
+    )
     model, tokenizer = task.load_trained(model_dir)
     if torch.cuda.is_available():
         model.to("cuda")
-    chosen = precision.resolve(mixed_precision or resolved.train.mixed_precision)
     with precision.inference(chosen, model.device):
         return list(task.predict(model, tokenizer, checked, resolved))
 
 
-def check_records(task: Any, records: Sequence[Mapping[str, Any] | str]) -> list[Mapping[str, Any]]:
-    """Records with every input field the task declares; one line naming what is missing."""
+def check_records(
+    task: Any,
+    records: Sequence[Mapping[str, Any] | str],
+    labels: Sequence[str] | None = None,
+) -> list[Mapping[str, Any]]:
+    """Records with every input field the task declares; one line naming what is missing
+    (and where: ``labels[i]``, else ``input i``)."""
     fields = tuple(getattr(task, "input_fields", ("text",)))
     checked: list[Mapping[str, Any]] = []
     for number, record in enumerate(records, 1):
+        where = labels[number - 1] if labels else f"Input {number}"
         if isinstance(record, str):
             if len(fields) != 1:
                 raise NlpTasksError(
-                    f"Input {number} is a plain string, but task '{task.name}' needs the fields "
+                    f"{where} is a plain string, but task '{task.name}' needs the fields "
                     f"{', '.join(fields)}. Give a JSON object with them."
                 )
             record = {fields[0]: record}
         if not isinstance(record, Mapping):
             raise NlpTasksError(
-                f"Input {number} is {type(record).__name__}, not an object. Give a JSON object "
+                f"{where} is {type(record).__name__}, not an object. Give a JSON object "
                 f"with {', '.join(fields)}."
             )
         missing = [f for f in fields if f not in record or record[f] is None]
         if missing:
             raise NlpTasksError(
-                f"Input {number} has no '{missing[0]}' field (task '{task.name}' needs "
+                f"{where} has no '{missing[0]}' field (task '{task.name}' needs "
                 f"{', '.join(fields)}). Add it."
             )
         checked.append(record)
     return checked
+
+
+def model_recipe(
+    task_name: str, model_dir: str, recipe: str | None, overrides: Sequence[str] = ()
+) -> Recipe:
+    """The recipe for using a trained model: ``recipe`` if given, else its run's own
+    (refusing a model trained for another task), else the task's default."""
+    if recipe is None:
+        recipe = run_recipe_of(model_dir)
+        trained_for = read_yaml(Path(recipe)).get("task") if recipe else None
+        if trained_for and trained_for != task_name:
+            raise NlpTasksError(
+                f"Model '{model_dir}' was trained for task '{trained_for}' (its run's "
+                f"recipe.yaml says so), not '{task_name}'. Use 'nlptasks ... {trained_for} "
+                f"--model {model_dir}'."
+            )
+    return load_recipe(task_name, recipe, list(overrides))
 
 
 def run_recipe_of(model_dir: str) -> str | None:

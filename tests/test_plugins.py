@@ -597,3 +597,34 @@ def test_plugin_recipe_commands_use_the_registered_task(toy_plugin: None, tmp_pa
     assert runner.invoke(cli, ["recipes", "validate", "toy"]).exit_code == 0
     copied = runner.invoke(cli, ["recipes", "copy", "toy", str(tmp_path / "t.yaml")])
     assert copied.exit_code == 0 and "nlptasks run toy-task" in copied.output
+
+
+def test_a_target_without_a_colon_is_one_line() -> None:
+    from nlptasks.registry import Entry
+
+    entry = Entry("dotted", "nlptasks.builtins.sentiment.task.SentimentTask", "p", kind="task")
+    with pytest.raises(PluginError, match="registered task 'dotted' as .* 'module:attr'"):
+        entry.load()
+
+
+def test_an_ambiguous_recipe_name_says_so(toy_plugin: None, tmp_path: Path) -> None:
+    from nlptasks.recipes import locate_recipe
+
+    extra = tmp_path / "minilm.yaml"
+    extra.write_text("model: m\n")
+
+    class Another:
+        @staticmethod
+        @__import__("nlptasks").hookimpl
+        def register_recipes(register: object) -> None:
+            register("toy-task", "minilm", extra)  # type: ignore[operator]
+
+    plugins.register_plugin(Another, "another")
+    try:
+        with pytest.raises(
+            Exception, match="'minilm' is ambiguous: sentiment/minilm, toy-task/minilm"
+        ):
+            locate_recipe("minilm")
+        assert locate_recipe("sentiment/minilm")[1] == "sentiment"
+    finally:
+        plugins.unregister_plugin("another")

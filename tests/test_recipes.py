@@ -258,11 +258,55 @@ def test_task_options_are_typed_validated_and_shown() -> None:
     assert "'options.label_names' (set by an override) must be a list of a string" in text
 
 
-def test_task_settings_under_data_point_to_options(tmp_path: Path) -> None:
+def test_task_settings_still_under_data_are_read_as_options(tmp_path: Path) -> None:
+    # The recipe.yaml of runs made before tasks had options keeps them under data.
     path = tmp_path / "old.yaml"
-    path.write_text("task: sentiment\nmodel: m\ndata:\n  label_names: [a, b]\n")
+    path.write_text("task: sentiment\nmodel: m\ndata:\n  label_names: [a, b]\n  max_length: 9\n")
+    with pytest.warns(UserWarning, match=r"data.label_names are task options now"):
+        recipe = load_recipe("sentiment", str(path))
+    assert recipe.options.label_names == ["a", "b"] and recipe.data.max_length == 9
+    # On the command line the key is simply wrong, with a pointer to where it lives now.
     with pytest.raises(ConfigError, match="Did you mean 'options.label_names'"):
-        load_recipe("sentiment", str(path))
+        load_recipe("sentiment", "minilm", ["data.label_names=[a, b]"])
+
+
+def test_the_task_cannot_be_overridden() -> None:
+    with pytest.raises(ConfigError, match="override 'task=qa' cannot change the task"):
+        load_recipe("sentiment", "minilm", ["task=qa"])
+
+
+def test_a_folder_named_like_a_recipe_is_not_a_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "minilm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("sentiment", "minilm").name == "minilm"
+
+
+def test_value_problems_are_reported_with_type_problems() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_recipe(
+            "sentiment",
+            "minilm",
+            ["train.epochs=-1", "data.max_length=abc", "options.label_names=[a, a]"],
+        )
+    assert len(info.value.problems) == 3
+
+
+def test_tuple_options_take_lists_and_round_trip(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from nlptasks.recipes import recipe_to_dict, validate
+
+    @dataclass
+    class Tupled:
+        names: tuple[str, ...] = ("a",)
+
+    recipe = validate({"task": "x", "model": "m", "options": {"names": ["b", "c"]}}, "r", Tupled)
+    assert recipe.options.names == ("b", "c")
+    dumped = recipe_to_dict(recipe)
+    assert dumped["options"]["names"] == ["b", "c"]
+    assert validate(dumped, "again", Tupled).options.names == ("b", "c")
 
 
 def test_a_recipe_without_options_gets_the_task_defaults(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -118,7 +119,7 @@ def test_a_missing_input_field_is_one_line(
     )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: Input 2 has no 'prompt' field (task 'toy-generate' needs prompt). Add it."
+        f"Error: {records} line 2 has no 'prompt' field (task 'toy-generate' needs prompt). Add it."
     ]
 
 
@@ -176,6 +177,121 @@ def test_python_api_evaluate_and_predict(
 
     with pytest.raises(NlpTasksError, match="Input 1 has no 'text' field"):
         nlptasks.predict("toy-tokens", str(run.run_dir / "model"), [{"txt": "x"}])
+
+
+def test_broken_eval_step_contract_is_one_line(
+    shape_plugins: None, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nlptasks.errors import PluginError
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import prepare_run
+
+    prepared = prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
+    real_step = token_task.TokenTask.eval_step
+    broken = {
+        "no loss": (
+            lambda out: {k: v for k, v in out.items() if k != "loss"},
+            "must return 'loss'",
+        ),
+        "a list": (lambda out: {**out, "x": [1, 2]}, "'x' must be a tensor"),
+        "wrong rows": (lambda out: {**out, "x": torch.zeros(3)}, r"one row per example \(16\)"),
+        "reserved": (lambda out: {**out, "index": out["loss"]}, "a name evaluation sets"),
+    }
+    for change, message in broken.values():
+        monkeypatch.setattr(
+            token_task.TokenTask,
+            "eval_step",
+            lambda self, model, batch, change=change: change(real_step(self, model, batch)),
+        )
+        with pytest.raises(PluginError, match=message):
+            prepared.evaluator.evaluate(prepared.model)
+
+
+def test_evaluation_runs_in_inference_mode_and_the_recipes_precision(
+    shape_plugins: None, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import prepare_run
+
+    seen: list[tuple[bool, torch.dtype]] = []
+    real_step = token_task.TokenTask.eval_step
+
+    def spy(self: object, model: torch.nn.Module, batch: dict) -> dict:
+        probe = torch.nn.functional.linear(torch.ones(1, 2), torch.ones(2, 2))
+        seen.append((torch.is_inference_mode_enabled(), probe.dtype))
+        return real_step(self, model, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(token_task.TokenTask, "eval_step", spy)
+    for precision, dtype in (("no", torch.float32), ("bf16", torch.bfloat16)):
+        seen.clear()
+        overrides = [f"model={tiny_bert}", f"train.mixed_precision={precision}"]
+        prepared = prepare_run(load_recipe("toy-tokens", "tiny", overrides))
+        prepared.evaluator.evaluate(prepared.model)
+        assert seen and set(seen) == {(True, dtype)}
+
+
+def test_eval_uses_the_runs_own_files_from_any_directory(
+    shape_plugins: None, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import SST2
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    lines = (SST2 / "dev.tsv").read_text().splitlines()
+    (work / "dev.tsv").write_text("\n".join(lines[:41]) + "\n")
+    (work / "train.tsv").write_text("\n".join(lines[:81]) + "\n")
+    # A different file of the same name where eval is started: it must not be read.
+    (elsewhere / "dev.tsv").write_text("\n".join(lines[:1] + lines[41:61]) + "\n")
+    monkeypatch.chdir(work)
+    invoke(
+        "run", "sentiment", f"model={tiny_bert}", "data.train_path=train.tsv",
+        "data.eval_path=dev.tsv", "train.max_steps=2", "--output-dir", "run", "--quiet",
+    )  # fmt: skip
+    saved = yaml.safe_load((work / "run/recipe.yaml").read_text())
+    assert saved["data"]["eval_path"] == str(work / "dev.tsv")
+    monkeypatch.chdir(elsewhere)
+    result = json.loads(invoke("eval", "sentiment", "--model", str(work / "run/model"), "--json"))
+    assert result == pytest.approx(
+        json.loads((work / "run/results.json").read_text())["metrics"]["eval"], abs=1e-9
+    )
+
+
+def test_a_model_of_another_task_is_named(
+    shape_plugins: None, tiny_bert: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    invoke("run", "toy-tokens", f"model={tiny_bert}", "train.max_steps=1", "-o", str(run_dir), "-q")
+    result = CliRunner().invoke(cli, ["eval", "sentiment", "--model", str(run_dir / "model")])
+    assert result.exit_code == 1
+    assert "was trained for task 'toy-tokens'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_predict_arguments_are_checked(
+    shape_plugins: None, tiny_bert: Path, tmp_path: Path
+) -> None:
+    import nlptasks
+    from nlptasks.errors import NlpTasksError
+
+    model = str(tmp_path / "model")
+    invoke(
+        "run", "toy-tokens", f"model={tiny_bert}", "train.max_steps=1", "-o", str(tmp_path / "r")
+    )
+    model = str(tmp_path / "r" / "model")
+    assert nlptasks.predict("toy-tokens", model, []) == []
+    with pytest.raises(NlpTasksError, match="not one string"):
+        nlptasks.predict("toy-tokens", model, "great film")
+    with pytest.raises(NlpTasksError, match="must be one of auto, no, bf16, fp16"):
+        nlptasks.predict("toy-tokens", model, ["x"], mixed_precision="fp32")
+    output = invoke(
+        "predict", "toy-tokens", "--model", model, "--set", "data.max_length=3", "a b c d"
+    )
+    assert len(json.loads(output)["tags"]) == 4  # the words, whatever the truncation
+    result = CliRunner().invoke(
+        cli, ["predict", "toy-tokens", "--model", model, "--set", "x=1", "a"]
+    )
+    assert result.exit_code == 1 and "override 'x=1' sets unknown key 'x'" in result.output
 
 
 # ------------------------------------------------------------------------ two processes

@@ -175,6 +175,12 @@ class SentimentTask:
         usable = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
         self.max_positions = min(usable) if usable else None
 
+    def _max_length(self, recipe: Recipe) -> int:
+        # Longer inputs would not fit the model's position embeddings.
+        if self.max_positions:
+            return min(recipe.data.max_length, self.max_positions)
+        return recipe.data.max_length
+
     def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
         tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
         model = load_pretrained(
@@ -190,9 +196,7 @@ class SentimentTask:
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
-        max_length = recipe.data.max_length
-        if self.max_positions:  # longer inputs would not fit the position embeddings
-            max_length = min(max_length, self.max_positions)
+        max_length = self._max_length(recipe)
         has_pair = "text_pair" in dataset.column_names
 
         def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -264,7 +268,7 @@ class SentimentTask:
     ) -> list[dict[str, Any]]:
         model.eval()
         texts = [str(record["text"]) for record in records]
-        max_length = min(getattr(tokenizer, "model_max_length", 512) or 512, 512)
+        max_length = self._max_length(recipe)  # as in evaluation: the same text, the same label
         # Tokenise once, unpadded; then batches of similar length padded only to their own
         # longest text (the pipeline pads every batch of 32 to its longest).
         encoded = tokenizer(texts, truncation=True, max_length=max_length)
