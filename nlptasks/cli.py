@@ -44,7 +44,7 @@ class NlpTasksGroup(click.Group):
                 raise
             click.secho(f"Error: {exc}", fg="red", err=True)
             # 130 is the shell's code for "stopped by Ctrl-C"; scripts can tell it apart.
-            ctx.exit(130 if isinstance(exc, RunInterrupted) else 1)
+            ctx.exit(exc.exit_code if isinstance(exc, RunInterrupted) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
@@ -89,6 +89,12 @@ def _reporter(quiet: bool, as_json: bool) -> Any:
 @click.argument("overrides", nargs=-1)
 @click.option("--recipe", "-r", help="Recipe name (see 'nlptasks recipes list') or YAML path.")
 @click.option("--output-dir", "-o", help="Write the run here (must not exist yet).")
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Continue this interrupted run directory (same as 'nlptasks resume RUN_DIR').",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
 def run(
@@ -96,6 +102,7 @@ def run(
     overrides: tuple[str, ...],
     recipe: str | None,
     output_dir: str | None,
+    resume_dir: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -106,19 +113,60 @@ def run(
     \b
     Example:
         nlptasks run sentiment --recipe minilm train.epochs=1 data.max_train_examples=2000
+        nlptasks run sentiment --resume runs/sentiment-minilm-20261129-101500
     """
+    from nlptasks.runner import resume as resume_run
     from nlptasks.runner import run as run_task
 
-    result = run_task(task, recipe, list(overrides), output_dir, _reporter(quiet, as_json))
+    reporter = _reporter(quiet, as_json)
+    if resume_dir is not None:
+        if recipe or overrides or output_dir:
+            raise click.UsageError(
+                "--resume continues a run with its own recipe.yaml; drop --recipe, "
+                "--output-dir and the overrides."
+            )
+        _check_run_task(task, resume_dir)
+        result = resume_run(resume_dir, reporter)
+    else:
+        result = run_task(task, recipe, list(overrides), output_dir, reporter)
+    _summarise(result, as_json)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
+def resume(run_dir: str, quiet: bool, as_json: bool) -> None:
+    """Continue an interrupted run in its own directory, exactly where it stopped.
+
+    \b
+    Example:
+        nlptasks resume runs/sentiment-minilm-20261129-101500
+    """
+    from nlptasks.runner import resume as resume_run
+
+    _summarise(resume_run(run_dir, _reporter(quiet, as_json)), as_json)
+
+
+def _check_run_task(task: str, run_dir: str) -> None:
+    recipe_file = Path(run_dir) / "recipe.yaml"
+    trained = read_yaml(recipe_file).get("task") if recipe_file.is_file() else None
+    if trained and trained != task:
+        raise NlpTasksError(
+            f"Run '{run_dir}' is a '{trained}' run, not '{task}'. Resume it with: nlptasks "
+            f"resume {run_dir}"
+        )
+
+
+def _summarise(result: Any, as_json: bool) -> None:
     if as_json or result.run_dir is None:  # JSON mode, or not the main process of several
         return
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     click.echo(f"Eval: {metrics}")
-    if result.run_dir is not None:
-        click.echo(f"Run directory: {result.run_dir}")
-        click.echo(f"  model:      {result.run_dir / 'model'}")
-        click.echo(f"  model card: {result.run_dir / 'README.md'}")
-        click.echo(f"  results:    {result.run_dir / 'results.json'}")
+    click.echo(f"Run directory: {result.run_dir}")
+    click.echo(f"  model:      {result.run_dir / 'model'}")
+    click.echo(f"  model card: {result.run_dir / 'README.md'}")
+    click.echo(f"  results:    {result.run_dir / 'results.json'}")
 
 
 @cli.command(name="eval")

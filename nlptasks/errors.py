@@ -58,7 +58,14 @@ class ModelError(NlpTasksError):
 
 
 class RunInterrupted(NlpTasksError):
-    """Training stopped by SIGINT or SIGTERM after saving its last checkpoint."""
+    """A run stopped by SIGINT or SIGTERM after saving what it had.
+
+    ``exit_code`` follows the shell: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
 
 
 class RunDirectoryError(NlpTasksError):

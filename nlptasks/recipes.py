@@ -79,6 +79,11 @@ class TrainConfig:
     group_by_length: bool = True
     log_every: int = 10
     save_checkpoints: bool = True
+    save_every: int | None = None
+    """Also save ``checkpoints/last`` every N optimizer steps (besides each evaluation), so a
+    killed run loses at most N steps."""
+    save_total_limit: int | None = None
+    """Keep this many numbered checkpoints (``checkpoints/step-N``) besides last and best."""
 
 
 @dataclass
@@ -525,6 +530,11 @@ def _train_problems(t: TrainConfig) -> list[str]:
                 "'train.early_stopping_patience' must be at least 1",
             ),
             (t.log_every > 0, "'train.log_every' must be at least 1"),
+            (t.save_every is None or t.save_every > 0, "'train.save_every' must be at least 1"),
+            (
+                t.save_total_limit is None or t.save_total_limit > 0,
+                "'train.save_total_limit' must be at least 1",
+            ),
         ]
     )
 

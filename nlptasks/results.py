@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -90,8 +91,13 @@ def write_run(
     started: float,
 ) -> dict[str, Any]:
     """Save the final model and write results.json and the model card; return the results."""
-    model.save_pretrained(run_dir / "model")
-    prepared.tokenizer.save_pretrained(run_dir / "model")
+    # The model folder appears whole or not at all: written aside, then renamed.
+    final, tmp = run_dir / "model", run_dir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    prepared.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)  # a resumed run's earlier, unfinished save
+    tmp.rename(final)
     summary = build_results(run_dir, prepared, outcome, metrics, started)
     write_json(run_dir / "results.json", summary)
     write_text(run_dir / "README.md", run_model_card(prepared, summary))

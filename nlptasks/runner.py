@@ -18,14 +18,14 @@ import torch
 import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
-from nlptasks import data, models, precision, results
-from nlptasks.errors import ConfigError, NlpTasksError, did_you_mean
+from nlptasks import checkpoints, data, models, precision, results
+from nlptasks.errors import ConfigError, NlpTasksError, RunInterrupted, did_you_mean
 from nlptasks.evaluation import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.recipes import Recipe, load_recipe, read_yaml, with_absolute_paths
 from nlptasks.registry import get_registries
 from nlptasks.task import declared_metrics
-from nlptasks.trainer import Trainer, make_accelerator
+from nlptasks.trainer import StopRequests, Trainer, make_accelerator
 
 
 @dataclass
@@ -106,58 +106,97 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
 
 
 def run_recipe(
-    recipe: Recipe, output_dir: str | None = None, reporter: Reporter | None = None
+    recipe: Recipe,
+    output_dir: str | None = None,
+    reporter: Reporter | None = None,
+    resume_dir: Path | None = None,
 ) -> RunResult:
-    """Run an already validated recipe (see :func:`run`)."""
+    """Run an already validated recipe (see :func:`run`); with ``resume_dir``, continue that
+    run directory from its newest whole checkpoint (see :func:`resume`)."""
     started = time.time()
     # The run directory's recipe.yaml must name the same files from any working directory.
     recipe = with_absolute_paths(recipe)
     prepared = prepare_run(recipe)
     accelerator = prepared.accelerator
-    run_dir = _make_run_dir(accelerator, output_dir, recipe)
     main = accelerator.is_main_process
-    if main and run_dir is not None:
-        results.write_text(run_dir / "recipe.yaml", results.recipe_yaml(recipe))
-    events = EventLog(
-        run_dir / "events.jsonl" if run_dir else None,
-        reporter if main else QuietReporter(),
-        enabled=main,
-    )
-    events.emit(
-        "run_start",
-        task=recipe.task,
-        recipe=recipe.name,
-        model=recipe.model,
-        run_dir=str(run_dir) if run_dir else None,
-        train_examples=len(prepared.features["train"]),
-        eval_examples=len(prepared.features["eval"]),
-        device=str(accelerator.device),
-        num_processes=accelerator.num_processes,
-        mixed_precision=accelerator.mixed_precision,
-    )
-    try:
-        trainer = Trainer(
-            prepared.task,
-            prepared.model,
-            prepared.tokenizer,
-            recipe.train,
-            prepared.features["train"],
-            prepared.evaluator,
-            events=events,
-            checkpoint_dir=(run_dir / "checkpoints") if run_dir else None,
-            accelerator=accelerator,
+    checkpoint = None
+    # Every process knows the run directory (all take part in checkpoints); the main one
+    # alone writes the rest.
+    if resume_dir is not None:
+        checkpoint, _ = checkpoints.find_resumable(resume_dir / "checkpoints")
+        run_dir = resume_dir
+    else:
+        run_dir = _make_run_dir(accelerator, output_dir, recipe)
+        if main:
+            results.write_text(run_dir / "recipe.yaml", results.recipe_yaml(recipe))
+    events = EventLog(run_dir / "events.jsonl", reporter if main else QuietReporter(), enabled=main)
+    # The signal handler covers the whole run, the final save included: a signal there lets
+    # the (short) save finish, so the run directory is whole either way.
+    with StopRequests() as stop:
+        try:
+            events.emit(
+                "run_start",
+                task=recipe.task,
+                recipe=recipe.name,
+                model=recipe.model,
+                run_dir=str(run_dir),
+                train_examples=len(prepared.features["train"]),
+                eval_examples=len(prepared.features["eval"]),
+                device=str(accelerator.device),
+                num_processes=accelerator.num_processes,
+                mixed_precision=accelerator.mixed_precision,
+                resumed_from=str(checkpoint) if checkpoint else None,
+            )
+            trainer = Trainer(
+                prepared.task,
+                prepared.model,
+                prepared.tokenizer,
+                recipe.train,
+                prepared.features["train"],
+                prepared.evaluator,
+                events=events,
+                checkpoint_dir=run_dir / "checkpoints",
+                accelerator=accelerator,
+            )
+            outcome = trainer.train(stop=stop, resume_from=checkpoint)
+            metrics = _final_metrics(trainer, outcome.metrics)
+            summary: dict[str, Any] = {}
+            if main:
+                final = accelerator.unwrap_model(trainer.model)
+                summary = results.write_run(run_dir, prepared, final, outcome, metrics, started)
+            events.emit("run_end", run_dir=str(run_dir), metrics=metrics)
+        finally:
+            events.close()
+        accelerator.wait_for_everyone()
+    if stop.signal_name is not None:
+        raise RunInterrupted(
+            f"{stop.signal_name} arrived while the results were written; the run finished and "
+            f"its results are complete in {run_dir}.",
+            exit_code=stop.exit_code,
         )
-        outcome = trainer.train()
-        metrics = _final_metrics(trainer, outcome.metrics)
-        summary: dict[str, Any] = {}
-        if main and run_dir is not None:
-            final = accelerator.unwrap_model(trainer.model)
-            summary = results.write_run(run_dir, prepared, final, outcome, metrics, started)
-        events.emit("run_end", run_dir=str(run_dir) if run_dir else None, metrics=metrics)
-    finally:
-        events.close()
-    accelerator.wait_for_everyone()
-    return RunResult(run_dir, metrics, summary)
+    return RunResult(run_dir if main else None, metrics, summary)
+
+
+def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
+    """Continue an interrupted run in its own directory, exactly where its newest whole
+    checkpoint stopped (model, optimizer, scheduler, random state, position in the data)."""
+    folder = Path(run_dir).expanduser()
+    recipe_file = folder / "recipe.yaml"
+    if not recipe_file.is_file():
+        raise NlpTasksError(
+            f"'{run_dir}' is not a run directory (it has no recipe.yaml). Pass the folder a run "
+            f"printed, e.g. runs/sentiment-minilm-20261129-101500."
+        )
+    if (folder / "results.json").exists():
+        raise NlpTasksError(
+            f"Run '{run_dir}' finished already (it has results.json); nothing to resume. Start "
+            f"a new run to train more."
+        )
+    task = read_yaml(recipe_file).get("task")
+    if not task:
+        raise NlpTasksError(f"{recipe_file} names no task. Start a new run instead.")
+    recipe = load_recipe(str(task), str(recipe_file))
+    return run_recipe(recipe, reporter=reporter, resume_dir=folder)
 
 
 def _final_metrics(trainer: Any, metrics: dict[str, float]) -> dict[str, float]:
@@ -318,7 +357,7 @@ def _check_metric_for_best(recipe: Recipe, task: Any) -> None:
         )
 
 
-def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> Path | None:
+def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> Path:
     """The main process creates the run directory; the others learn whether that worked,
     so a refusal is the same one-line error everywhere instead of a hang or a crash."""
     outcome: list[Any] = [None]
@@ -338,7 +377,7 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
     status, text = outcome[0]
     if status == "error":
         raise NlpTasksError(text)
-    return Path(text) if accelerator.is_main_process else None
+    return Path(text)
 
 
 def _quiet_libraries() -> None:

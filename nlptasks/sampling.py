@@ -35,6 +35,8 @@ class LengthGroupedBatchSampler:
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.start = 0
+        """This process's batches to skip at the start of the epoch (a resumed run)."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -58,7 +60,7 @@ class LengthGroupedBatchSampler:
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._global_batches()
         usable = len(batches) - len(batches) % self.num_replicas
-        yield from batches[self.rank : usable : self.num_replicas]
+        yield from batches[self.rank : usable : self.num_replicas][self.start :]
 
     def __len__(self) -> int:
         total = -(-len(self.lengths) // self.batch_size)

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import json
 import math
-import shutil
 import signal
 import threading
 import time
@@ -27,6 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from nlptasks import checkpoints
 from nlptasks.errors import NlpTasksError, RunInterrupted
 from nlptasks.events import EventLog
 from nlptasks.precision import resolve
@@ -112,23 +112,40 @@ class Trainer:
         # The recipe guarantees batch_size is a multiple of the accumulation steps.
         self.micro_batch_size = config.batch_size // config.gradient_accumulation_steps
         self.model = model
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._scheduler: Any = None
 
     # ----------------------------------------------------------------------------- training
-    def train(self) -> TrainResult:
+    def train(
+        self, stop: StopRequests | None = None, resume_from: Path | None = None
+    ) -> TrainResult:
         """Train; on SIGINT/SIGTERM finish the current step, save ``last`` and raise
-        :class:`RunInterrupted`, so an interrupted run loses at most one step."""
-        with _StopRequests() as stop:
-            return self._train(stop)
+        :class:`RunInterrupted`, so an interrupted run loses at most one step.
 
-    def _train(self, stop: _StopRequests) -> TrainResult:
+        ``stop`` is the caller's signal handler when it covers more than training (the runner
+        covers the final save too); ``resume_from`` is a checkpoint to continue exactly from.
+        """
+        if stop is not None:
+            return self._train(stop, resume_from)
+        with StopRequests() as own:
+            return self._train(own, resume_from)
+
+    def _train(self, stop: StopRequests, resume_from: Path | None) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         set_seed(cfg.seed)
         best = _BestTracker.for_task(self.task, cfg)
         sampler, loop = self._plan()
         optimizer, scheduler = self._setup_optimization(loop)
+        stopped_early = False
+        if resume_from is not None and self._resume(resume_from, loop, best):
+            # The signal came after the step but before its evaluation: evaluate now, as the
+            # unbroken run did, or the best checkpoint (and early stopping) would differ.
+            stopped_early = self._evaluate_and_checkpoint(loop, best)
         loop.reset_window(time.perf_counter())
         loop.started = loop.window_started  # speed and ETA count training, not set-up
-        for epoch, index, window in self._windows(sampler):
+        for epoch, index, window in self._windows(sampler, *loop.position):
+            if stopped_early or loop.step >= loop.total_steps:  # resumed at the very end
+                break
             self.model.train()
             loss = self._optimizer_step(window, optimizer)
             if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
@@ -136,14 +153,34 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             examples = sum(_batch_size(b) for b in window) * acc.num_processes
             loop.record(loss, examples, epoch + min(1.0, (index + 1) / loop.steps_per_epoch))
+            # Where a resumed run picks up: the next window of this epoch, or the next epoch.
+            loop.position = (
+                (epoch, index + 1) if index + 1 < loop.steps_per_epoch else (epoch + 1, 0)
+            )
             self._log_step(loop, float(scheduler.get_last_lr()[0]))
             if stop.requested(acc):
-                self._stop_for_signal(loop, stop, best.last_metrics)
+                self._stop_for_signal(loop, stop, best, self._evaluation_due(loop, index))
             if self._evaluation_due(loop, index) and self._evaluate_and_checkpoint(loop, best):
                 break  # early stopping
+            if cfg.save_every and loop.step % cfg.save_every == 0:
+                self._save_checkpoint("last", loop, best, best.last_metrics)
             if loop.step == loop.total_steps:
                 break
         return self._finish(loop, best)
+
+    def _resume(self, path: Path, loop: _Loop, best: _BestTracker) -> bool:
+        """Continue exactly where the checkpoint at ``path`` stopped; True if the evaluation
+        of its step is still to be done."""
+        state = json.loads((path / checkpoints.STATE_FILE).read_text())
+        checkpoints.load_into(path, self.accelerator, self.model, self._optimizer, self._scheduler)
+        loop.step = int(state["step"])
+        loop.epoch = float(state["epoch"])
+        loop.position = (int(state["position"]["epoch"]), int(state["position"]["index"]))
+        loop.examples_seen = int(state["examples_seen"])
+        loop.loss_sum = float(state["loss_sum"])
+        best.restore(state["best"])
+        self.events.emit("resume", step=loop.step, checkpoint=str(path))
+        return bool(state.get("pending_evaluation"))
 
     def _plan(self) -> tuple[LengthGroupedBatchSampler, _Loop]:
         """The data order and the length of training."""
@@ -177,6 +214,7 @@ class Trainer:
         scheduler = self._make_scheduler(optimizer, warmup, loop.total_steps)
         # The scheduler is not passed to prepare(): accelerate would step it once per process.
         self.model, optimizer = acc.prepare(self.model, optimizer)
+        self._optimizer, self._scheduler = optimizer, scheduler  # checkpoints save them
         self.events.emit(
             "train_start",
             total_steps=loop.total_steps,
@@ -212,18 +250,22 @@ class Trainer:
         loop.reset_window(now)
 
     def _stop_for_signal(
-        self, loop: _Loop, stop: _StopRequests, last_metrics: dict[str, float]
+        self, loop: _Loop, stop: StopRequests, best: _BestTracker, evaluation_due: bool
     ) -> None:
-        """Save ``last``, record the interruption and raise :class:`RunInterrupted`."""
-        self._save_checkpoint("last", loop.step, last_metrics)
+        """Save ``last`` (noting an evaluation that was due, which the resumed run does
+        first), record the interruption and raise :class:`RunInterrupted`."""
+        self._save_checkpoint("last", loop, best, best.last_metrics, evaluation_due)
         self.events.emit("interrupted", step=loop.step, signal=stop.signal_name)
         if self.checkpoint_dir is not None and self.config.save_checkpoints:
-            kept = f"the model so far is saved in {self.checkpoint_dir / 'last'}"
+            kept = (
+                f"saved in {self.checkpoint_dir / 'last'}. Resume with: nlptasks resume "
+                f"{self.checkpoint_dir.parent}"
+            )
         else:
-            kept = "nothing was saved (train.save_checkpoints=false)"
+            kept = "nothing was saved (train.save_checkpoints=false). Start a new run."
         raise RunInterrupted(
-            f"Interrupted by {stop.signal_name} at step {loop.step} of {loop.total_steps}; "
-            f"{kept}. Start a new run to train again."
+            f"Interrupted by {stop.signal_name} at step {loop.step} of {loop.total_steps}; {kept}",
+            exit_code=stop.exit_code,
         )
 
     def _evaluation_due(self, loop: _Loop, index: int) -> bool:
@@ -245,8 +287,8 @@ class Trainer:
             "eval", step=loop.step, epoch=round(loop.epoch, 4), metrics=metrics, is_best=improved
         )
         if improved:
-            self._save_checkpoint("best", loop.step, metrics)
-        self._save_checkpoint("last", loop.step, metrics)
+            self._save_checkpoint("best", loop, best, metrics)
+        self._save_checkpoint("last", loop, best, metrics)
         if best.patience_exhausted():
             self.events.emit(
                 "early_stop",
@@ -259,10 +301,13 @@ class Trainer:
     def _finish(self, loop: _Loop, best: _BestTracker) -> TrainResult:
         train_seconds = time.perf_counter() - loop.started
         if self.evaluator is None:
-            self._save_checkpoint("last", loop.step, {})
+            self._save_checkpoint("last", loop, best, {})
         metrics = best.last_metrics
         # The final model is the best checkpoint: reload it if training moved past it.
-        if best.step is not None and best.step != loop.step and self._load_checkpoint("best"):
+        saved = self.config.save_checkpoints and self.checkpoint_dir is not None
+        if best.step is not None and best.step != loop.step and saved:
+            assert self.checkpoint_dir is not None
+            checkpoints.load_weights(self.checkpoint_dir / "best", self.accelerator, self.model)
             metrics = best.metrics_at(best.step)
         self.events.emit(
             "train_end",
@@ -285,19 +330,29 @@ class Trainer:
         )
 
     def _windows(
-        self, sampler: LengthGroupedBatchSampler
+        self, sampler: LengthGroupedBatchSampler, first_epoch: int = 0, first_index: int = 0
     ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]]]]:
-        """(epoch, index, window) for each accumulation window, epoch after epoch: a window is
-        a list of up to ``gradient_accumulation_steps`` micro-batches on the device, and
-        ``index`` the optimizer step within its epoch."""
+        """(epoch, index, window) for each accumulation window, epoch after epoch, from window
+        ``first_index`` of ``first_epoch``: a window is a list of up to
+        ``gradient_accumulation_steps`` micro-batches on the device, and ``index`` the
+        optimizer step within its epoch."""
         assert self.train_dataset is not None
-        for epoch in itertools.count():
+        for epoch in itertools.count(first_epoch):
+            index = first_index if epoch == first_epoch else 0
             sampler.set_epoch(epoch)
+            # A resumed epoch starts at its window: earlier batches are skipped by index
+            # arithmetic in the sampler, never loaded.
+            sampler.start = index * self.config.gradient_accumulation_steps
+            # Its own generator: a DataLoader draws a seed from the global RNG for every new
+            # iterator, and a resumed run makes one mid-epoch where the unbroken run did not,
+            # which would shift every later dropout mask.
             loader = DataLoader(
-                self.train_dataset, batch_sampler=sampler, collate_fn=self.task.collate
+                self.train_dataset,
+                batch_sampler=sampler,
+                collate_fn=self.task.collate,
+                generator=torch.Generator(),
             )
             window: list[dict[str, torch.Tensor]] = []
-            index = 0
             for batch in loader:
                 window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
                 if len(window) == self.config.gradient_accumulation_steps:
@@ -383,40 +438,46 @@ class Trainer:
         return self.evaluator.evaluate(self.model, generate=generate)
 
     # -------------------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, kind: str, step: int, metrics: dict[str, float]) -> None:
-        if not self.config.save_checkpoints:
+    def _save_checkpoint(
+        self,
+        kind: str,
+        loop: _Loop,
+        best: _BestTracker,
+        metrics: dict[str, float],
+        pending_evaluation: bool = False,
+    ) -> None:
+        if not self.config.save_checkpoints or self.checkpoint_dir is None:
             return
         acc = self.accelerator
-        # Every process reaches this barrier; only the main one (which has the dir) writes.
-        acc.wait_for_everyone()
-        if acc.is_main_process and self.checkpoint_dir is not None:
-            target = self.checkpoint_dir / kind
-            tmp = self.checkpoint_dir / f".{kind}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            acc.unwrap_model(self.model).save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            (tmp / "trainer_state.json").write_text(
-                json.dumps({"step": step, "metrics": metrics}, indent=2)
-            )
-            # Swap in the finished checkpoint so an interruption never leaves a broken one.
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-            self.events.emit("checkpoint", kind=kind, step=step, path=str(target))
-        acc.wait_for_everyone()
+        state = {
+            "step": loop.step,
+            "epoch": loop.epoch,
+            "position": {"epoch": loop.position[0], "index": loop.position[1]},
+            "examples_seen": loop.examples_seen,
+            "loss_sum": loop.loss_sum,
+            "total_steps": loop.total_steps,
+            "metrics": metrics,
+            "best": best.snapshot(),
+            "pending_evaluation": pending_evaluation,
+        }
 
-    def _load_checkpoint(self, kind: str) -> bool:
-        if self.checkpoint_dir is None or not self.config.save_checkpoints:
-            return False
-        from safetensors.torch import load_file
+        def write_model(path: Path) -> None:
+            acc.unwrap_model(self.model).save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
 
-        path = self.checkpoint_dir / kind / "model.safetensors"
-        state = load_file(str(path), device=str(self.accelerator.device))
-        model = self.accelerator.unwrap_model(self.model)
-        # strict=False: tied weights (e.g. decoder = embeddings) are saved once.
-        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
-        if unexpected:
-            raise NlpTasksError(f"Checkpoint {path} does not match the model: {unexpected[:3]}.")
-        return True
+        target = checkpoints.save(
+            self.checkpoint_dir,
+            kind,
+            acc,
+            write_model,
+            self._optimizer,
+            self._scheduler,
+            state,
+        )
+        if target is not None:
+            self.events.emit("checkpoint", kind=kind, step=loop.step, path=str(target))
+            if kind == "last" and self.config.save_total_limit:
+                checkpoints.keep_numbered(target, loop.step, self.config.save_total_limit)
 
 
 @dataclass
@@ -429,6 +490,8 @@ class _Loop:
     epoch: float = 0.0
     examples_seen: int = 0
     loss_sum: float = 0.0
+    position: tuple[int, int] = (0, 0)
+    """(epoch, window index) of the next optimizer step."""
     window_loss: float = 0.0
     window_steps: int = 0
     window_examples: int = 0
@@ -494,6 +557,22 @@ class _BestTracker:
             self.evals_without_improvement += 1
         return better
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this tracker (for exact resume)."""
+        return {
+            "value": self.value,
+            "step": self.step,
+            "evals_without_improvement": self.evals_without_improvement,
+            "last_metrics": self.last_metrics,
+            "history": self.history,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.value, self.step = saved["value"], saved["step"]
+        self.evals_without_improvement = int(saved["evals_without_improvement"])
+        self.last_metrics = dict(saved["last_metrics"])
+        self.history = list(saved["history"])
+
     def patience_exhausted(self) -> bool:
         if self.patience is not None and self.evals_without_improvement >= self.patience:
             self.stopped_early = True
@@ -508,14 +587,16 @@ def _batch_size(batch: dict[str, torch.Tensor]) -> int:
     return int(next(iter(batch.values())).shape[0])
 
 
-class _StopRequests:
-    """Turns SIGINT/SIGTERM into a flag the training loop checks after each step."""
+class StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the run checks at safe points (after each training
+    step; the final save finishes first). A second signal stops at once."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.exit_code = 130
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopRequests:
+    def __enter__(self) -> StopRequests:
         # Signal handlers can only be set from the main thread (not in a notebook worker).
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -527,7 +608,12 @@ class _StopRequests:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            # The second signal: the user does not want to wait for the step or the save.
+            # Files are written atomically, so what is on disk stays whole.
+            raise SystemExit(128 + signum)
         self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum  # the shell's convention: 130 SIGINT, 143 SIGTERM
 
     def requested(self, accelerator: Accelerator) -> bool:
         """True on every process as soon as any process got a signal (all stop together)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from nlptasks.events import EventLog
 from nlptasks.recipes import load_recipe
@@ -263,3 +265,48 @@ def test_nan_loss_stops_with_one_line(tiny_bert: Path, sst2_small: tuple[Path, P
     trainer = Trainer(task, model, tokenizer, recipe.train, features["train"], None)
     with pytest.raises(NlpTasksError, match="NaN or infinite"):
         trainer.train()
+
+
+class _StopAt:
+    """A stop request that arrives during step ``step`` (as a signal would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.seen = step, 0
+        self.signal_name: str | None = None
+        self.exit_code = 130
+
+    def requested(self, accelerator: Any) -> bool:
+        self.seen += 1
+        if self.seen == self.step:
+            self.signal_name = "SIGINT"
+        return self.signal_name is not None
+
+
+@pytest.mark.parametrize("stop_step", [5, 7])  # 5: its evaluation was due, 7: none
+def test_resume_at_an_evaluation_step_evaluates_first(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path, stop_step: int
+) -> None:
+    from nlptasks.errors import RunInterrupted
+
+    overrides = ("train.max_steps=12", "train.eval_every=5", "train.batch_size=32",
+                 "train.learning_rate=1e-3")  # fmt: skip
+
+    def trainer(folder: Path) -> Trainer:
+        recipe, task, model, tokenizer, features = _setup(tiny_bert, *sst2_small, *overrides)
+        return Trainer(
+            task, model, tokenizer, recipe.train, features["train"], features["evaluator"],
+            checkpoint_dir=folder,
+        )  # fmt: skip
+
+    unbroken = trainer(tmp_path / "a").train()
+    with pytest.raises(RunInterrupted):
+        trainer(tmp_path / "b").train(stop=_StopAt(stop_step))  # type: ignore[arg-type]
+    state = json.loads((tmp_path / "b/last/trainer_state.json").read_text())
+    assert state["step"] == stop_step and state["pending_evaluation"] is (stop_step == 5)
+    resumed = trainer(tmp_path / "b").train(resume_from=tmp_path / "b/last")
+    assert resumed.history == unbroken.history  # the step-5 evaluation happened once
+    assert resumed.best_step == unbroken.best_step and resumed.metrics == unbroken.metrics
+    for kind in ("last", "best"):
+        a = load_file(str(tmp_path / "a" / kind / "model.safetensors"))
+        b = load_file(str(tmp_path / "b" / kind / "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), kind

@@ -1,0 +1,239 @@
+"""Training checkpoints that resume exactly: model, optimizer, scheduler, every RNG, and the
+position in the data.
+
+A checkpoint is a folder (``checkpoints/last``, ``checkpoints/best``) that is also a normal
+model folder (``save_pretrained`` model and tokenizer), plus:
+
+- ``optimizer.safetensors`` + ``optimizer.json``, ``scheduler.json``: the states, split into
+  tensors (safetensors) and structure (JSON) so that nothing is ever unpickled;
+- ``rng-RANK.safetensors`` + ``rng-RANK.json``: python, numpy, torch and CUDA generators of
+  each process;
+- ``trainer_state.json``: step, epoch and window index, counters, the best-checkpoint record,
+  and a manifest of every file with its size, written last.
+
+A checkpoint is written under a temporary name and swapped in by renames, so a kill at any
+moment leaves the previous one (or the new one) whole; :func:`find_resumable` checks the
+manifest and skips a partial or corrupt checkpoint for the next good one, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from nlptasks.errors import NlpTasksError
+
+STATE_FILE = "trainer_state.json"
+
+
+def save(
+    folder: Path,
+    kind: str,
+    accelerator: Any,
+    write_model: Callable[[Path], None],
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+    state: dict[str, Any],
+) -> Path | None:
+    """Write checkpoint ``folder/kind`` on every process (each adds its RNG file); returns
+    its path on the main process. ``write_model(path)`` saves model and tokenizer."""
+    target, tmp = folder / kind, folder / f".{kind}.tmp"
+    main = accelerator.is_main_process
+    accelerator.wait_for_everyone()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    _save_tree(tmp / f"rng-{accelerator.process_index}", _rng_state())
+    accelerator.wait_for_everyone()
+    if main:
+        write_model(tmp)
+        if optimizer is not None:
+            _save_tree(tmp / "optimizer", optimizer.state_dict())
+        if scheduler is not None:
+            (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        manifest = {**state, "num_processes": accelerator.num_processes, "files": files}
+        (tmp / STATE_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+        _swap_in(tmp, target)
+    accelerator.wait_for_everyone()
+    return target if main else None
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    # Rename, never delete first: at every moment one whole checkpoint exists under `target`
+    # or `.KIND.old` (find_resumable looks at both).
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def keep_numbered(last: Path, step: int, limit: int) -> None:
+    """Copy ``last`` to ``step-N`` beside it and keep only the ``limit`` newest copies."""
+    copy = last.with_name(f"step-{step}")
+    if not copy.exists():
+        tmp = last.with_name(f".step-{step}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(last, tmp)
+        tmp.rename(copy)
+    numbered = sorted(
+        (p for p in last.parent.glob("step-*") if p.name[5:].isdigit()),
+        key=lambda p: int(p.name[5:]),
+    )
+    for old in numbered[:-limit]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def find_resumable(folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest whole checkpoint under ``folder`` (``last``, an interrupted swap's
+    ``.last.old``, then ``best``); a partial or corrupt one is skipped with a warning."""
+    found: list[tuple[int, Path, dict[str, Any]]] = []
+    for name in ("last", ".last.old", "best", ".best.old"):
+        path = folder / name
+        if not path.is_dir():
+            continue
+        state, problem = _check(path)
+        if state is None:
+            warnings.warn(
+                f"Checkpoint {path} is unusable ({problem}); trying an older one.", stacklevel=2
+            )
+            continue
+        found.append((int(state["step"]), path, state))
+    if not found:
+        raise NlpTasksError(
+            f"No usable checkpoint in {folder} (the run saved none, or train.save_checkpoints "
+            f"was false). Start a new run instead."
+        )
+    step, path, state = max(found, key=lambda item: item[0])
+    return path, state
+
+
+def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None, f"no readable {STATE_FILE}"
+    for name, size in state.get("files", {}).items():
+        file = path / name
+        if not file.is_file() or file.stat().st_size != size:
+            return None, f"{name} is missing or truncated"
+    for file in path.glob("*.safetensors"):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            return None, f"{file.name} is corrupt: {exc}"
+    if "step" not in state or "position" not in state:
+        return None, f"{STATE_FILE} is not from a resumable checkpoint"
+    return state, ""
+
+
+def load_into(
+    path: Path,
+    accelerator: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+) -> None:
+    """Restore model, optimizer, scheduler and this process's RNG state from ``path``."""
+    load_weights(path, accelerator, model)
+    if optimizer is not None:
+        optimizer.load_state_dict(_load_tree(path / "optimizer"))
+    if scheduler is not None:
+        scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
+    rng = path / f"rng-{accelerator.process_index}"
+    if rng.with_suffix(".json").is_file():
+        _set_rng_state(_load_tree(rng))
+    else:
+        warnings.warn(
+            f"{path} has no random state for process {accelerator.process_index} (it was saved "
+            f"with another number of processes): dropout will differ from an unbroken run.",
+            stacklevel=2,
+        )
+
+
+def load_weights(path: Path, accelerator: Any, model: torch.nn.Module) -> None:
+    """Load a checkpoint's model weights into ``model`` (unwrapped from DDP)."""
+    weights = path / "model.safetensors"
+    # On the CPU first ("cpu:0", what a distributed CPU run calls its device, is no device
+    # to safetensors); load_state_dict copies onto the model's device.
+    state = load_file(str(weights))
+    unwrapped = accelerator.unwrap_model(model)
+    # strict=False: tied weights (e.g. decoder = embeddings) are saved once.
+    unexpected = unwrapped.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise NlpTasksError(f"Checkpoint {weights} does not match the model: {unexpected[:3]}.")
+
+
+# ------------------------------------------------------------------- states without pickle
+def _save_tree(stem: Path, tree: Any) -> None:
+    """``stem.safetensors`` holds the tensors of a nested state, ``stem.json`` the rest."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, torch.Tensor):
+            key = str(len(tensors))
+            tensors[key] = node.detach().cpu().contiguous()
+            return {"__tensor__": key}
+        if isinstance(node, dict):
+            return {"__dict__": [[strip(k), strip(v)] for k, v in node.items()]}
+        if isinstance(node, tuple):
+            return {"__tuple__": [strip(v) for v in node]}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    structure = strip(tree)
+    save_file(tensors, str(stem.with_suffix(".safetensors")))
+    stem.with_suffix(".json").write_text(json.dumps(structure))
+
+
+def _load_tree(stem: Path) -> Any:
+    tensors = load_file(str(stem.with_suffix(".safetensors")))
+
+    def build(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "__tensor__" in node:
+                return tensors[node["__tensor__"]]
+            if "__tuple__" in node:
+                return tuple(build(v) for v in node["__tuple__"])
+            return {build(k): build(v) for k, v in node["__dict__"]}
+        if isinstance(node, list):
+            return [build(v) for v in node]
+        return node
+
+    return build(json.loads(stem.with_suffix(".json").read_text()))
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(np.asarray(keys).copy()), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
