@@ -48,6 +48,19 @@ class NlpTasksGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except OSError as exc:
+            # The last resort for a full disk, a read-only folder, a vanished file: one line
+            # that names the path.
+            if ctx.meta.get("nlptasks.debug"):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.secho(
+                f"Error: {exc.strerror or exc}{where}. Check that the path exists, is writable "
+                f"and has room (--debug shows where it happened).",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 def _one_line_warning(

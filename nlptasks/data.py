@@ -120,6 +120,7 @@ def load_file(path_text: str) -> datasets.Dataset:
             f"Data file '{path_text}' has an unsupported type '{suffix or 'none'}'. Use one of "
             f"{', '.join(sorted(_BUILDERS))}."
         )
+    _check_has_rows(path, path_text, suffix)
     builder, kwargs = _BUILDERS[suffix]
     try:
         loaded = datasets.load_dataset(
@@ -132,6 +133,21 @@ def load_file(path_text: str) -> datasets.Dataset:
         ) from exc
     assert isinstance(loaded, datasets.Dataset)
     return loaded
+
+
+def _check_has_rows(path: Path, shown: str, suffix: str) -> None:
+    """An empty or header-only file, said plainly (datasets' own message is cryptic)."""
+    if suffix == ".parquet":
+        return
+    with path.open("rb") as handle:
+        lines = [line for line in (handle.readline() for _ in range(64)) if line.strip()][:2]
+    if not lines:
+        raise DataError(f"Data file '{shown}' is empty. Point the recipe at a file with rows.")
+    if len(lines) == 1 and suffix in (".csv", ".tsv"):
+        raise DataError(
+            f"Data file '{shown}' has a header row and no data. Point the recipe at a file "
+            f"with rows."
+        )
 
 
 def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:

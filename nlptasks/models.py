@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from safetensors import SafetensorError
 
 from nlptasks.errors import ModelError, first_line, hub_offline
 from nlptasks.registry import get_registries
@@ -51,7 +53,7 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
         )
     try:
         return loader(reference)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         if local.exists():
             raise ModelError(
                 f"'{reference}' is not a loadable model directory ({first_line(exc)}). Point "
@@ -69,3 +71,37 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
             f"Model '{reference}' is not a local directory and {why}. Use a local path "
             f"(model=/path/to/model), a preset from 'nlptasks list models'{offline_recipe}."
         ) from exc
+
+
+# Files of which a saved tokenizer has at least one.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+    "source.spm",
+)
+
+
+def check_tokenizer(model: Any, tokenizer: Any, reference: str) -> None:
+    """Refuse a tokenizer that does not belong to the model: a model folder without tokenizer
+    files, or a vocabulary that does not fit the embeddings (it would predict garbage)."""
+    local = Path(reference).expanduser()
+    if local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(
+            f"'{reference}' has no tokenizer files (none of tokenizer.json, vocab.txt, ...). "
+            f"Save the tokenizer next to the model (tokenizer.save_pretrained) or use a folder "
+            f"that has both."
+        )
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    # Models often pad their embedding table past the tokenizer (50257 -> 50304); a tokenizer
+    # with more ids than embeddings, or a small fraction of them, is someone else's.
+    if isinstance(vocab, int) and size is not None and (size > vocab or size < vocab // 2):
+        raise ModelError(
+            f"The tokenizer of '{reference}' has {size} tokens but the model has {vocab} "
+            f"embeddings: they do not belong together. Use the tokenizer saved with the model."
+        )

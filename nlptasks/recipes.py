@@ -281,6 +281,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise NlpTasksError(f"Cannot read recipe '{path}': {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path), [f"is not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8."]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -521,7 +525,17 @@ def _train_problems(t: TrainConfig) -> list[str]:
                 f"'train.gradient_accumulation_steps' ({t.gradient_accumulation_steps})",
             ),
             (t.eval_batch_size > 0, "'train.eval_batch_size' must be at least 1"),
-            (t.learning_rate >= 0, "'train.learning_rate' must not be negative"),
+            (t.learning_rate > 0, "'train.learning_rate' must be above 0"),
+            (
+                math.isfinite(t.weight_decay) and t.weight_decay >= 0,
+                "'train.weight_decay' must be 0 or more",
+            ),
+            (
+                t.max_grad_norm is None or (math.isfinite(t.max_grad_norm) and t.max_grad_norm > 0),
+                "'train.max_grad_norm' must be above 0 (null turns clipping off); a negative "
+                "norm would flip every step",
+            ),
+            (0 <= t.seed < 2**32, "'train.seed' must be in 0..4294967295"),
             (0 <= t.warmup_ratio < 1, "'train.warmup_ratio' must be in [0, 1)"),
             (t.eval_every is None or t.eval_every > 0, "'train.eval_every' must be at least 1"),
             (t.warmup_steps >= 0, "'train.warmup_steps' must not be negative"),

@@ -37,10 +37,17 @@ def new_run_dir(output_dir: str | Path, task: str, recipe: str, exact: bool = Fa
     With ``exact`` the directory is ``output_dir`` itself (``--output-dir``) and must not exist
     yet; otherwise it is ``output_dir/<task>-<recipe>-<timestamp>``, suffixed if taken.
     """
+    output_dir = Path(output_dir).expanduser()  # "~/runs" is the home folder's runs
     if exact:
         path = Path(output_dir)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only disk
+            raise RunDirectoryError(
+                f"Cannot create the folder '{path.parent}' ({exc.strerror}). Choose another "
+                f"--output-dir."
+            ) from None
+        try:
             path.mkdir()
         except FileExistsError:
             raise RunDirectoryError(

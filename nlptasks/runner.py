@@ -7,6 +7,7 @@ functions, so a run from a notebook equals a run from the shell.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
 from nlptasks import checkpoints, data, models, precision, results
-from nlptasks.errors import ConfigError, NlpTasksError, RunInterrupted, did_you_mean
+from nlptasks.errors import ConfigError, NlpTasksError, RunInterrupted, did_you_mean, first_line
 from nlptasks.evaluation import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.recipes import Recipe, load_recipe, read_yaml, with_absolute_paths
@@ -95,6 +96,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     splits = task.prepare_data(data.load_splits(recipe.data), recipe)
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     model, tokenizer = task.build_model(model_path, recipe)
+    models.check_tokenizer(model, tokenizer, model_path)
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.
@@ -165,6 +167,13 @@ def run_recipe(
                 final = accelerator.unwrap_model(trainer.model)
                 summary = results.write_run(run_dir, prepared, final, outcome, metrics, started)
             events.emit("run_end", run_dir=str(run_dir), metrics=metrics)
+        except RunInterrupted:
+            raise  # its own "interrupted" event is written
+        except Exception as exc:
+            # A full disk may refuse this line too; the error itself still reaches the user.
+            with contextlib.suppress(Exception):
+                events.emit("failed", error=f"{type(exc).__name__}: {first_line(exc)}")
+            raise
         finally:
             events.close()
         accelerator.wait_for_everyone()
@@ -226,6 +235,7 @@ def evaluate_model(
     task = load_task(task_name)
     resolved = model_recipe(task_name, model_dir, recipe, overrides)
     model, tokenizer = task.load_trained(model_dir)
+    models.check_tokenizer(model, tokenizer, model_dir)
     splits = data.load_splits(resolved.data, need_train=False)
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
@@ -278,6 +288,7 @@ def predict(
         else precision.resolve(resolved.train.mixed_precision)
     )
     model, tokenizer = task.load_trained(model_dir)
+    models.check_tokenizer(model, tokenizer, model_dir)
     if torch.cuda.is_available():
         model.to("cuda")
     with precision.inference(chosen, model.device):

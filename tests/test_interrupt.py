@@ -183,7 +183,7 @@ def test_a_corrupt_last_checkpoint_falls_back_with_a_message(
 ) -> None:
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=4", "train.eval_every=2",
-                 "train.batch_size=16", "train.learning_rate=0")  # fmt: skip
+                 "train.batch_size=16", "train.learning_rate=1e-12")  # fmt: skip
     process = _start([sys.executable], [*args[:-1], "train.max_steps=100000"], run_dir)
     _wait_for_step(process, 5)
     _kill_tree(process.pid)

@@ -183,7 +183,7 @@ def test_early_stopping(tiny_bert: Path, sst2_small: tuple[Path, Path]) -> None:
         tiny_bert,
         *sst2_small,
         "train.epochs=50",
-        "train.learning_rate=0",
+        "train.learning_rate=1e-12",  # nothing moves: no improvement
         "train.eval_every=2",
         "train.early_stopping_patience=2",
         "train.batch_size=16",
