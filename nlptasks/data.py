@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nlptasks.errors import DataError, first_line, hub_offline
+from nlptasks.errors import OFFLINE_HINT, DataError, first_line, hub_offline, hub_unreachable
 from nlptasks.registry import get_registries
 
 if TYPE_CHECKING:
@@ -163,6 +163,12 @@ def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
         if looks_like_path or Path(name).exists():
             raise DataError(
                 f"data.dataset '{name}' looks like a file path. Use data.train_path={name}."
+            )
+        if hub_unreachable():
+            raise DataError(
+                f"Dataset '{name}' is not a registered dataset and the Hub cannot be reached. "
+                f"{OFFLINE_HINT} with local files (data.train_path=FILE data.eval_path=FILE) or "
+                f"an offline recipe (see 'nlptasks list datasets')."
             )
         try:
             loaded = datasets.load_dataset(name, config.dataset_config)

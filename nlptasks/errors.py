@@ -8,7 +8,9 @@ and what to do next. None of these subclass ``KeyError``: ``str(KeyError(msg))``
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+import socket
 from collections.abc import Iterable
 
 
@@ -81,6 +83,28 @@ def first_line(exc: BaseException) -> str:
 def hub_offline() -> bool:
     """True when HF_HUB_OFFLINE asks for no Hub access (so a failed load says why)."""
     return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+@functools.cache
+def hub_unreachable(timeout: float = 3.0) -> bool:
+    """True when the Hub is not offline by choice but cannot be reached: a quick TCP probe,
+    so that a machine without network fails in seconds, not after a minute of retries."""
+    if hub_offline():
+        return False
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return False
+    except OSError:
+        return True
+
+
+OFFLINE_HINT = "Set HF_HUB_OFFLINE=1 to work offline"
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

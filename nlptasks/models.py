@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from safetensors import SafetensorError
 
-from nlptasks.errors import ModelError, first_line, hub_offline
+from nlptasks.errors import OFFLINE_HINT, ModelError, first_line, hub_offline, hub_unreachable
 from nlptasks.registry import get_registries
 
 T = TypeVar("T")
@@ -50,6 +50,13 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
         raise ModelError(
             f"'{reference}' is a folder but not a model (it has no config.json). Point model= "
             f"(or --model) at a folder written by save_pretrained, e.g. RUN/model."
+        )
+    if not local.exists() and hub_unreachable():
+        offline_recipe = f", or the offline recipe: nlptasks run {task}" if task else ""
+        raise ModelError(
+            f"Model '{reference}' is not a local directory and the Hub cannot be reached. "
+            f"{OFFLINE_HINT} with a local path (model=/path/to/model), a preset from 'nlptasks "
+            f"list models'{offline_recipe}."
         )
     try:
         return loader(reference)

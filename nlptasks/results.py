@@ -22,7 +22,7 @@ import yaml
 
 from nlptasks.errors import RunDirectoryError
 from nlptasks.models import base_model_id
-from nlptasks.recipes import Recipe, dump_recipe
+from nlptasks.recipes import Recipe, TrainConfig, dump_recipe
 
 if TYPE_CHECKING:
     from nlptasks.runner import PreparedRun
@@ -67,6 +67,32 @@ def new_run_dir(output_dir: str | Path, task: str, recipe: str, exact: bool = Fa
         except FileExistsError:
             continue
     raise RunDirectoryError(f"Cannot create a new run directory under '{root}'.")
+
+
+def check_room(output: str | Path, model_path: str, train: TrainConfig) -> None:
+    """Before anything loads: the output folder must be writable and have room for the
+    checkpoints and the final model (estimated from the model's files: weights, and twice
+    that again for the optimizer's moments, per checkpoint)."""
+    folder = Path(output).expanduser().resolve()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirectoryError(
+            f"Cannot write to '{existing}' (the output folder would go there). Choose another "
+            f"output_dir (or --output-dir)."
+        )
+    local = Path(model_path).expanduser()
+    if not local.is_dir():
+        return  # a Hub model: its size is not known before it is downloaded
+    weights = sum(p.stat().st_size for p in local.glob("*") if p.suffix in (".safetensors", ".bin"))
+    kept = (2 + (train.save_total_limit or 0)) if train.save_checkpoints else 0
+    needed = weights * (1 + 3 * kept)
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise RunDirectoryError(
+            f"The run needs about {needed / 1e9:.1f} GB in '{existing}' (model and "
+            f"checkpoints) but {free / 1e9:.1f} GB are free. Free some space, choose another "
+            f"output_dir, or set train.save_checkpoints=false."
+        )
 
 
 def _slug(text: str) -> str:

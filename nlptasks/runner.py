@@ -118,6 +118,8 @@ def run_recipe(
     started = time.time()
     # The run directory's recipe.yaml must name the same files from any working directory.
     recipe = with_absolute_paths(recipe)
+    output = resume_dir or (Path(output_dir).parent if output_dir else Path(recipe.output_dir))
+    results.check_room(output, models.resolve_model(recipe.model), recipe.train)
     prepared = prepare_run(recipe)
     accelerator = prepared.accelerator
     main = accelerator.is_main_process

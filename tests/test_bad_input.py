@@ -204,7 +204,7 @@ CASES: list[Case] = [
     ("predict with a foreign tokenizer", lambda f: ["predict", "sentiment", "-m", str(f["foreign_tokenizer"]), "hi"], 1, ("do not belong together",)),
     # ------------------------------------------------------------------------ output paths
     ("existing output dir", lambda f: [*_good(f), "-o", str(f["run"])], 1, ("already exists", "never overwrite")),
-    ("output under a file", lambda f: [*_good(f), "-o", str(f["a_file"] / "run")], 1, ("Cannot create the folder", "a-file", "Choose another --output-dir")),
+    ("output under a file", lambda f: [*_good(f), "-o", str(f["a_file"] / "run")], 1, ("Cannot write to", "a-file", "Choose another output_dir")),
     # ------------------------------------------------------------------- eval and predict
     ("eval missing model", lambda f: ["eval", "sentiment", "-m", "/no/model"], 1, ("'/no/model' does not exist", "--model runs/RUN/model")),
     ("eval unknown label", lambda f: ["eval", "sentiment", "-m", str(f["run"] / "model"), f"data.eval_path={f['one_class']}"], 1, ("label 'pos'", "it knows negative, positive")),
@@ -267,3 +267,39 @@ def test_output_dir_with_a_tilde_is_the_home_folder(
     assert not (tmp_path / "~").exists()
     assert len(list((tmp_path / "home/runs").iterdir())) == 1
     json.loads(next((tmp_path / "home/runs").iterdir()).joinpath("results.json").read_text())
+
+
+def test_an_unreachable_hub_fails_at_once(files: Files) -> None:
+    """Not offline by choice, but no network: one line suggesting HF_HUB_OFFLINE=1, and no
+    minute of retry lines."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "nlptasks", "run", "sentiment", "model=someone/some-model",
+         f"data.train_path={files['train']}", f"data.eval_path={files['dev']}"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the Hub cannot be reached" in lines[0], done.stderr
+    assert "HF_HUB_OFFLINE=1" in lines[0] and "Retry" not in done.stderr
+
+
+def test_no_room_for_the_checkpoints_is_said_before_loading(
+    files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil as real_shutil
+    from collections import namedtuple
+
+    from nlptasks import results
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(results.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    code, output = _invoke(*_good(files), "-o", str(tmp_path / "run"))
+    assert code == 1 and "GB are free" in output and "train.save_checkpoints=false" in output
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(results.shutil, "disk_usage", real_shutil.disk_usage)
