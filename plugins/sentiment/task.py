@@ -81,6 +81,8 @@ class SentimentTask:
                 else None
             )
             label = resolve_column(split, cfg.label_column, (), "options.label_column")
+            for column, key in ((text, "options.text_column"), (pair, "options.text_pair_column")):
+                _check_text_column(split, column, key)
             columns[name] = (text, pair, label)
 
         # Each distinct raw label (unique() reads one Arrow column) -> its label name.
@@ -98,7 +100,15 @@ class SentimentTask:
         elif cfg.label_names:
             self.label_names = list(cfg.label_names)
         else:
+            raw_values = [v for mapping in names_of.values() for v in mapping]
+            _check_one_label_kind(raw_values)
             self.label_names = _sorted_labels(seen.get("train") or seen["eval"])
+        if trained_model is None and len(self.label_names) < 2:
+            only = ", ".join(f"'{n}'" for n in self.label_names) or "none"
+            raise DataError(
+                f"The training data has one class ({only}); a classifier needs at least two. "
+                f"Check options.label_column, or the file."
+            )
         label2id = {label: i for i, label in enumerate(self.label_names)}
 
         prepared = {}
@@ -303,6 +313,28 @@ def _classification_metrics(outputs: dict[str, Any], context: EvalContext) -> di
         metric.add_batch(predictions=predictions, references=references)
         metrics.update(metric.compute() or {})
     return metrics
+
+
+def _check_text_column(split: datasets.Dataset, column: str | None, key: str) -> None:
+    feature = split.features.get(column) if column else None
+    dtype = getattr(feature, "dtype", None)
+    if feature is not None and dtype not in ("string", "large_string"):
+        raise DataError(
+            f"Column '{column}' ({key}) holds {dtype or type(feature).__name__}, not text. Set "
+            f"{key}=COLUMN to the text column."
+        )
+
+
+def _check_one_label_kind(values: list[Any]) -> None:
+    """Labels are numbers or names, not both: 0, 1, pos, neg would make four classes."""
+    numeric = {str(v) for v in values if isinstance(v, int) or str(v).lstrip("-").isdigit()}
+    named = {str(v) for v in values} - numeric
+    if numeric and named:
+        raise DataError(
+            f"The labels mix numbers ({', '.join(sorted(numeric)[:3])}) and names "
+            f"({', '.join(sorted(named)[:3])}); they would become separate classes. Use one kind, "
+            f"or map numbers to names with options.label_names."
+        )
 
 
 def _sorted_labels(labels: set[str]) -> list[str]:
