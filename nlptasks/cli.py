@@ -297,7 +297,13 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     """(line number, record) from JSON lines: objects, or plain JSON strings for one-field
     tasks."""
     if str(path) == "-":
-        text = sys.stdin.read()
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+        try:
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+        except UnicodeDecodeError as exc:
+            raise NlpTasksError(
+                f"Standard input is not UTF-8 text ({exc.reason} at byte {exc.start}). Send UTF-8."
+            ) from None
     elif not path.exists() or path.is_dir():  # exists(), not is_file(): pipes are fine too
         raise NlpTasksError(f"Input file '{path}' does not exist. Check the path.")
     else:
@@ -524,6 +530,17 @@ _commands_loaded = False
 
 def main() -> None:
     """Entry point of the ``nlptasks`` console script."""
+    for number, argument in enumerate(sys.argv[1:], 1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the locale could not decode, kept as surrogates
+            shown = argument.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+            click.secho(
+                f"Error: argument {number} ({shown}) is not valid UTF-8. Type it as UTF-8.",
+                fg="red",
+                err=True,
+            )
+            sys.exit(1)
     _load_plugin_commands()
     cli()
 

@@ -326,6 +326,12 @@ def check_records(
                 f"{where} has no '{missing[0]}' field (task '{task.name}' needs "
                 f"{', '.join(fields)}). Add it."
             )
+        not_text = [f for f in fields if not isinstance(record[f], str)]
+        if not_text:
+            kind = type(record[not_text[0]]).__name__
+            raise NlpTasksError(
+                f"{where} has a '{not_text[0]}' that is {kind}, not text. Give a string."
+            )
         checked.append(record)
     return checked
 

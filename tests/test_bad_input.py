@@ -61,6 +61,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Files:
     f["missing_field"] = write("missing.jsonl", '{"text": "fine"}\n{"txt": "typo"}\n')
     f["not_json"] = write("notjson.jsonl", '{"text": "fine"}\nnot json\n')
     f["number_line"] = write("number.jsonl", '{"text": "fine"}\n42\n')
+    f["number_field"] = write("numberfield.jsonl", '{"text": 5}\n')
     f["latin1_jsonl"] = write("latin1.jsonl", '{"text": "caf\xe9"}\n'.encode("latin-1"))
     # Models: a folder that is none, one without tokenizer, a foreign tokenizer, torn weights.
     (root / "not-a-model").mkdir()
@@ -214,6 +215,7 @@ CASES: list[Case] = [
     ("predict missing field", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "-i", str(f["missing_field"])], 1, ("missing.jsonl line 2 has no 'text' field", "Add it")),
     ("predict a number", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "-i", str(f["number_line"])], 1, ("line 2 is int, not an object",)),
     ("predict file not UTF-8", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "-i", str(f["latin1_jsonl"])], 1, ("not UTF-8", "Save it as UTF-8")),
+    ("predict a number as text", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "-i", str(f["number_field"])], 1, ("line 1 has a 'text' that is int, not text", "Give a string")),
     ("predict bad field", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "-f", "text"], 2, ("not NAME=VALUE",)),
     ("predict batch 0", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "--batch-size", "0", "x"], 2, ("--batch-size",)),
     ("predict fp16 on CPU", lambda f: ["predict", "sentiment", "-m", str(f["run"] / "model"), "--mixed-precision", "fp16", "x"], 1, ("needs a GPU", "--mixed-precision")),
@@ -303,3 +305,38 @@ def test_no_room_for_the_checkpoints_is_said_before_loading(
     assert code == 1 and "GB are free" in output and "train.save_checkpoints=false" in output
     assert not (tmp_path / "run").exists()
     monkeypatch.setattr(results.shutil, "disk_usage", real_shutil.disk_usage)
+
+
+def test_non_utf8_arguments_and_stdin(files: Files) -> None:
+    import os
+    import subprocess
+    import sys
+
+    model = str(files["run"] / "model")
+    argument = subprocess.run(
+        [sys.executable, "-m", "nlptasks.cli", "predict", "sentiment", "-m", model, b"caf\xe9"],
+        capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"}, timeout=120,
+    )  # fmt: skip
+    assert argument.returncode == 1
+    assert argument.stderr.decode().strip() == (
+        "Error: argument 5 (caf\\udce9) is not valid UTF-8. Type it as UTF-8."
+    )
+    stdin = subprocess.run(
+        [sys.executable, "-m", "nlptasks.cli", "predict", "sentiment", "-m", model, "-i", "-"],
+        input=b'{"text": "caf\xe9"}\n', capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert stdin.returncode == 1 and b"Traceback" not in stdin.stderr
+    assert b"Standard input is not UTF-8 text" in stdin.stderr
+
+
+def test_run_directories_record_no_secrets(
+    files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "hf_notARealTokenButSecret123"
+    for name in ("HF_TOKEN", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, secret)
+    code, output = _invoke(*_good(files, "train.max_steps=1"), "-o", str(tmp_path / "r"), "-q")
+    assert code == 0, output
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
