@@ -218,3 +218,23 @@ def test_signal_during_the_final_save_leaves_a_whole_run(
     assert not list(run_dir.glob(".*.tmp"))
     events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
     assert events[-1]["type"] == "run_end"
+
+
+def test_a_second_sigint_stops_at_once(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = _args(tiny_bert, sst2_small, "train.max_steps=100000", "train.log_every=1",
+                 "train.batch_size=8", "train.eval_every=1000")  # fmt: skip
+    process = _start([sys.executable], args, run_dir)
+    _wait_for_step(process, 2)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)  # impatient: no waiting for the step or the save
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert not (run_dir / "results.json").exists()
+    # Whatever was on disk is whole: a checkpoint is either absent or complete.
+    last = run_dir / "checkpoints" / "last"
+    if last.exists():
+        assert (last / "trainer_state.json").is_file()
