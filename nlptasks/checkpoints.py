@@ -34,6 +34,8 @@ from safetensors.torch import load_file, save_file
 from nlptasks.errors import NlpTasksError
 
 STATE_FILE = "trainer_state.json"
+# What a resumed trainer reads from STATE_FILE.
+_RESUME_KEYS = {"step", "epoch", "position", "examples_seen", "loss_sum", "best", "files"}
 
 
 def save(
@@ -62,6 +64,8 @@ def save(
             _save_tree(tmp / "optimizer", optimizer.state_dict())
         if scheduler is not None:
             (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
+        if getattr(accelerator, "scaler", None) is not None:  # fp16: its loss scale resumes too
+            (tmp / "scaler.json").write_text(json.dumps(accelerator.scaler.state_dict()))
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
         manifest = {**state, "num_processes": accelerator.num_processes, "files": files}
         (tmp / STATE_FILE).write_text(json.dumps(manifest, indent=2, default=str))
@@ -100,16 +104,17 @@ def keep_numbered(last: Path, step: int, limit: int) -> None:
 def find_resumable(folder: Path) -> tuple[Path, dict[str, Any]]:
     """The newest whole checkpoint under ``folder`` (``last``, an interrupted swap's
     ``.last.old``, then ``best``); a partial or corrupt one is skipped with a warning."""
+    repair(folder)
     found: list[tuple[int, Path, dict[str, Any]]] = []
-    for name in ("last", ".last.old", "best", ".best.old"):
+    unusable: list[str] = []
+    numbered = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
+    for name in ("last", "best", *numbered):
         path = folder / name
         if not path.is_dir():
             continue
         state, problem = _check(path)
         if state is None:
-            warnings.warn(
-                f"Checkpoint {path} is unusable ({problem}); trying an older one.", stacklevel=2
-            )
+            unusable.append(f"{name} ({problem})")
             continue
         found.append((int(state["step"]), path, state))
     if not found:
@@ -118,7 +123,26 @@ def find_resumable(folder: Path) -> tuple[Path, dict[str, Any]]:
             f"was false). Start a new run instead."
         )
     step, path, state = max(found, key=lambda item: item[0])
+    if unusable:
+        warnings.warn(
+            f"Skipped unusable checkpoints: {'; '.join(unusable)}. Resuming from {path.name} "
+            f"(step {step}).",
+            stacklevel=2,
+        )
     return path, state
+
+
+def repair(folder: Path) -> None:
+    """Finish a swap a kill interrupted: ``.KIND.old`` becomes ``KIND`` again when ``KIND``
+    is missing (the new one was never renamed in); stale temporary folders go."""
+    for old in folder.glob(".*.old"):
+        target = folder / old.name[1:-4]
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(target)
+    for tmp in folder.glob(".*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -126,6 +150,8 @@ def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
         state = json.loads((path / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None, f"no readable {STATE_FILE}"
+    if not isinstance(state, dict) or not set(state) >= _RESUME_KEYS:
+        return None, f"{STATE_FILE} is not from a resumable checkpoint"
     for name, size in state.get("files", {}).items():
         file = path / name
         if not file.is_file() or file.stat().st_size != size:
@@ -136,8 +162,6 @@ def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
                 handle.keys()
         except (SafetensorError, OSError) as exc:
             return None, f"{file.name} is corrupt: {exc}"
-    if "step" not in state or "position" not in state:
-        return None, f"{STATE_FILE} is not from a resumable checkpoint"
     return state, ""
 
 
@@ -154,6 +178,9 @@ def load_into(
         optimizer.load_state_dict(_load_tree(path / "optimizer"))
     if scheduler is not None:
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None and (path / "scaler.json").is_file():
+        scaler.load_state_dict(json.loads((path / "scaler.json").read_text()))
     rng = path / f"rng-{accelerator.process_index}"
     if rng.with_suffix(".json").is_file():
         _set_rng_state(_load_tree(rng))

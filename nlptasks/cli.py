@@ -15,9 +15,10 @@ from typing import Any
 
 import click
 import yaml
+from safetensors import SafetensorError
 
 from nlptasks import __version__
-from nlptasks.errors import NlpTasksError, RunInterrupted
+from nlptasks.errors import NlpTasksError, RunInterrupted, first_line
 from nlptasks.events import JsonReporter, QuietReporter, RichReporter
 from nlptasks.plugins import call_hook, plugin_infos
 from nlptasks.recipes import (
@@ -48,14 +49,16 @@ class NlpTasksGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
-        except OSError as exc:
+        except (OSError, SafetensorError) as exc:
             # The last resort for a full disk, a read-only folder, a vanished file: one line
             # that names the path.
             if ctx.meta.get("nlptasks.debug"):
                 raise
-            where = f" ({exc.filename})" if exc.filename else ""
+            filename = getattr(exc, "filename", None)
+            where = f" ({filename})" if filename else ""
+            what = getattr(exc, "strerror", None) or first_line(exc)
             click.secho(
-                f"Error: {exc.strerror or exc}{where}. Check that the path exists, is writable "
+                f"Error: {what}{where}. Check that the path exists, is writable "
                 f"and has room (--debug shows where it happened).",
                 fg="red",
                 err=True,

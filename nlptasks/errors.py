@@ -11,6 +11,7 @@ import difflib
 import functools
 import os
 import socket
+import urllib.request
 from collections.abc import Iterable
 
 
@@ -89,8 +90,8 @@ def hub_offline() -> bool:
 def hub_unreachable(timeout: float = 3.0) -> bool:
     """True when the Hub is not offline by choice but cannot be reached: a quick TCP probe,
     so that a machine without network fails in seconds, not after a minute of retries."""
-    if hub_offline():
-        return False
+    if hub_offline() or urllib.request.getproxies():
+        return False  # behind a proxy only the HTTP client itself can tell
     from urllib.parse import urlparse
 
     from huggingface_hub import constants

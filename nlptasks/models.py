@@ -51,7 +51,7 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
             f"'{reference}' is a folder but not a model (it has no config.json). Point model= "
             f"(or --model) at a folder written by save_pretrained, e.g. RUN/model."
         )
-    if not local.exists() and hub_unreachable():
+    if not local.exists() and not _in_hub_cache(reference) and hub_unreachable():
         offline_recipe = f", or the offline recipe: nlptasks run {task}" if task else ""
         raise ModelError(
             f"Model '{reference}' is not a local directory and the Hub cannot be reached. "
@@ -78,6 +78,16 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
             f"Model '{reference}' is not a local directory and {why}. Use a local path "
             f"(model=/path/to/model), a preset from 'nlptasks list models'{offline_recipe}."
         ) from exc
+
+
+def _in_hub_cache(reference: str) -> bool:
+    """Whether a hub id was downloaded before (then it loads without the network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(reference, "config.json"), str)
+    except Exception:  # not a valid repo id
+        return False
 
 
 # Files of which a saved tokenizer has at least one.

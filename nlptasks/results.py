@@ -84,7 +84,9 @@ def check_room(output: str | Path, model_path: str, train: TrainConfig) -> None:
     if not local.is_dir():
         return  # a Hub model: its size is not known before it is downloaded
     weights = sum(p.stat().st_size for p in local.glob("*") if p.suffix in (".safetensors", ".bin"))
-    kept = (2 + (train.save_total_limit or 0)) if train.save_checkpoints else 0
+    # last, best, numbered copies and the one being written, each 3x the weights (the
+    # optimizer keeps two moments), plus the final model.
+    kept = (3 + (train.save_total_limit or 0)) if train.save_checkpoints else 0
     needed = weights * (1 + 3 * kept)
     free = shutil.disk_usage(existing).free
     if needed > free:
@@ -132,8 +134,9 @@ def write_run(
     shutil.rmtree(final, ignore_errors=True)  # a resumed run's earlier, unfinished save
     tmp.rename(final)
     summary = build_results(run_dir, prepared, outcome, metrics, started)
-    write_json(run_dir / "results.json", summary)
     write_text(run_dir / "README.md", run_model_card(prepared, summary))
+    # results.json last: its presence says the run is complete (resume refuses such a run).
+    write_json(run_dir / "results.json", summary)
     return summary
 
 

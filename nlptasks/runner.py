@@ -8,8 +8,11 @@ functions, so a run from a notebook equals a run from the shell.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,14 @@ import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
 from nlptasks import checkpoints, data, models, precision, results
-from nlptasks.errors import ConfigError, NlpTasksError, RunInterrupted, did_you_mean, first_line
+from nlptasks.errors import (
+    ConfigError,
+    DataError,
+    NlpTasksError,
+    RunInterrupted,
+    did_you_mean,
+    first_line,
+)
 from nlptasks.evaluation import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.recipes import Recipe, load_recipe, read_yaml, with_absolute_paths
@@ -120,14 +130,15 @@ def run_recipe(
     recipe = with_absolute_paths(recipe)
     output = resume_dir or (Path(output_dir).parent if output_dir else Path(recipe.output_dir))
     results.check_room(output, models.resolve_model(recipe.model), recipe.train)
+    checkpoint = None
+    if resume_dir is not None:  # before any loading: a run without checkpoints fails at once
+        checkpoint, _ = checkpoints.find_resumable(resume_dir / "checkpoints")
     prepared = prepare_run(recipe)
     accelerator = prepared.accelerator
     main = accelerator.is_main_process
-    checkpoint = None
     # Every process knows the run directory (all take part in checkpoints); the main one
     # alone writes the rest.
     if resume_dir is not None:
-        checkpoint, _ = checkpoints.find_resumable(resume_dir / "checkpoints")
         run_dir = resume_dir
     else:
         run_dir = _make_run_dir(accelerator, output_dir, recipe)
@@ -180,10 +191,11 @@ def run_recipe(
             events.close()
         accelerator.wait_for_everyone()
     if stop.signal_name is not None:
-        raise RunInterrupted(
+        # The run is complete: exit 0 (a scheduler must not requeue it), and say so.
+        warnings.warn(
             f"{stop.signal_name} arrived while the results were written; the run finished and "
             f"its results are complete in {run_dir}.",
-            exit_code=stop.exit_code,
+            stacklevel=2,
         )
     return RunResult(run_dir if main else None, metrics, summary)
 
@@ -207,7 +219,37 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
     if not task:
         raise NlpTasksError(f"{recipe_file} names no task. Start a new run instead.")
     recipe = load_recipe(str(task), str(recipe_file))
-    return run_recipe(recipe, reporter=reporter, resume_dir=folder)
+    with _exclusive(folder):
+        try:
+            return run_recipe(recipe, reporter=reporter, resume_dir=folder)
+        except DataError as exc:
+            raise DataError(
+                f"{exc} (The path comes from {recipe_file}: if the data moved, edit it there.)"
+            ) from exc
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One process tree at a time per run directory: two resumes would write over each
+    other's checkpoints. (torchrun's other processes follow their rank 0.)"""
+    # The launcher's RANK, not accelerate's state: that is set up later, with the run's
+    # own settings.
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    handle = (folder / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise NlpTasksError(
+            f"Run '{folder}' is in use by another nlptasks process. Wait for it to end."
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def _final_metrics(trainer: Any, metrics: dict[str, float]) -> dict[str, float]:

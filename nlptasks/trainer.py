@@ -13,9 +13,11 @@ import contextlib
 import itertools
 import json
 import math
+import shlex
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
 from nlptasks import checkpoints
@@ -137,10 +140,12 @@ class Trainer:
         sampler, loop = self._plan()
         optimizer, scheduler = self._setup_optimization(loop)
         stopped_early = False
-        if resume_from is not None and self._resume(resume_from, loop, best):
-            # The signal came after the step but before its evaluation: evaluate now, as the
-            # unbroken run did, or the best checkpoint (and early stopping) would differ.
-            stopped_early = self._evaluate_and_checkpoint(loop, best)
+        if resume_from is not None:
+            if self._resume(resume_from, loop, best):
+                # The signal came after the step but before its evaluation: evaluate now, as
+                # the unbroken run did, or the best checkpoint and early stopping would differ.
+                stopped_early = self._evaluate_and_checkpoint(loop, best)
+            stopped_early = stopped_early or best.patience_exhausted()
         loop.reset_window(time.perf_counter())
         loop.started = loop.window_started  # speed and ETA count training, not set-up
         for epoch, index, window in self._windows(sampler, *loop.position):
@@ -162,7 +167,8 @@ class Trainer:
                 self._stop_for_signal(loop, stop, best, self._evaluation_due(loop, index))
             if self._evaluation_due(loop, index) and self._evaluate_and_checkpoint(loop, best):
                 break  # early stopping
-            if cfg.save_every and loop.step % cfg.save_every == 0:
+            saved = bool(best.history) and best.history[-1]["step"] == loop.step
+            if cfg.save_every and loop.step % cfg.save_every == 0 and not saved:
                 self._save_checkpoint("last", loop, best, best.last_metrics)
             if loop.step == loop.total_steps:
                 break
@@ -172,12 +178,21 @@ class Trainer:
         """Continue exactly where the checkpoint at ``path`` stopped; True if the evaluation
         of its step is still to be done."""
         state = json.loads((path / checkpoints.STATE_FILE).read_text())
+        saved_with = int(state.get("num_processes", 1))
+        if saved_with != self.accelerator.num_processes:
+            # The data is sharded by process: another count would replay or skip examples.
+            raise NlpTasksError(
+                f"This run was trained on {saved_with} process(es); resume it with the same "
+                f"number (e.g. torchrun --nproc_per_node {saved_with} -m nlptasks.cli resume "
+                f"RUN), not {self.accelerator.num_processes}."
+            )
         checkpoints.load_into(path, self.accelerator, self.model, self._optimizer, self._scheduler)
         loop.step = int(state["step"])
         loop.epoch = float(state["epoch"])
         loop.position = (int(state["position"]["epoch"]), int(state["position"]["index"]))
         loop.examples_seen = int(state["examples_seen"])
         loop.loss_sum = float(state["loss_sum"])
+        loop.earlier_seconds = float(state.get("train_seconds", 0.0))
         best.restore(state["best"])
         self.events.emit("resume", step=loop.step, checkpoint=str(path))
         return bool(state.get("pending_evaluation"))
@@ -257,9 +272,14 @@ class Trainer:
         self._save_checkpoint("last", loop, best, best.last_metrics, evaluation_due)
         self.events.emit("interrupted", step=loop.step, signal=stop.signal_name)
         if self.checkpoint_dir is not None and self.config.save_checkpoints:
+            launcher = "nlptasks"
+            if self.accelerator.num_processes > 1:
+                launcher = (
+                    f"torchrun --nproc_per_node {self.accelerator.num_processes} -m nlptasks.cli"
+                )
             kept = (
-                f"saved in {self.checkpoint_dir / 'last'}. Resume with: nlptasks resume "
-                f"{self.checkpoint_dir.parent}"
+                f"saved in {self.checkpoint_dir / 'last'}. Resume with: {launcher} resume "
+                f"{shlex.quote(str(self.checkpoint_dir.parent))}"
             )
         else:
             kept = "nothing was saved (train.save_checkpoints=false). Start a new run."
@@ -299,7 +319,7 @@ class Trainer:
         return False
 
     def _finish(self, loop: _Loop, best: _BestTracker) -> TrainResult:
-        train_seconds = time.perf_counter() - loop.started
+        train_seconds = loop.earlier_seconds + time.perf_counter() - loop.started
         if self.evaluator is None:
             self._save_checkpoint("last", loop, best, {})
         metrics = best.last_metrics
@@ -307,8 +327,16 @@ class Trainer:
         saved = self.config.save_checkpoints and self.checkpoint_dir is not None
         if best.step is not None and best.step != loop.step and saved:
             assert self.checkpoint_dir is not None
-            checkpoints.load_weights(self.checkpoint_dir / "best", self.accelerator, self.model)
-            metrics = best.metrics_at(best.step)
+            try:
+                checkpoints.load_weights(self.checkpoint_dir / "best", self.accelerator, self.model)
+                metrics = best.metrics_at(best.step)
+            except (OSError, SafetensorError, NlpTasksError) as exc:
+                # A damaged best checkpoint must not cost the whole run: keep the last model.
+                warnings.warn(
+                    f"The best checkpoint (step {best.step}) is unusable ({exc}); the final "
+                    f"model is the last one (step {loop.step}).",
+                    stacklevel=2,
+                )
         self.events.emit(
             "train_end",
             step=loop.step,
@@ -455,6 +483,7 @@ class Trainer:
             "position": {"epoch": loop.position[0], "index": loop.position[1]},
             "examples_seen": loop.examples_seen,
             "loss_sum": loop.loss_sum,
+            "train_seconds": loop.earlier_seconds + time.perf_counter() - loop.started,
             "total_steps": loop.total_steps,
             "metrics": metrics,
             "best": best.snapshot(),
@@ -492,6 +521,8 @@ class _Loop:
     loss_sum: float = 0.0
     position: tuple[int, int] = (0, 0)
     """(epoch, window index) of the next optimizer step."""
+    earlier_seconds: float = 0.0
+    """Training time before this process resumed the run."""
     window_loss: float = 0.0
     window_steps: int = 0
     window_examples: int = 0
@@ -565,6 +596,7 @@ class _BestTracker:
             "evals_without_improvement": self.evals_without_improvement,
             "last_metrics": self.last_metrics,
             "history": self.history,
+            "stopped_early": self.stopped_early,
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
@@ -572,6 +604,7 @@ class _BestTracker:
         self.evals_without_improvement = int(saved["evals_without_improvement"])
         self.last_metrics = dict(saved["last_metrics"])
         self.history = list(saved["history"])
+        self.stopped_early = bool(saved.get("stopped_early", False))
 
     def patience_exhausted(self) -> bool:
         if self.patience is not None and self.evals_without_improvement >= self.patience:

@@ -41,6 +41,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Files:
     f["empty"] = write("empty.csv", "")
     f["header_only"] = write("header.tsv", "sentence\tlabel\n")
     f["one_class"] = write("one.csv", "text,label\n" + "good film,pos\n" * 20)
+    f["one_named_class"] = write("onenamed.csv", "text,label\n" + "good film,1\n" * 20)
     f["mixed"] = write("mixed.csv", "text,label\n" + "a,0\nb,1\nc,pos\nd,neg\n" * 5)
     f["numbers"] = write(
         "numbers.csv", "text,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20))
@@ -186,6 +187,7 @@ CASES: list[Case] = [
     ("empty file", lambda f: _data(f, "empty"), 1, ("empty.csv' is empty", "file with rows")),
     ("header-only file", lambda f: _data(f, "header_only"), 1, ("header.tsv' has a header row and no data", "file with rows")),
     ("one class", lambda f: _data(f, "one_class", "~options.label_names"), 1, ("one class ('pos')", "at least two")),
+    ("one class of the named ones", lambda f: _data(f, "one_named_class"), 1, ("one class ('positive')", "at least two")),
     ("mixed label kinds", lambda f: _data(f, "mixed", "~options.label_names"), 1, ("mix numbers (0, 1) and names (neg, pos)", "options.label_names")),
     ("text column of numbers", lambda f: _data(f, "numbers"), 1, ("Column 'text' (options.text_column) holds int64, not text",)),
     ("missing column", lambda f: _good(f, "options.text_column=review"), 1, ("Column 'review'", "sentence, label", "options.text_column=")),

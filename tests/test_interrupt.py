@@ -192,7 +192,9 @@ def test_a_corrupt_last_checkpoint_falls_back_with_a_message(
     weights.write_bytes(weights.read_bytes()[:100])  # a disk that filled up mid-write
     from nlptasks.checkpoints import find_resumable
 
-    with pytest.warns(UserWarning, match="last is unusable .*model.safetensors"):
+    with pytest.warns(
+        UserWarning, match=r"unusable checkpoints: last \(model.safetensors .*from best"
+    ):
         path, state = find_resumable(run_dir / "checkpoints")
     assert path.name == "best"
 
@@ -200,8 +202,8 @@ def test_a_corrupt_last_checkpoint_falls_back_with_a_message(
 def test_signal_during_the_final_save_leaves_a_whole_run(
     tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """SIGTERM, then SIGINT, while results and the model are written: the save finishes (the
-    first signal waits for it) and the run directory is complete; exit code of the signal."""
+    """SIGTERM while results and the model are written: the save finishes and the run is
+    complete, so it exits 0 (a scheduler must not requeue it) with a warning."""
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=3", "train.batch_size=16")
     process = _start([sys.executable], args, run_dir)
@@ -211,7 +213,7 @@ def test_signal_during_the_final_save_leaves_a_whole_run(
             process.send_signal(signal.SIGTERM)
             break
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr
+    assert process.returncode == 0, stderr
     assert "the run finished and its results are complete" in stderr
     for name in ("results.json", "README.md", "model/model.safetensors", "model/config.json"):
         assert (run_dir / name).is_file(), name

@@ -310,3 +310,36 @@ def test_resume_at_an_evaluation_step_evaluates_first(
         a = load_file(str(tmp_path / "a" / kind / "model.safetensors"))
         b = load_file(str(tmp_path / "b" / kind / "model.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), kind
+
+
+def test_resume_keeps_early_stopping_and_the_process_count(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from nlptasks import checkpoints
+    from nlptasks.errors import NlpTasksError
+
+    overrides = ("train.epochs=50", "train.learning_rate=1e-12", "train.eval_every=2",
+                 "train.early_stopping_patience=2", "train.batch_size=16")  # fmt: skip
+
+    def trainer() -> Trainer:
+        recipe, task, model, tokenizer, features = _setup(tiny_bert, *sst2_small, *overrides)
+        return Trainer(
+            task, model, tokenizer, recipe.train, features["train"], features["evaluator"],
+            checkpoint_dir=tmp_path,
+        )  # fmt: skip
+
+    first = trainer().train()
+    assert first.stopped_early and first.global_step == 6
+    # A kill after the early-stop checkpoint: the resumed run must not train on.
+    again = trainer().train(resume_from=tmp_path / "last")
+    assert again.stopped_early and again.global_step == 6 and again.history == first.history
+    # A checkpoint made by another number of processes is refused in one line.
+    state = json.loads((tmp_path / "last/trainer_state.json").read_text())
+    state["num_processes"] = 2
+    (tmp_path / "last/trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(NlpTasksError, match=r"trained on 2 process\(es\).*nproc_per_node 2"):
+        trainer().train(resume_from=tmp_path / "last")
+    # An interrupted swap (best renamed aside, the new one never renamed in) is repaired.
+    (tmp_path / "best").rename(tmp_path / ".best.old")
+    checkpoints.repair(tmp_path)
+    assert (tmp_path / "best").is_dir() and not (tmp_path / ".best.old").exists()

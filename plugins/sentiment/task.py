@@ -103,8 +103,10 @@ class SentimentTask:
             raw_values = [v for mapping in names_of.values() for v in mapping]
             _check_one_label_kind(raw_values)
             self.label_names = _sorted_labels(seen.get("train") or seen["eval"])
-        if trained_model is None and len(self.label_names) < 2:
-            only = ", ".join(f"'{n}'" for n in self.label_names) or "none"
+        # The classes the training data really has (label_names may name more).
+        in_train = sorted(seen.get("train", set()))
+        if trained_model is None and "train" in seen and len(in_train) < 2:
+            only = ", ".join(f"'{n}'" for n in in_train) or "none"
             raise DataError(
                 f"The training data has one class ({only}); a classifier needs at least two. "
                 f"Check options.label_column, or the file."
