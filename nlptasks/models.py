@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,8 +46,32 @@ def base_model_id(reference: str) -> str | None:
     return reference if _HUB_ID.fullmatch(reference) else None
 
 
-def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") -> T:
-    """Call ``loader(reference)``; turn a missing model into a one-line error with a fix."""
+_remote_code: contextvars.ContextVar[bool] = contextvars.ContextVar("remote_code", default=False)
+
+
+@contextlib.contextmanager
+def remote_code(allowed: bool) -> Iterator[None]:
+    """While loading a recipe's model: whether ``load_pretrained`` passes
+    ``trust_remote_code=True`` (the recipe's ``trust_remote_code``), with a warning."""
+    if allowed:
+        warnings.warn(
+            "trust_remote_code is on: the model's own Python code runs on this machine. Use it "
+            "only with models you trust.",
+            stacklevel=3,
+        )
+    token = _remote_code.set(allowed)
+    try:
+        yield
+    finally:
+        _remote_code.reset(token)
+
+
+def load_pretrained(reference: str, loader: Callable[..., T], task: str = "") -> T:
+    """Call ``loader(reference)``; turn a missing model into a one-line error with a fix.
+
+    When the recipe allows remote code, ``loader`` is called with ``trust_remote_code=True``:
+    write loaders that pass keyword arguments on (``lambda ref, **kw: X.from_pretrained(ref,
+    ..., **kw)``)."""
     local = Path(reference).expanduser()
     if local.is_dir() and not (local / "config.json").is_file():
         raise ModelError(
@@ -59,6 +86,8 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
             f"list models'{offline_recipe}."
         )
     try:
+        if _remote_code.get():
+            return loader(reference, trust_remote_code=True)
         return loader(reference)
     except (OSError, ValueError, SafetensorError) as exc:
         if local.exists():
@@ -67,8 +96,14 @@ def load_pretrained(reference: str, loader: Callable[[str], T], task: str = "") 
                 f"model= at a folder written by save_pretrained."
             ) from exc
         if isinstance(exc, ValueError):  # found, but transformers cannot use it this way
+            hint = ""
+            if "trust_remote_code" in str(exc):
+                hint = (
+                    " It needs its own code: set trust_remote_code: true in the recipe if you "
+                    "trust it."
+                )
             raise ModelError(
-                f"Model '{reference}' cannot be loaded for this task: {first_line(exc)}."
+                f"Model '{reference}' cannot be loaded for this task: {first_line(exc)}.{hint}"
             ) from exc
         why = "it could not be fetched"
         if hub_offline():

@@ -117,6 +117,9 @@ class Recipe:
     output_dir: str = "runs"
     """Folder that receives a new run directory per run."""
     run_name: str | None = None
+    trust_remote_code: bool = False
+    """Let a model run its own Python code from its folder or the Hub (transformers'
+    ``trust_remote_code``). Off unless a recipe turns it on; a warning says so."""
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     options: Any = field(default_factory=NoOptions)

@@ -105,7 +105,8 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     model_path = models.resolve_model(recipe.model)
     splits = task.prepare_data(data.load_splits(recipe.data), recipe)
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
-    model, tokenizer = task.build_model(model_path, recipe)
+    with models.remote_code(recipe.trust_remote_code):
+        model, tokenizer = task.build_model(model_path, recipe)
     models.check_tokenizer(model, tokenizer, model_path)
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
@@ -278,7 +279,8 @@ def evaluate_model(
     _quiet_libraries()
     task = load_task(task_name)
     resolved = model_recipe(task_name, model_dir, recipe, overrides)
-    model, tokenizer = task.load_trained(model_dir)
+    with models.remote_code(resolved.trust_remote_code):
+        model, tokenizer = task.load_trained(model_dir)
     models.check_tokenizer(model, tokenizer, model_dir)
     splits = data.load_splits(resolved.data, need_train=False)
     splits = task.prepare_data(splits, resolved, trained_model=model)
@@ -331,7 +333,8 @@ def predict(
         if mixed_precision is not None
         else precision.resolve(resolved.train.mixed_precision)
     )
-    model, tokenizer = task.load_trained(model_dir)
+    with models.remote_code(resolved.trust_remote_code):
+        model, tokenizer = task.load_trained(model_dir)
     models.check_tokenizer(model, tokenizer, model_dir)
     if torch.cuda.is_available():
         model.to("cuda")

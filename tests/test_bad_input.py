@@ -342,3 +342,29 @@ def test_run_directories_record_no_secrets(
     for path in (tmp_path / "r").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_trust_remote_code_only_when_the_recipe_says(files: Files, tmp_path: Path) -> None:
+    from nlptasks import models
+    from nlptasks.recipes import load_recipe
+
+    assert load_recipe("sentiment", "minilm").trust_remote_code is False
+    seen: list[dict[str, object]] = []
+
+    def loader(reference: str, **kwargs: object) -> str:
+        seen.append(kwargs)
+        return reference
+
+    models.load_pretrained(str(files["model"]), loader)
+    with pytest.warns(UserWarning, match="trust_remote_code is on"), models.remote_code(True):
+        models.load_pretrained(str(files["model"]), loader)
+    assert seen == [{}, {"trust_remote_code": True}]
+    # Through the CLI: the run works and says what it allowed.
+    with pytest.warns(UserWarning, match="trust_remote_code is on"):
+        code, output = _invoke(
+            *_good(files, "train.max_steps=1", "trust_remote_code=true"),
+            "-o",
+            str(tmp_path / "r"),
+            "-q",
+        )
+    assert code == 0, output

@@ -161,7 +161,7 @@ class SentimentTask:
         tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, self.name)
         model = load_pretrained(
             model_path,
-            lambda ref: AutoModelForSequenceClassification.from_pretrained(
+            lambda ref, **kw: AutoModelForSequenceClassification.from_pretrained(
                 ref,
                 num_labels=len(self.label_names),
                 id2label=dict(enumerate(self.label_names)),
@@ -169,6 +169,7 @@ class SentimentTask:
                 problem_type="single_label_classification",
                 # A checkpoint that already has a head of another size gets a new one.
                 ignore_mismatched_sizes=True,
+                **kw,
             ),
             self.name,
         )
