@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import pickle
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -89,6 +90,12 @@ def load_pretrained(reference: str, loader: Callable[..., T], task: str = "") ->
         if _remote_code.get():
             return loader(reference, trust_remote_code=True)
         return loader(reference)
+    except pickle.UnpicklingError as exc:
+        # transformers reads pickled weights with weights_only=True: this one holds code.
+        raise ModelError(
+            f"'{reference}' has pickled weights that hold more than tensors (refused: loading "
+            f"them could run code). Use a model saved as safetensors."
+        ) from exc
     except (OSError, ValueError, SafetensorError) as exc:
         if local.exists():
             raise ModelError(

@@ -80,6 +80,13 @@ def check_room(output: str | Path, model_path: str, train: TrainConfig) -> None:
             f"Cannot write to '{existing}' (the output folder would go there). Choose another "
             f"output_dir (or --output-dir)."
         )
+    from nlptasks.data import cache_dir
+
+    cache = cache_dir()
+    if not os.access(cache, os.W_OK | os.X_OK):
+        raise RunDirectoryError(
+            f"Cannot write to the cache '{cache}'. Set NLPTASKS_CACHE to a writable folder."
+        )
     local = Path(model_path).expanduser()
     if not local.is_dir():
         return  # a Hub model: its size is not known before it is downloaded

@@ -82,6 +82,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Files:
     weights.write_bytes(weights.read_bytes()[:200])
     f["torn"] = torn
     f["a_file"] = write("a-file", "x")
+    f["pickled"] = _pickled_with_code(tiny_bert, root / "pickled")
     # A finished run that no case may touch.
     run = root / "finished"
     code, output = _invoke("run", "sentiment", f"model={tiny_bert}", f"data.train_path={f['train']}",
@@ -89,6 +90,25 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Files:
     assert code == 0, output
     f["run"] = run
     return f
+
+
+def _pickled_with_code(source: Path, target: Path) -> Path:
+    """A model whose pytorch_model.bin pickles a call to os.system (never to be run)."""
+    import os
+
+    import torch
+    from safetensors.torch import load_file
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("echo this must never run",))
+
+    model = _model_copy(source, target)
+    weights: dict[str, object] = dict(load_file(str(model / "model.safetensors")))
+    weights["payload"] = Payload()
+    (model / "model.safetensors").unlink()
+    torch.save(weights, model / "pytorch_model.bin")
+    return model
 
 
 def _model_copy(source: Path, target: Path, keep: tuple[str, ...] = ()) -> Path:
@@ -202,6 +222,7 @@ CASES: list[Case] = [
     ("folder that is not a model", lambda f: _good(f, f"model={f['not_a_model']}"), 1, ("not a model", "config.json")),
     ("model without tokenizer", lambda f: _good(f, f"model={f['no_tokenizer']}"), 1, ("no tokenizer files", "tokenizer.save_pretrained")),
     ("foreign tokenizer", lambda f: _good(f, f"model={f['foreign_tokenizer']}"), 1, ("do not belong together", "Use the tokenizer saved with the model")),
+    ("pickled code in the weights", lambda f: _good(f, f"model={f['pickled']}"), 1, ("pickled weights that hold more than tensors", "safetensors")),
     ("torn weights", lambda f: _good(f, f"model={f['torn']}"), 1, ("not a loadable model directory",)),
     ("eval a model without tokenizer", lambda f: ["eval", "sentiment", "-m", str(f["no_tokenizer"])], 1, ("no tokenizer files",)),
     ("predict with a foreign tokenizer", lambda f: ["predict", "sentiment", "-m", str(f["foreign_tokenizer"]), "hi"], 1, ("do not belong together",)),

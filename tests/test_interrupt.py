@@ -199,10 +199,11 @@ def test_a_corrupt_last_checkpoint_falls_back_with_a_message(
     assert path.name == "best"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_the_final_save_leaves_a_whole_run(
-    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+    signum: int, tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """SIGTERM while results and the model are written: the save finishes and the run is
+    """SIGTERM or SIGINT while results and the model are written: the save finishes and the run is
     complete, so it exits 0 (a scheduler must not requeue it) with a warning."""
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=3", "train.batch_size=16")
@@ -210,7 +211,7 @@ def test_signal_during_the_final_save_leaves_a_whole_run(
     assert process.stdout is not None
     for line in process.stdout:
         if json.loads(line)["type"] == "train_end":
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signum)
             break
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
