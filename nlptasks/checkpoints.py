@@ -69,12 +69,13 @@ def save(
         files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
         manifest = {**state, "num_processes": accelerator.num_processes, "files": files}
         (tmp / STATE_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-        _swap_in(tmp, target)
+        swap_in(tmp, target)
     accelerator.wait_for_everyone()
     return target if main else None
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
+def swap_in(tmp: Path, target: Path) -> None:
+    """Replace folder ``target`` by the finished folder ``tmp``."""
     # Rename, never delete first: at every moment one whole checkpoint exists under `target`
     # or `.KIND.old` (find_resumable looks at both).
     old = target.with_name(f".{target.name}.old")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
+from nlptasks import checkpoints
+from nlptasks.data import cache_dir
 from nlptasks.errors import RunDirectoryError
 from nlptasks.models import base_model_id
 from nlptasks.recipes import Recipe, TrainConfig, dump_recipe
@@ -80,8 +82,6 @@ def check_room(output: str | Path, model_path: str, train: TrainConfig) -> None:
             f"Cannot write to '{existing}' (the output folder would go there). Choose another "
             f"output_dir (or --output-dir)."
         )
-    from nlptasks.data import cache_dir
-
     cache = cache_dir()
     if not os.access(cache, os.W_OK | os.X_OK):
         raise RunDirectoryError(
@@ -138,8 +138,7 @@ def write_run(
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     prepared.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)  # a resumed run's earlier, unfinished save
-    tmp.rename(final)
+    checkpoints.swap_in(tmp, final)  # replaces a resumed run's earlier, unfinished save
     summary = build_results(run_dir, prepared, outcome, metrics, started)
     write_text(run_dir / "README.md", run_model_card(prepared, summary))
     # results.json last: its presence says the run is complete (resume refuses such a run).
