@@ -146,13 +146,15 @@ def predict(
     *,
     batch_size: int | None = None,
     mixed_precision: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Predictions of a trained model, exactly like ``nlptasks predict``: one dict per record,
     in input order. Records hold the task's input fields (``{"text": ...}`` for sentiment; a
-    plain string is fine for a task with one field).
+    plain string is fine for a task with one field). ``overrides`` change the model's recipe
+    like ``--set`` (``["options.null_score_diff_threshold=1.5"]``).
 
     Example: ``nlptasks.predict("sentiment", "runs/RUN/model", ["A gripping film."])``.
     """
     from nlptasks.runner import predict as _predict
 
-    return _predict(task, model_dir, records, batch_size, mixed_precision)
+    return _predict(task, model_dir, records, batch_size, mixed_precision, overrides)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,19 +42,30 @@ def cache_dir() -> Path:
     return path
 
 
-def load_splits(config: DataConfig, need_train: bool = True) -> datasets.DatasetDict:
+def load_splits(
+    config: DataConfig,
+    need_train: bool = True,
+    reader: Callable[[datasets.Dataset, str], datasets.Dataset] | None = None,
+) -> datasets.DatasetDict:
     """Load the ``train`` and ``eval`` splits the recipe's data section describes.
 
     With ``need_train=False`` (evaluation only) the train split is loaded only when the eval
-    split must be held out of it.
+    split must be held out of it. ``reader`` (a task's ``read_examples``) turns each loaded
+    source into one row per example before eval data is held out and sizes are capped.
     """
     import datasets
 
+    def read(dataset: datasets.Dataset | None, source: str) -> datasets.Dataset | None:
+        return reader(dataset, source) if reader is not None and dataset is not None else dataset
+
     # An eval file wins over every other eval source, whatever the training data is.
-    evaluation = load_file(config.eval_path) if config.eval_path else None
+    evaluation = read(load_file(config.eval_path), "eval") if config.eval_path else None
     train = None
     if need_train or evaluation is None:
         train, evaluation = _load_train_source(config, evaluation, need_train)
+        train = read(train, "train")
+        if not config.eval_path:
+            evaluation = read(evaluation, "eval")
 
     if evaluation is None:
         assert train is not None

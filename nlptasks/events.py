@@ -110,10 +110,17 @@ class RichReporter:
     def handle(self, event: Event) -> None:
         kind = event["type"]
         if kind == "run_start":
+            windows = ""
+            features = (event.get("train_features"), event.get("eval_features"))
+            if None not in features and features != (
+                event["train_examples"],
+                event["eval_examples"],
+            ):
+                windows = f" ({features[0]} / {features[1]} features)"
             self._print(
                 f"[bold]nlptasks[/] {event['task']} · recipe {event['recipe']} · model "
                 f"{event['model']} · {event['train_examples']} train / "
-                f"{event['eval_examples']} eval examples · device {event['device']}"
+                f"{event['eval_examples']} eval examples{windows} · device {event['device']}"
             )
         elif kind == "train_start":
             self._start(event["total_steps"])

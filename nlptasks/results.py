@@ -168,16 +168,23 @@ def build_results(
             "train_loss": outcome.train_loss,
             "examples_seen": outcome.examples_seen,
             "train_seconds": round(outcome.train_seconds, 2),
+            "eval_seconds": round(outcome.eval_seconds, 2),
+            # Training throughput: features (QA windows) per second of the training loop,
+            # evaluations left out (as transformers' train_samples_per_second without eval).
             "examples_per_second": round(
-                outcome.examples_seen / max(outcome.train_seconds, 1e-9), 2
+                outcome.examples_seen / max(outcome.train_seconds - outcome.eval_seconds, 1e-9),
+                2,
             ),
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
             "history": outcome.history,
         },
         "data": {
-            "train_examples": len(prepared.features["train"]),
-            "eval_examples": len(prepared.features["eval"]),
+            "train_examples": len(prepared.examples["train"]),
+            "eval_examples": len(prepared.examples["eval"]),
+            # Features differ from examples where one example becomes several (QA windows).
+            "train_features": len(prepared.features["train"]),
+            "eval_features": len(prepared.features["eval"]),
             "source": data_source(recipe),
         },
         "provenance": {
@@ -212,6 +219,22 @@ def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
         front_matter=dict(card_data()) if callable(card_data) else {},
         train_summary={k: v for k, v in summary["train"].items() if k != "history"},
     )
+
+
+def usage(task: str, pipeline_tag: str) -> str:
+    """The card's usage snippets: nlptasks always; a transformers pipeline where transformers
+    still has one for the task (version 5 removed question-answering and translation)."""
+    text = f"```bash\nnlptasks predict {task} --model PATH/TO/model --input inputs.jsonl\n```\n\n"
+    try:
+        from transformers.pipelines import SUPPORTED_TASKS
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        SUPPORTED_TASKS = {}
+    if pipeline_tag in SUPPORTED_TASKS:
+        text += (
+            "```python\nfrom transformers import pipeline\n"
+            f'pipe = pipeline("{pipeline_tag}", model="PATH/TO/model")\n```\n\n'
+        )
+    return text
 
 
 def data_source(recipe: Recipe) -> str:
@@ -345,8 +368,8 @@ def model_card(
         + "\n\n## Training\n\n"
         + summary
         + ("\n" + extra_lines if extra_lines else "")
-        + "\n\n## Use\n\n```python\nfrom transformers import pipeline\n"
-        + f'pipe = pipeline("{pipeline_tag}", model="PATH/TO/model")\n```\n\n'
+        + "\n\n## Use\n\n"
+        + usage(task, pipeline_tag)
         + "## Recipe (re-run with `nlptasks run "
         + f"{task} --recipe recipe.yaml`)\n\n```yaml\n{recipe_yaml}```\n"
     )

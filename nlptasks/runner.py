@@ -101,9 +101,11 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     """
     _quiet_libraries()
     task = load_task(recipe.task)
-    _check_metric_for_best(recipe, task)
     model_path = models.resolve_model(recipe.model)
-    splits = task.prepare_data(data.load_splits(recipe.data), recipe)
+    splits = data.load_splits(recipe.data, reader=getattr(task, "read_examples", None))
+    splits = task.prepare_data(splits, recipe)
+    # After prepare_data: a task's metrics may depend on its options (SQuAD 2.0 adds some).
+    _check_metric_for_best(recipe, task)
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     with models.remote_code(recipe.trust_remote_code):
         model, tokenizer = task.build_model(model_path, recipe)
@@ -156,8 +158,10 @@ def run_recipe(
                 recipe=recipe.name,
                 model=recipe.model,
                 run_dir=str(run_dir),
-                train_examples=len(prepared.features["train"]),
-                eval_examples=len(prepared.features["eval"]),
+                train_examples=len(prepared.examples["train"]),
+                eval_examples=len(prepared.examples["eval"]),
+                train_features=len(prepared.features["train"]),
+                eval_features=len(prepared.features["eval"]),
                 device=str(accelerator.device),
                 num_processes=accelerator.num_processes,
                 mixed_precision=accelerator.mixed_precision,
@@ -282,7 +286,9 @@ def evaluate_model(
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.load_trained(model_dir)
     models.check_tokenizer(model, tokenizer, model_dir)
-    splits = data.load_splits(resolved.data, need_train=False)
+    splits = data.load_splits(
+        resolved.data, need_train=False, reader=getattr(task, "read_examples", None)
+    )
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
     accelerator = make_accelerator(resolved.train)

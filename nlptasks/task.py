@@ -135,6 +135,15 @@ class Task(Protocol):
         ...
 
 
+class ReadsExamples(Protocol):
+    """Optional: a task whose files hold examples nested (official SQuAD JSON)."""
+
+    def read_examples(self, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+        """One row per example, from one loaded source (``train`` or ``eval``), before eval
+        data is held out and ``data.max_*_examples`` caps the sizes."""
+        ...
+
+
 class GeneratingTask(Task, Protocol):
     """A task with generation-based evaluation (BLEU, exact match of generated answers)."""
 

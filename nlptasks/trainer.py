@@ -57,7 +57,10 @@ class TrainResult:
     stopped_early: bool
     examples_seen: int
     train_seconds: float
+    """Wall time of the whole training loop, its evaluations and checkpoints included."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    eval_seconds: float = 0.0
+    """The part of ``train_seconds`` spent in evaluations."""
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -193,6 +196,7 @@ class Trainer:
         loop.examples_seen = int(state["examples_seen"])
         loop.loss_sum = float(state["loss_sum"])
         loop.earlier_seconds = float(state.get("train_seconds", 0.0))
+        loop.eval_seconds = float(state.get("eval_seconds", 0.0))
         best.restore(state["best"])
         self.events.emit("resume", step=loop.step, checkpoint=str(path))
         return bool(state.get("pending_evaluation"))
@@ -301,7 +305,9 @@ class Trainer:
         assert self.evaluator is not None
         final = loop.step == loop.total_steps
         generate = self.evaluator.generation_due(len(best.history) + 1, final)
+        started = time.perf_counter()
         metrics = self.evaluator.evaluate(self.model, generate=generate)
+        loop.eval_seconds += time.perf_counter() - started
         improved = best.update(loop.step, round(loop.epoch, 4), metrics)
         self.events.emit(
             "eval", step=loop.step, epoch=round(loop.epoch, 4), metrics=metrics, is_best=improved
@@ -355,6 +361,7 @@ class Trainer:
             examples_seen=loop.examples_seen,
             train_seconds=train_seconds,
             history=best.history,
+            eval_seconds=loop.eval_seconds,
         )
 
     def _windows(
@@ -484,6 +491,7 @@ class Trainer:
             "examples_seen": loop.examples_seen,
             "loss_sum": loop.loss_sum,
             "train_seconds": loop.earlier_seconds + time.perf_counter() - loop.started,
+            "eval_seconds": loop.eval_seconds,
             "total_steps": loop.total_steps,
             "metrics": metrics,
             "best": best.snapshot(),
@@ -523,6 +531,8 @@ class _Loop:
     """(epoch, window index) of the next optimizer step."""
     earlier_seconds: float = 0.0
     """Training time before this process resumed the run."""
+    eval_seconds: float = 0.0
+    """Time spent in evaluations, resumed runs' earlier ones included."""
     window_loss: float = 0.0
     window_steps: int = 0
     window_examples: int = 0
