@@ -34,7 +34,7 @@ from nlptasks.errors import NlpTasksError, PluginError
 ENTRY_POINT_GROUP = "nlptasks"
 
 # Built-in features are plugins too, registered through the same manager as third-party ones.
-DEFAULT_PLUGINS: tuple[str, ...] = ("nlptasks.builtins.sentiment",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("nlptasks.builtins.sentiment", "nlptasks.builtins.qa")
 
 
 @dataclass(frozen=True)

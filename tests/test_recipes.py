@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_every_shipped_recipe_loads_and_validates() -> None:
     paths = sorted((REPO / "recipes").rglob("*.yaml"))
-    assert len(paths) == 3  # update when adding recipes: a glob that finds nothing must fail
+    assert len(paths) == 5  # update when adding recipes: a glob that finds nothing must fail
     for path in paths:
         recipe = load_recipe(path.parent.name, str(path))
         assert recipe.task == path.parent.name
@@ -25,7 +25,13 @@ def test_registered_recipes_match_files() -> None:
     from nlptasks.registry import get_registries
 
     names = get_registries().recipes.names()
-    assert names == ["sentiment/bert-base", "sentiment/distilbert", "sentiment/minilm"]
+    assert names == [
+        "qa/bert-base",
+        "qa/minilm",
+        "sentiment/bert-base",
+        "sentiment/distilbert",
+        "sentiment/minilm",
+    ]
 
 
 def test_default_recipe_is_offline_minilm() -> None:

@@ -1,0 +1,631 @@
+"""The qa task: SQuAD layouts, windows, span post-processing, official metrics, run / eval /
+predict end to end with a tiny BERT, and a 2-process evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import string
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nlptasks.builtins.qa.data import normalise_split, read_examples
+from nlptasks.builtins.qa.features import NO_OFFSET, WindowSettings, make_windows
+from nlptasks.builtins.qa.metrics import Squad, SquadV2, question_scores, squad_scores
+from nlptasks.builtins.qa.postprocess import SpanCandidates
+from nlptasks.cli import cli
+from nlptasks.errors import DataError
+from nlptasks.testing import make_tiny_bert
+from tests.conftest import SHARED_DATA
+
+SQUAD = SHARED_DATA / "squad_v1.1"
+TRAIN_JSON = SQUAD / "train-v1.1.first11-articles.json"
+DEV_JSON = SQUAD / "dev-v1.1.json"
+COLUMNS = {r: r for r in ("id", "title", "context", "question", "answers")}
+# Windows that fit the tiny BERT's 128 positions and still slide over SQuAD paragraphs.
+TINY_WINDOWS = ["options.max_length=128", "options.doc_stride=32", "options.max_question_length=32"]
+
+
+def squad_questions(path: Path, limit: int | None = None) -> list[dict]:
+    """Flat rows straight from an official SQuAD file (no nlptasks code involved)."""
+    rows = []
+    for article in json.loads(path.read_text())["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                rows.append(
+                    {
+                        "id": qa["id"],
+                        "title": article["title"],
+                        "context": paragraph["context"],
+                        "question": qa["question"],
+                        "answers": {
+                            "text": [a["text"] for a in qa["answers"]],
+                            "answer_start": [a["answer_start"] for a in qa["answers"]],
+                        },
+                    }
+                )
+    return rows[:limit] if limit else rows
+
+
+@pytest.fixture(scope="module")
+def tiny_qa_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    contexts = sorted({row["context"] for row in squad_questions(TRAIN_JSON)})
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-qa"), contexts, dropout=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_qa_bert: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_qa_bert)
+
+
+# ----------------------------------------------------------------------------- metrics
+def _official_normalize(s: str) -> str:
+    """The official SQuAD v1.1 script's normalisation, restated as the test's oracle."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def _official_f1(prediction: str, gold: str) -> float:
+    p, g = _official_normalize(prediction).split(), _official_normalize(gold).split()
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "golds", "exact", "f1"),
+    [
+        ("the Denver Broncos", ["Denver Broncos"], 1.0, 1.0),  # articles
+        ("Denver Broncos.", ["denver broncos"], 1.0, 1.0),  # punctuation and case
+        ("  Denver   Broncos ", ["Denver Broncos"], 1.0, 1.0),  # whitespace
+        ("Broncos of Denver", ["Denver Broncos"], 0.0, 0.8),  # bag of words: p 2/3, r 1
+        ("Carolina", ["Denver Broncos", "Carolina Panthers"], 0.0, 2 / 3),  # max over golds
+        ("Carolina Panthers", ["Denver Broncos", "Carolina Panthers", "Panthers"], 1.0, 1.0),
+        ("theater", ["the theater"], 1.0, 1.0),  # "the" only as a whole word
+        ("an", ["a"], 1.0, 0.0),  # both normalise to "": equal, but no token in common
+        ("", ["Denver"], 0.0, 0.0),
+    ],
+)
+def test_squad_v1_scores_match_the_official_script(prediction, golds, exact, f1) -> None:
+    assert question_scores(prediction, golds) == pytest.approx((exact, f1))
+
+
+def test_squad_scores_equal_the_official_computation_on_real_dev_questions() -> None:
+    rows = squad_questions(DEV_JSON, 600)
+    rng = random.Random(0)
+    predictions = {}
+    for row in rows:  # spans near the gold ones: every kind of partial overlap
+        start = max(0, row["answers"]["answer_start"][0] + rng.randint(-15, 15))
+        predictions[row["id"]] = row["context"][start : start + rng.randint(0, 40)]
+    golds = {row["id"]: row["answers"]["text"] for row in rows}
+    em = [
+        max(float(_official_normalize(predictions[q]) == _official_normalize(g)) for g in gs)
+        for q, gs in golds.items()
+    ]
+    f1 = [max(_official_f1(predictions[q], g) for g in gs) for q, gs in golds.items()]
+    expected = {"exact_match": 100 * sum(em) / len(em), "f1": 100 * sum(f1) / len(f1)}
+    assert 0 < expected["exact_match"] < expected["f1"] < 100  # the cases are mixed
+    assert squad_scores(predictions, golds) == pytest.approx(expected, abs=1e-9)
+    metric = Squad(keep_in_memory=True)
+    computed = metric.compute(
+        predictions=[{"id": q, "prediction_text": p} for q, p in predictions.items()],
+        references=[{"id": r["id"], "answers": r["answers"]} for r in rows],
+    )
+    assert computed == pytest.approx(expected, abs=1e-9)
+
+
+def test_squad_v2_scores_unanswerable_questions_and_break_them_down() -> None:
+    # v2.0 script: golds that normalise to nothing are dropped; none left means the gold is "".
+    assert question_scores("", [], v2=True) == (1.0, 1.0)
+    assert question_scores("Denver", [], v2=True) == (0.0, 0.0)
+    assert question_scores("", ["a"], v2=True) == (1.0, 1.0)
+    assert question_scores("", ["Denver"], v2=True) == (0.0, 0.0)
+    predictions = {"q1": "Denver Broncos", "q2": "", "q3": "Carolina", "q4": ""}
+    golds = {"q1": ["Denver Broncos"], "q2": [], "q3": [], "q4": ["Panthers"]}
+    scores = squad_scores(predictions, golds, v2=True)
+    assert scores == pytest.approx(
+        {
+            "exact_match": 50.0,
+            "f1": 50.0,
+            "HasAns_exact": 50.0,
+            "HasAns_f1": 50.0,
+            "NoAns_exact": 50.0,
+            "NoAns_f1": 50.0,
+        }
+    )
+    metric = SquadV2(keep_in_memory=True)
+    computed = metric.compute(
+        predictions=[{"id": q, "prediction_text": p} for q, p in predictions.items()],
+        references=[
+            {"id": q, "answers": {"text": g, "answer_start": [0] * len(g)}}
+            for q, g in golds.items()
+        ],
+    )
+    assert computed == pytest.approx(scores)
+
+
+# -------------------------------------------------------------------------------- data
+def test_the_official_layout_and_the_flat_layout_give_the_same_table(tmp_path: Path) -> None:
+    nested = datasets.load_dataset("json", data_files=str(TRAIN_JSON), split="train")
+    from_nested = normalise_split(read_examples(nested, "train"), "train", COLUMNS, "error")
+    flat_file = tmp_path / "train.jsonl"
+    flat_file.write_text("\n".join(json.dumps(r) for r in squad_questions(TRAIN_JSON)))
+    flat = datasets.load_dataset("json", data_files=str(flat_file), split="train")
+    from_flat = normalise_split(read_examples(flat, "train"), "train", COLUMNS, "error")
+    assert len(from_nested) == 3807
+    assert from_nested.to_list() == from_flat.to_list()
+    parquet = tmp_path / "train.parquet"
+    from_flat.to_parquet(str(parquet))
+    again = datasets.load_dataset("parquet", data_files=str(parquet), split="train")
+    assert normalise_split(again, "train", COLUMNS, "error").to_list() == from_flat.to_list()
+
+
+def _one_question(**changes) -> datasets.Dataset:
+    row = {
+        "id": "q1",
+        "title": "t",
+        "context": "Denver won the game.",
+        "question": "Who won?",
+        "answers": {"text": ["Denver"], "answer_start": [0]},
+    }
+    row.update(changes)
+    return datasets.Dataset.from_list([row])
+
+
+def test_a_wrong_answer_start_names_the_question_or_is_skipped_and_counted() -> None:
+    bad = datasets.concatenate_datasets(
+        [_one_question(), _one_question(id="q2", answers={"text": ["won"], "answer_start": [3]})]
+    )
+    with pytest.raises(DataError, match=r"Question 'q2'.*answer_start 3.*bad_answers=skip"):
+        normalise_split(bad, "train", COLUMNS, "error")
+    with pytest.warns(UserWarning, match="Skipped 1 of 2 train questions"):
+        kept = normalise_split(bad, "train", COLUMNS, "skip")
+    assert kept["id"] == ["q1"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"context": "  "}, "Question 'q1' in the eval data has an empty context"),
+        ({"question": ""}, "Question 'q1' in the eval data has an empty question"),
+        ({"answers": None}, "Question 'q1' in the eval data has no answers field"),
+        ({"answers": {"text": ["Denver"], "answer_start": []}}, "malformed answers"),
+    ],
+)
+def test_bad_questions_are_one_clear_error(changes, message) -> None:
+    with pytest.raises(DataError, match=re.escape(message)):
+        normalise_split(_one_question(**changes), "eval", COLUMNS, "error")
+
+
+def test_duplicate_ids_and_missing_columns_are_errors() -> None:
+    twice = datasets.concatenate_datasets([_one_question(), _one_question()])
+    with pytest.raises(DataError, match="Question id 'q1' appears twice"):
+        normalise_split(twice, "train", COLUMNS, "error")
+    without = _one_question().remove_columns("answers")
+    with pytest.raises(DataError, match=r"no 'answers' column.*options.answers_column"):
+        normalise_split(without, "train", COLUMNS, "error")
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"data": [{"title": "x", "qas": []}]}, "data[0] has no 'paragraphs'"),
+        ({"data": [{"paragraphs": [{"qas": []}]}]}, "data[0].paragraphs[0] has no 'context'"),
+        (
+            {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "1"}]}]}]},
+            "data[0].paragraphs[0].qas[0] has no 'question'",
+        ),
+        ({"data": [{"paragraphs": {"context": "c"}}]}, "data[0].paragraphs is dict"),
+    ],
+)
+def test_a_squad_file_with_the_wrong_nesting_says_where(tmp_path, document, problem) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**document, "version": "1.1"}))
+    loaded = datasets.load_dataset("json", data_files=str(path), split="train")
+    with pytest.raises(DataError, match=re.escape(problem)):
+        read_examples(loaded, "train")
+
+
+# ----------------------------------------------------------------------------- windows
+def test_every_answer_that_fits_is_recovered_from_its_labelled_windows(tokenizer) -> None:
+    rows = squad_questions(TRAIN_JSON, 400)
+    settings = WindowSettings(max_length=96, doc_stride=24, max_question_length=24)
+    windows = make_windows(
+        tokenizer,
+        [r["question"] for r in rows],
+        [r["context"] for r in rows],
+        settings,
+        answers=[r["answers"] for r in rows],
+    ).columns
+    assert len(windows["input_ids"]) > 2 * len(rows)  # most paragraphs need several windows
+    labelled: dict[int, int] = Counter()
+    exact = 0
+    for w, example in enumerate(windows["example_index"]):
+        start, end = windows["start_positions"][w], windows["end_positions"][w]
+        if start == windows["cls_index"][w]:
+            assert end == start
+            continue
+        labelled[example] += 1
+        row = rows[example]
+        first, last = windows["offset_start"][w][start], windows["offset_end"][w][end]
+        answer_start = row["answers"]["answer_start"][0]
+        answer_end = answer_start + len(row["answers"]["text"][0])
+        # The labelled tokens are the ones that hold the answer's first and last character.
+        assert first <= answer_start < windows["offset_end"][w][start], row["id"]
+        assert windows["offset_start"][w][end] < answer_end <= last, row["id"]
+        exact += row["context"][first:last] == row["answers"]["text"][0]
+    # Token boundaries give back the exact answer text, except where an annotator cut a word
+    # ("Rober" of "Robers"): then the whole word.
+    assert exact >= 0.99 * sum(labelled.values())
+    # A window holds up to 96 - 24 - 3 context tokens: every SQuAD answer fits in one, so
+    # every question has a labelled window.
+    assert set(labelled) == set(range(len(rows)))
+
+
+def test_windows_cover_a_long_context_and_label_no_answer_windows_with_cls(tokenizer) -> None:
+    context = " ".join(f"word{i} is here." for i in range(300))
+    answer_start = context.index("word290")
+    settings = WindowSettings(max_length=64, doc_stride=16, max_question_length=16)
+    made = make_windows(
+        tokenizer,
+        ["  where is word290?"],
+        [context],
+        settings,
+        answers=[{"text": ["word290"], "answer_start": [answer_start]}],
+    )
+    columns = made.columns
+    assert all(length <= 64 for length in columns["length"])
+    covered = set()
+    for starts, ends in zip(columns["offset_start"], columns["offset_end"], strict=True):
+        for s, e in zip(starts, ends, strict=True):
+            if s != NO_OFFSET:
+                covered.update(range(s, e))
+    assert covered >= {i for i, ch in enumerate(context) if not ch.isspace()}  # nothing cut
+    labelled = [w for w, s in enumerate(columns["start_positions"]) if s != columns["cls_index"][w]]
+    assert labelled and len(labelled) < len(columns["input_ids"])
+
+
+def test_a_long_question_is_cut_to_max_question_length_and_counted(tokenizer) -> None:
+    settings = WindowSettings(max_length=64, doc_stride=8, max_question_length=10)
+    long_question = "who " * 80 + "won?"
+    made = make_windows(tokenizer, [long_question, "who won?"], ["Denver won."] * 2, settings)
+    assert made.truncated_questions == 1
+    first_window = made.columns["input_ids"][0]
+    assert first_window.index(tokenizer.sep_token_id) == 11  # [CLS] + 10 question tokens
+
+
+def test_left_padding_tokenizers_get_the_context_first(tokenizer) -> None:
+    tokenizer = tokenizer.__class__.from_pretrained(tokenizer.name_or_path, padding_side="left")
+    settings = WindowSettings(max_length=64, doc_stride=16, max_question_length=16)
+    made = make_windows(
+        tokenizer,
+        ["who won?"],
+        ["Denver won the game."],
+        settings,
+        answers=[{"text": ["Denver"], "answer_start": [0]}],
+    ).columns
+    assert made["offset_start"][0][1] == 0  # the context right after [CLS]
+    assert made["start_positions"][0] == 1
+    assert made["offset_end"][0][made["end_positions"][0]] == len("Denver")
+
+
+# ---------------------------------------------------------------------- post-processing
+def _window(logit_at: dict[int, tuple[float, float]], offsets: list[tuple[int, int]]):
+    """Logits (start, end) set at token positions, -10 elsewhere; offsets -1 before token 2."""
+    width = len(offsets)
+    start, end = torch.full((width,), -10.0), torch.full((width,), -10.0)
+    for position, (s, e) in logit_at.items():
+        start[position], end[position] = s, e
+    return start, end, torch.tensor([o[0] for o in offsets]), torch.tensor([o[1] for o in offsets])
+
+
+def _add(candidates: SpanCandidates, example: int, *windows) -> None:
+    for start, end, off_s, off_e in windows:
+        candidates.add(
+            torch.tensor([example]),
+            start[None],
+            end[None],
+            off_s[None],
+            off_e[None],
+            torch.tensor([0]),
+        )
+
+
+CONTEXT = "Denver Broncos beat the Carolina Panthers in Santa Clara."
+# [CLS] question [SEP] then context words; a second window starting at "Carolina".
+WORDS = [(0, 6), (7, 14), (15, 19), (20, 23), (24, 32), (33, 41), (42, 44), (45, 50), (51, 56)]
+FIRST = [(-1, -1), (-1, -1), *WORDS[:6], (-1, -1)]
+SECOND = [(-1, -1), (-1, -1), *WORDS[4:], (-1, -1)]
+
+
+def test_the_best_span_over_all_windows_wins_in_characters() -> None:
+    candidates = SpanCandidates(n_best=20, max_answer_length=30)
+    # First window: "Denver Broncos" scores 5 + 4; second: "Santa Clara" scores 6 + 6.
+    first = _window({2: (5.0, -1.0), 3: (-1.0, 4.0)}, FIRST)
+    second = _window({5: (6.0, -2.0), 6: (-3.0, 6.0)}, SECOND)
+    # ...and the question tokens (offset -1) score highest of all, but are never an answer.
+    first[0][1] = first[1][1] = 50.0
+    _add(candidates, 0, first, second)
+    answer = candidates.answer(0, CONTEXT)
+    assert (answer.text, answer.start, answer.end) == ("Santa Clara", 45, 56)
+    assert CONTEXT[answer.start : answer.end] == answer.text
+    assert 0.5 < answer.score <= 1.0
+
+
+def test_spans_longer_than_max_answer_length_or_reversed_are_never_chosen() -> None:
+    # Tokens 2..7 are Denver Broncos beat the Carolina Panthers. The best start (Panthers, 9)
+    # comes after the best end (Broncos, 9): reversed, so "Denver Broncos" (5 + 9) wins.
+    window = _window({2: (5.0, -10.0), 3: (-10.0, 9.0), 7: (9.0, -9.0)}, FIRST)
+    candidates = SpanCandidates(n_best=5, max_answer_length=30)
+    _add(candidates, 0, window)
+    assert candidates.answer(0, CONTEXT).text == "Denver Broncos"
+    # One token at most: Panthers alone (9 - 9) beats Broncos alone (-10 + 9).
+    short = SpanCandidates(n_best=5, max_answer_length=1)
+    _add(short, 0, window)
+    assert short.answer(0, CONTEXT).text == "Panthers"
+
+
+def test_scores_are_probabilities_over_the_n_best() -> None:
+    candidates = SpanCandidates(n_best=2, max_answer_length=30)
+    _add(candidates, 0, _window({2: (2.0, 2.0), 4: (1.0, 1.0)}, FIRST))
+    spans = sorted(candidates._examples[0].spans, reverse=True)
+    assert len(spans) == 2  # only the n-best are kept
+    answer = candidates.answer(0, CONTEXT)
+    scores = torch.tensor([s for s, _, _ in spans], dtype=torch.float64)
+    assert answer.score == pytest.approx(float(scores.softmax(0)[0]))
+
+
+def test_no_answer_wins_only_with_version_2_and_past_the_threshold() -> None:
+    def fed() -> SpanCandidates:
+        candidates = SpanCandidates(n_best=20, max_answer_length=30)
+        start, end, off_s, off_e = _window({2: (3.0, -1.0), 3: (-1.0, 3.0)}, FIRST)
+        start[0], end[0] = 4.0, 4.0  # null score 8 beats "Denver Broncos" at 6
+        _add(candidates, 0, (start, end, off_s, off_e))
+        return candidates
+
+    assert fed().answer(0, CONTEXT).text == "Denver Broncos"  # v1.1: always a span
+    no_answer = fed().answer(0, CONTEXT, allow_no_answer=True)
+    assert (no_answer.text, no_answer.start, no_answer.end) == ("", -1, -1)
+    assert fed().answer(0, CONTEXT, True, null_score_diff_threshold=2.5).text == "Denver Broncos"
+    assert SpanCandidates(5, 5).answer(7, CONTEXT).text == ""  # an example without windows
+
+
+# -------------------------------------------------------------------------- end to end
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def qa_run(tiny_qa_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("qa-run") / "run"
+    invoke(
+        "run",
+        "qa",
+        f"model={tiny_qa_bert}",
+        f"data.train_path={TRAIN_JSON}",
+        f"data.eval_path={DEV_JSON}",
+        "data.max_train_examples=300",
+        "data.max_eval_examples=101",
+        "train.max_steps=12",
+        "train.batch_size=16",
+        "train.learning_rate=3e-3",
+        "train.mixed_precision=no",
+        *TINY_WINDOWS,
+        "--quiet",
+        "--output-dir",
+        str(run_dir),
+    )
+    return run_dir
+
+
+def test_a_tiny_model_trains_evaluates_and_saves_a_plain_transformers_model(qa_run: Path) -> None:
+    from transformers import AutoModelForQuestionAnswering
+
+    results = json.loads((qa_run / "results.json").read_text())
+    metrics = results["metrics"]["eval"]
+    assert set(metrics) == {"loss", "exact_match", "f1"}
+    assert 0 < metrics["loss"] < 10
+    assert results["data"]["eval_examples"] == 101  # questions, not windows
+    assert results["data"]["eval_features"] > 101
+    assert results["train"]["train_loss"] < 4.8  # ln(128): below a uniform guess
+    model = AutoModelForQuestionAnswering.from_pretrained(qa_run / "model")
+    assert model.config.architectures == ["BertForQuestionAnswering"]
+    card = (qa_run / "README.md").read_text()
+    assert "pipeline_tag: question-answering" in card
+    # transformers 5 has no question-answering pipeline: the card must not show one.
+    assert "nlptasks predict qa --model" in card and "pipeline(" not in card
+
+
+def test_eval_equals_the_run_and_predict_gives_the_answers_eval_scored(qa_run: Path) -> None:
+    results = json.loads((qa_run / "results.json").read_text())
+    evaluated = json.loads(invoke("eval", "qa", "--model", str(qa_run / "model"), "--json"))
+    assert evaluated == pytest.approx(results["metrics"]["eval"], abs=1e-9)
+    # predict on the same questions: its answers, scored, give eval's EM and F1 (so eval's
+    # streaming post-processing and predict agree answer by answer).
+    rows = squad_questions(DEV_JSON, 101)
+    input_file = qa_run.parent / "questions.jsonl"
+    input_file.write_text(
+        "\n".join(json.dumps({"question": r["question"], "context": r["context"]}) for r in rows)
+    )
+    output = invoke("predict", "qa", "--model", str(qa_run / "model"), "--input", str(input_file))
+    answers = [json.loads(line) for line in output.splitlines()]
+    assert len(answers) == len(rows)
+    for answer, row in zip(answers, rows, strict=True):
+        assert set(answer) == {"answer", "score", "start", "end"}
+        assert row["context"][answer["start"] : answer["end"]] == answer["answer"]
+        assert 0 < answer["score"] <= 1
+    scores = squad_scores(
+        {r["id"]: a["answer"] for r, a in zip(rows, answers, strict=True)},
+        {r["id"]: r["answers"]["text"] for r in rows},
+    )
+    assert scores["exact_match"] == pytest.approx(evaluated["exact_match"])
+    assert scores["f1"] == pytest.approx(evaluated["f1"])
+
+
+def test_predict_takes_fields_on_the_command_line_and_windows_long_contexts(qa_run: Path) -> None:
+    long_context = " ".join(["Filler words that say nothing at all."] * 60) + " Denver won."
+    output = invoke(
+        "predict",
+        "qa",
+        "--model",
+        str(qa_run / "model"),
+        "--field",
+        "question=Who won?",
+        "--field",
+        f"context={long_context}",
+    )
+    answer = json.loads(output)
+    assert long_context[answer["start"] : answer["end"]] == answer["answer"]
+    result = CliRunner().invoke(
+        cli, ["predict", "qa", "--model", str(qa_run / "model"), "--field", "question=Who?"]
+    )
+    assert result.exit_code == 1 and "has no 'context' field" in result.output
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("nested", "data[0] has no 'paragraphs'"),
+        ("mismatch", "answer_start 0 points at"),
+        ("no-answers", "has no 'answers' column"),
+        ("empty-context", "has an empty context"),
+    ],
+)
+def test_bad_squad_files_fail_in_one_line(tiny_qa_bert, tmp_path, setup, message) -> None:
+    path = tmp_path / ("bad.json" if setup == "nested" else "bad.jsonl")
+    row = {
+        "id": "q9",
+        "context": "Denver won.",
+        "question": "Who won?",
+        "answers": {"text": ["Denver"], "answer_start": [0]},
+    }
+    if setup == "nested":
+        path.write_text(json.dumps({"data": [{"title": "x"}], "version": "1.1"}))
+    elif setup == "mismatch":
+        path.write_text(json.dumps({**row, "answers": {"text": ["won"], "answer_start": [0]}}))
+    elif setup == "no-answers":
+        path.write_text(json.dumps({k: v for k, v in row.items() if k != "answers"}))
+    else:
+        path.write_text(json.dumps({**row, "context": ""}))
+    result = CliRunner().invoke(
+        cli,
+        ["run", "qa", f"model={tiny_qa_bert}", f"data.train_path={path}", f"data.eval_path={path}"],
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_equals_one_process(qa_run: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = ["-m", "nlptasks.cli", "eval", "qa", "--model", str(qa_run / "model"), "--json"]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two_metrics = json.loads(two.stdout)
+    one_metrics = json.loads(one.stdout)
+    assert two_metrics["exact_match"] == one_metrics["exact_match"]
+    assert two_metrics["f1"] == pytest.approx(one_metrics["f1"], abs=1e-9)
+    assert two_metrics["loss"] == pytest.approx(one_metrics["loss"], rel=1e-5)
+
+
+def _squad_v2_like(path: Path, count: int = 120) -> tuple[int, int]:
+    """Real dev questions as flat jsonl; every third one made unanswerable by pairing it with
+    a paragraph of another article and no answers. Returns (answerable, unanswerable)."""
+    rows = squad_questions(DEV_JSON, count)
+    far = squad_questions(DEV_JSON)[-1]["context"]  # the last article: another topic
+    for i, row in enumerate(rows):
+        if i % 3 == 2:
+            row["context"] = far
+            row["answers"] = {"text": [], "answer_start": []}
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    unanswerable = len(rows[2::3])
+    return len(rows) - unanswerable, unanswerable
+
+
+def test_squad_2_data_needs_version_2_and_reports_the_breakdown(tiny_qa_bert, tmp_path) -> None:
+    data = tmp_path / "v2.jsonl"
+    answerable, unanswerable = _squad_v2_like(data)
+    common = [
+        "run",
+        "qa",
+        f"model={tiny_qa_bert}",
+        f"data.train_path={data}",
+        f"data.eval_path={data}",
+        "train.max_steps=4",
+        "train.batch_size=16",
+        "train.mixed_precision=no",
+        *TINY_WINDOWS,
+        "--quiet",
+    ]
+    refused = CliRunner().invoke(cli, [*common, "--output-dir", str(tmp_path / "v1")])
+    assert refused.exit_code == 1
+    assert f"{unanswerable} questions without an answer" in refused.output
+    assert "options.version_2_with_negative=true" in refused.output
+
+    invoke(
+        *common,
+        "options.version_2_with_negative=true",
+        "train.metric_for_best=HasAns_f1",  # a v2 metric is a valid choice
+        "--output-dir",
+        str(tmp_path / "v2"),
+    )
+    metrics = json.loads((tmp_path / "v2/results.json").read_text())["metrics"]["eval"]
+    assert set(metrics) == {
+        "loss",
+        "exact_match",
+        "f1",
+        "HasAns_exact",
+        "HasAns_f1",
+        "NoAns_exact",
+        "NoAns_f1",
+    }
+    # The overall scores are the question-weighted mean of the two groups.
+    total = answerable + unanswerable
+    for name, has, no in (
+        ("exact_match", "HasAns_exact", "NoAns_exact"),
+        ("f1", "HasAns_f1", "NoAns_f1"),
+    ):
+        mixed = (metrics[has] * answerable + metrics[no] * unanswerable) / total
+        assert metrics[name] == pytest.approx(mixed)
+    # An unanswerable question is right exactly when the answer is empty (EM = F1 there).
+    assert metrics["NoAns_exact"] == metrics["NoAns_f1"]
+
+    # A very low threshold says "no answer" to everything; a very high one never does.
+    records = [{"question": "Who won?", "context": "Denver won the game."}]
+    model = str(tmp_path / "v2/model")
+    import nlptasks
+
+    never = nlptasks.predict(
+        "qa", model, records, overrides=["options.null_score_diff_threshold=1e9"]
+    )
+    always = nlptasks.predict(
+        "qa", model, records, overrides=["options.null_score_diff_threshold=-1e9"]
+    )
+    assert never[0]["answer"] != "" and never[0]["start"] >= 0
+    assert always[0] == {"answer": "", "score": always[0]["score"], "start": -1, "end": -1}
