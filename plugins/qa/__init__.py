@@ -26,6 +26,17 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 
 @nlptasks.hookimpl
+def register_datasets(register: Callable[..., None]) -> None:
+    register(
+        "squad-v1.1-subset",
+        "nlptasks.builtins.qa.datasets:load_squad_subset",
+        description="SQuAD v1.1: 3,807 train questions (11 articles) and the full dev set "
+        "(10,570), from local files ($NLPTASKS_DATA or ../shared/data); works offline.",
+        tasks=(TASK,),
+    )
+
+
+@nlptasks.hookimpl
 def register_metrics(register: Callable[..., None]) -> None:
     register(
         "squad",

@@ -39,35 +39,54 @@ FLAT_FEATURES = datasets.Features(
 
 
 def is_nested_squad(split: datasets.Dataset) -> bool:
-    """Whether ``split`` is an official SQuAD JSON file as ``datasets`` reads it."""
-    return "data" in split.column_names and "question" not in split.column_names
+    """Whether ``split`` is an official SQuAD JSON file as ``datasets`` reads it (one row,
+    columns ``data`` and ``version``), or a JSON list of its articles (``title``,
+    ``paragraphs``)."""
+    columns = set(split.column_names)
+    return ("data" in columns and columns <= {"data", "version"}) or (
+        "paragraphs" in columns and not columns & {"context", "question", "qas"}
+    )
 
 
 def flatten_nested(split: datasets.Dataset, source: str) -> list[dict[str, Any]]:
     """The questions of an official SQuAD file, one flat row each (answers as lists)."""
+    if "paragraphs" in split.column_names:  # the file is the list of articles itself
+        return _flatten_articles(list(split), source)
     rows: list[dict[str, Any]] = []
     for file_row in split:
         articles = file_row["data"]
         if not isinstance(articles, list):
             raise _nesting_error(source, "'data' is not a list of articles")
-        for a, article in enumerate(articles):
-            paragraphs = _field(article, "paragraphs", list, source, f"data[{a}]")
-            title = article.get("title") or ""
-            for p, paragraph in enumerate(paragraphs):
-                where = f"data[{a}].paragraphs[{p}]"
-                context = _field(paragraph, "context", str, source, where)
-                for q, qa in enumerate(_field(paragraph, "qas", list, source, where)):
-                    qa_where = f"{where}.qas[{q}]"
-                    answers = qa.get("answers") if isinstance(qa, Mapping) else None
-                    rows.append(
-                        {
-                            "id": str(_field(qa, "id", (str, int), source, qa_where)),
-                            "title": title,
-                            "context": context,
-                            "question": _field(qa, "question", str, source, qa_where),
-                            "answers": answers,
-                        }
-                    )
+        rows.extend(_flatten_articles(articles, source))
+    return rows
+
+
+def _flatten_articles(articles: list[Any], source: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for a, article in enumerate(articles):
+        paragraphs = _field(article, "paragraphs", list, source, f"data[{a}]")
+        title = article.get("title") or ""
+        for p, paragraph in enumerate(paragraphs):
+            where = f"data[{a}].paragraphs[{p}]"
+            context = _field(paragraph, "context", str, source, where)
+            for q, qa in enumerate(_field(paragraph, "qas", list, source, where)):
+                qa_where = f"{where}.qas[{q}]"
+                qid = _field(qa, "id", (str, int), source, qa_where)
+                if isinstance(qid, bool):
+                    raise _nesting_error(source, f"{qa_where}.id is bool")
+                # Answers are checked here, question by question: one malformed answer
+                # must be an error naming its question, not an Arrow type error later.
+                question = _field(qa, "question", str, source, qa_where)
+                texts, starts = _answer_lists(qa.get("answers"), str(qid), source)
+                rows.append(
+                    {
+                        "id": str(qid),
+                        "title": str(title),
+                        "context": context,
+                        "question": question,
+                        "answers": {"text": texts, "answer_start": starts},
+                    }
+                )
     return rows
 
 
@@ -99,7 +118,8 @@ def read_examples(split: datasets.Dataset, source: str) -> datasets.Dataset:
         raise DataError(
             f"The {source} SQuAD file has no questions. Point the recipe at SQuAD data."
         )
-    return datasets.Dataset.from_list(rows, info=datasets.DatasetInfo(description=FLATTENED))
+    info = datasets.DatasetInfo(description=FLATTENED, features=FLAT_FEATURES)
+    return datasets.Dataset.from_list(rows, features=FLAT_FEATURES, info=info)
 
 
 def normalise_split(
@@ -118,12 +138,24 @@ def normalise_split(
     if split.info.description == FLATTENED:
         columns = {role: role for role in columns}
     _check_columns(split, source, columns)
-    rows = [_checked(_row_of(raw, columns), source, bad_answers) for raw in _iterate(split)]
+    raw_rows = [_row_of(raw, columns) for raw in _iterate(split)]
+    rows = [_checked(row, source, bad_answers) for row in raw_rows]
     kept = [row for row in rows if row is not None]
+    dropped = sum(
+        len(raw["answers"]["text"]) - len(row["answers"]["text"])
+        for raw, row in zip(raw_rows, rows, strict=True)
+        if row is not None and isinstance(raw["answers"], Mapping)
+    )
     if skipped := len(rows) - len(kept):
         warnings.warn(
-            f"Skipped {skipped} of {len(rows)} {source} questions whose answer_start does not "
-            f"point at their answer text (options.bad_answers=skip).",
+            f"Skipped {skipped} of {len(rows)} {source} questions: none of their answers' "
+            f"answer_start points at the answer text (options.bad_answers=skip).",
+            stacklevel=2,
+        )
+    if dropped:
+        warnings.warn(
+            f"Dropped {dropped} {source} answers whose answer_start does not point at their "
+            f"text; their questions keep their other answers (options.bad_answers=skip).",
             stacklevel=2,
         )
     if not kept:
@@ -166,6 +198,12 @@ def _checked(row: dict[str, Any], source: str, bad_answers: str) -> dict[str, An
         )
     qid = str(row["id"])
     context, question = row["context"], row["question"]
+    for role, value in (("context", context), ("question", question)):
+        if value is not None and not isinstance(value, str):
+            raise DataError(
+                f"Question '{qid}' in the {source} data has a {role} that is "
+                f"{type(value).__name__}, not text. Give a string."
+            )
     if not isinstance(context, str) or not context.strip():
         raise DataError(
             f"Question '{qid}' in the {source} data has an empty context. Remove it or give "
@@ -176,16 +214,26 @@ def _checked(row: dict[str, Any], source: str, bad_answers: str) -> dict[str, An
             f"Question '{qid}' in the {source} data has an empty question. Remove it or fill it in."
         )
     texts, starts = _answer_lists(row["answers"], qid, source)
-    for text, start in zip(texts, starts, strict=True):
-        if context[start : start + len(text)] != text:
-            if bad_answers == "skip":
-                return None
+    good = [
+        (text, start)
+        for text, start in zip(texts, starts, strict=True)
+        if context[start : start + len(text)] == text
+    ]
+    if len(good) < len(texts):
+        if bad_answers == "error":
+            text, start = next(
+                (t, s) for t, s in zip(texts, starts, strict=True) if (t, s) not in good
+            )
             found = context[start : start + len(text)]
             raise DataError(
                 f"Question '{qid}' in the {source} data: answer_start {start} points at "
                 f"{_short(found)}, not at the answer {_short(text)}. Fix the offset, or set "
-                f"options.bad_answers=skip to drop such questions (they are counted)."
+                f"options.bad_answers=skip to drop such answers (they are counted)."
             )
+        if not good:
+            return None  # no usable answer left: the question is skipped (and counted)
+        # Only the bad answers go: the question keeps its other gold answers.
+        texts, starts = [t for t, _ in good], [s for _, s in good]
     return {
         "id": qid,
         "title": str(row["title"] or ""),

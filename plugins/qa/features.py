@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nlptasks import ConfigError
+from nlptasks import ConfigError, DataError
 
 NO_OFFSET = -1
 """``offset_start`` / ``offset_end`` of a token outside the context."""
@@ -50,8 +50,9 @@ def check_fits(tokenizer: Any, settings: WindowSettings, where: str) -> None:
                 f"a window of {settings.max_length} tokens (options.max_length, capped by the "
                 f"model) minus a question of up to {settings.max_question_length} "
                 f"(options.max_question_length) and {specials} special tokens leaves {room} "
-                f"context tokens, not more than options.doc_stride={settings.doc_stride}. Lower "
-                f"doc_stride or max_question_length."
+                f"context tokens, not more than options.doc_stride={settings.doc_stride}. Set "
+                f"options.doc_stride={max(room // 2, 1)} (at most {room - 1}), or a smaller "
+                f"options.max_question_length"
             ],
         )
 
@@ -63,14 +64,18 @@ def make_windows(
     settings: WindowSettings,
     answers: Sequence[dict[str, list[Any]]] | None = None,
     example_indices: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Windows:
     """The windows of a batch of examples (``example_indices`` name their rows; default 0..n).
 
     With ``answers`` each window gets ``start_positions`` / ``end_positions`` (the first
-    answer's tokens, or the CLS token when the window does not hold it whole).
+    answer's tokens, or the CLS token when the window does not hold it whole). A question
+    longer than a whole window is a DataError naming it (``names``: question ids, or
+    ``Input N``); shorter ones are cut to ``max_question_length`` tokens and counted.
     """
     indices = list(example_indices) if example_indices is not None else list(range(len(contexts)))
-    cut_questions, truncated = _cut_questions(tokenizer, questions, settings.max_question_length)
+    labels = list(names) if names is not None else [f"Input {i + 1}" for i in range(len(contexts))]
+    cut_questions, truncated = _cut_questions(tokenizer, questions, settings, labels)
     question_first = tokenizer.padding_side == "right"
     encoded = tokenizer(
         cut_questions if question_first else list(contexts),
@@ -114,13 +119,22 @@ def make_windows(
     return Windows(columns, truncated)
 
 
-def _cut_questions(tokenizer: Any, questions: Sequence[str], limit: int) -> tuple[list[str], int]:
-    """Questions without leading blanks (they only take room), cut after ``limit`` tokens
-    (as BERT's run_squad did with max_query_length); and how many were cut."""
+def _cut_questions(
+    tokenizer: Any, questions: Sequence[str], settings: WindowSettings, names: Sequence[str]
+) -> tuple[list[str], int]:
+    """Questions without leading blanks (they only take room), cut after
+    ``max_question_length`` tokens (as BERT's run_squad did with max_query_length); and how
+    many were cut. A question longer than a whole window is no question: a DataError."""
+    limit = settings.max_question_length
     stripped = [q.lstrip() for q in questions]
     encoded = tokenizer(stripped, add_special_tokens=False, return_offsets_mapping=True)
     cut, truncated = [], 0
-    for question, offsets in zip(stripped, encoded["offset_mapping"], strict=True):
+    for question, offsets, name in zip(stripped, encoded["offset_mapping"], names, strict=True):
+        if len(offsets) > settings.max_length:
+            raise DataError(
+                f"{name}: the question has {len(offsets)} tokens, more than a whole window "
+                f"(options.max_length={settings.max_length}). Shorten it or leave it out."
+            )
         if len(offsets) > limit:
             question = question[: offsets[limit - 1][1]]
             truncated += 1
@@ -135,9 +149,13 @@ def _answer_tokens(
     not hold it whole (or the question has no answer)."""
     if not answers["answer_start"]:
         return cls, cls
-    start_char = answers["answer_start"][0]
-    end_char = start_char + len(answers["text"][0])
+    text = answers["text"][0]
+    # Blanks at the answer's edges belong to no token: they must not push it out of reach.
+    start_char = answers["answer_start"][0] + len(text) - len(text.lstrip())
+    end_char = answers["answer_start"][0] + len(text.rstrip())
     context_tokens = [i for i, s in enumerate(starts) if s != NO_OFFSET]
+    if not context_tokens or end_char <= start_char:  # nothing the tokenizer keeps
+        return cls, cls
     first, last = context_tokens[0], context_tokens[-1]
     if not (starts[first] <= start_char and ends[last] >= end_char):
         return cls, cls

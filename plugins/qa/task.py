@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from nlptasks import (
+    DataConfig,
     DataError,
     EvalContext,
     MetricSpec,
@@ -70,13 +72,10 @@ class QaOptions:
             found.append(
                 f"'options.max_answer_length' must be at least 1, not {self.max_answer_length}"
             )
-        if not found and self.doc_stride + self.max_question_length + 2 >= self.max_length:
-            found.append(
-                f"'options.doc_stride' ({self.doc_stride}) plus 'options.max_question_length' "
-                f"({self.max_question_length}) leave no room in a window of "
-                f"'options.max_length' ({self.max_length}) tokens; lower them or raise "
-                f"max_length (run_qa uses 384 / 128 / 64)"
-            )
+        if not math.isfinite(self.null_score_diff_threshold):
+            found.append("'options.null_score_diff_threshold' must be a finite number")
+        # Whether doc_stride and the question fit a window depends on the tokenizer's special
+        # tokens and the model's positions: checked with the model (features.check_fits).
         return found
 
 
@@ -130,6 +129,23 @@ class QaTask:
             name: normalise_split(split, name, columns, options.bad_answers)
             for name, split in splits.items()
         }
+        if recipe.data.max_length != DataConfig().max_length:
+            warnings.warn(
+                f"data.max_length ({recipe.data.max_length}) is not used by qa: windows are "
+                f"options.max_length ({options.max_length}) tokens.",
+                stacklevel=2,
+            )
+        eval_split = prepared.get("eval")
+        if (
+            options.version_2_with_negative
+            and eval_split is not None
+            and all(answers["text"] for answers in eval_split["answers"])
+        ):
+            warnings.warn(
+                "options.version_2_with_negative is set but the eval data has no "
+                "unanswerable question: NoAns_exact and NoAns_f1 are undefined (null).",
+                stacklevel=2,
+            )
         if not options.version_2_with_negative:
             for name, split in prepared.items():
                 unanswerable = sum(1 for answers in split["answers"] if not answers["text"])
@@ -152,6 +168,8 @@ class QaTask:
             self.name,
         )
         self._remember(model, tokenizer, model_path)
+        # Before any tokenising: windows that cannot slide fail now, with the values that fit.
+        check_fits(tokenizer, self.window_settings(recipe.options), recipe.name or "recipe")
         return model, tokenizer
 
     def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
@@ -201,6 +219,7 @@ class QaTask:
                 settings,
                 answers=batch["answers"],
                 example_indices=indices,
+                names=[f"Question '{qid}'" for qid in batch["id"]],
             )
             truncated[0] += made.truncated_questions
             return made.columns
@@ -275,15 +294,19 @@ class QaTask:
         recipe: Recipe,
     ) -> list[dict[str, Any]]:
         options: QaOptions = recipe.options
+        # Records are checked already (the core refuses missing, non-text and empty fields).
         questions = [str(r["question"]) for r in records]
         contexts = [str(r["context"]) for r in records]
-        for number, (question, context) in enumerate(zip(questions, contexts, strict=True), 1):
-            if not context.strip() or not question.strip():
-                empty = "context" if not context.strip() else "question"
-                raise DataError(f"Input {number} has an empty {empty}. Give it text.")
         settings = self.window_settings(options)
         check_fits(tokenizer, settings, recipe.name or "recipe")
-        windows = make_windows(tokenizer, questions, contexts, settings).columns
+        made = make_windows(tokenizer, questions, contexts, settings)
+        if made.truncated_questions:
+            warnings.warn(
+                f"Cut {made.truncated_questions} of {len(questions)} questions to their first "
+                f"{settings.max_question_length} tokens (options.max_question_length).",
+                stacklevel=2,
+            )
+        windows = made.columns
         candidates = SpanCandidates(options.n_best, options.max_answer_length)
         model.eval()
         device = next(model.parameters()).device
