@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nlptasks.data import cache_dir, fingerprint, resolve_column
+from nlptasks.data import cache_dir, fingerprint, load_file, resolve_column
 from nlptasks.errors import (
     ConfigError,
     DataError,
@@ -98,6 +98,7 @@ __all__ = [
     "concat_padded",
     "evaluate",
     "fingerprint",
+    "load_file",
     "hookimpl",
     "hookspec",
     "length_sorted_batches",

@@ -194,12 +194,23 @@ def load_into(
 
 
 def load_weights(path: Path, accelerator: Any, model: torch.nn.Module) -> None:
-    """Load a checkpoint's model weights into ``model`` (unwrapped from DDP)."""
+    """Load a checkpoint's model weights into ``model`` (unwrapped from DDP). A model with LoRA
+    adapters was saved as its adapter (``adapter_model.safetensors``): the frozen base weights
+    never change."""
+    unwrapped = accelerator.unwrap_model(model)
+    adapter = path / "adapter_model.safetensors"
+    if adapter.is_file() and hasattr(unwrapped, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        outcome = set_peft_model_state_dict(unwrapped, load_file(str(adapter)))
+        extra = list(getattr(outcome, "unexpected_keys", []))
+        if extra:
+            raise NlpTasksError(f"Checkpoint {adapter} does not match the model: {extra[:3]}.")
+        return
     weights = path / "model.safetensors"
     # On the CPU first ("cpu:0", what a distributed CPU run calls its device, is no device
     # to safetensors); load_state_dict copies onto the model's device.
     state = load_file(str(weights))
-    unwrapped = accelerator.unwrap_model(model)
     # strict=False: tied weights (e.g. decoder = embeddings) are saved once.
     unexpected = unwrapped.load_state_dict(state, strict=False).unexpected_keys
     if unexpected:

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 
 from nlptasks import __version__
 from nlptasks.errors import NlpTasksError, RunInterrupted, first_line
-from nlptasks.events import JsonReporter, QuietReporter, RichReporter
+from nlptasks.events import JsonReporter, QuietReporter, RichReporter, strict_json
 from nlptasks.plugins import call_hook, plugin_infos
 from nlptasks.recipes import (
     dump_recipe,
@@ -207,7 +207,7 @@ def eval_command(
     if not result.main_process:  # under torchrun every process evaluates; one prints
         return
     if as_json:
-        click.echo(json.dumps(result.metrics))
+        click.echo(json.dumps(strict_json(result.metrics)))
     else:
         click.echo("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
 
@@ -245,6 +245,34 @@ def eval_command(
     type=click.Choice(["auto", "no", "bf16", "fp16"]),
     help="Precision (default: the model's recipe's train.mixed_precision).",
 )
+@click.option(
+    "--max-new-tokens", type=click.IntRange(min=1), help="Generating tasks: at most N new tokens."
+)
+@click.option(
+    "--temperature", type=float, help="Generating tasks: sampling temperature (turns sampling on)."
+)
+@click.option("--top-p", type=float, help="Generating tasks: nucleus sampling (turns sampling on).")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    help="Generating tasks: sample from the k likeliest tokens (turns sampling on).",
+)
+@click.option(
+    "--repetition-penalty",
+    type=float,
+    help="Generating tasks: penalty for repeated tokens (1 = none).",
+)
+@click.option(
+    "--num-beams", type=click.IntRange(min=1), help="Generating tasks: beam search width."
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    help="Generating tasks: seed of sampling (same seed, same text).",
+)
+@click.option(
+    "--greedy", is_flag=True, help="Generating tasks: greedy decoding (no sampling, one beam)."
+)
 def predict(
     task: str,
     texts: tuple[str, ...],
@@ -254,6 +282,14 @@ def predict(
     batch_size: int | None,
     overrides: tuple[str, ...],
     mixed_precision: str | None,
+    max_new_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    repetition_penalty: float | None,
+    num_beams: int | None,
+    seed: int | None,
+    greedy: bool,
 ) -> None:
     """Predict with a trained model; prints one JSON object per input, in input order.
 
@@ -279,11 +315,61 @@ def predict(
             labels.append(f"{input_file} line {line}")
     if not records:
         raise click.UsageError("Give TEXT arguments, --field NAME=VALUE or --input FILE.jsonl.")
-    predictions = predict_records(
-        task, model_dir, records, batch_size, mixed_precision, overrides, labels
+    decoding = _decoding_overrides(
+        max_new_tokens, temperature, top_p, top_k, repetition_penalty, num_beams, seed, greedy
     )
+    # A generating task writes its text as it comes when a person watches a terminal;
+    # anything else (a file, a pipe) gets JSON lines.
+    streaming = sys.stdout.isatty() and callable(
+        getattr(get_registries().tasks.get(task).load(), "predict_stream", None)
+    )
+
+    def write(text: str) -> None:
+        click.echo(text, nl=False)
+
+    predictions = predict_records(
+        task,
+        model_dir,
+        records,
+        batch_size,
+        mixed_precision,
+        [*overrides, *decoding],
+        labels,
+        stream=write if streaming else None,
+    )
+    if streaming:
+        return
     for item in predictions:
         click.echo(json.dumps(item, ensure_ascii=False))
+
+
+def _decoding_overrides(
+    max_new_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    repetition_penalty: float | None,
+    num_beams: int | None,
+    seed: int | None,
+    greedy: bool,
+) -> list[str]:
+    """The decoding flags of predict as generation.* overrides of the model's recipe."""
+    sampling = [v is not None for v in (temperature, top_p, top_k)]
+    if greedy and any(sampling):
+        raise click.UsageError(
+            "--greedy cannot be combined with --temperature, --top-p or --top-k."
+        )
+    values = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "repetition_penalty": repetition_penalty,
+        "num_beams": 1 if greedy else num_beams,
+        "seed": seed,
+        "do_sample": True if any(sampling) else (False if greedy else None),
+    }
+    return [f"generation.{k}={v}" for k, v in values.items() if v is not None]
 
 
 def _record_from_fields(fields: tuple[str, ...]) -> dict[str, str]:

@@ -28,7 +28,9 @@ _BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
     ".parquet": ("parquet", {}),
-    ".txt": ("text", {}),
+    # Plain text keeps its line breaks: language models learn them (the rows are lines).
+    ".txt": ("text", {"keep_linebreaks": True}),
+    ".raw": ("text", {"keep_linebreaks": True}),  # WikiText's wiki.*.raw files
 }
 
 
@@ -120,7 +122,7 @@ def _load_train_source(
 
 
 def load_file(path_text: str) -> datasets.Dataset:
-    """Load one local data file by its suffix (csv, tsv, json, jsonl, parquet, txt)."""
+    """Load one local data file by its suffix (csv, tsv, json, jsonl, parquet, txt, raw)."""
     import datasets
 
     path = Path(path_text).expanduser()

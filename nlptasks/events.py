@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 Event = dict[str, Any]
+
+
+def strict_json(data: Any) -> Any:
+    """``data`` with every NaN or infinite float as None: JSON has no NaN (Python writes a bare
+    ``NaN`` that strict readers refuse), and an undefined metric reads as null."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v) for v in data]
+    return data
 
 
 class Reporter(Protocol):
@@ -48,7 +61,7 @@ class JsonReporter:
         self.stream = stream or sys.stdout
 
     def handle(self, event: Event) -> None:
-        self.stream.write(json.dumps(event, default=str) + "\n")
+        self.stream.write(json.dumps(strict_json(event), default=str) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -122,6 +135,12 @@ class RichReporter:
                 f"{event['model']} · {event['train_examples']} train / "
                 f"{event['eval_examples']} eval examples{windows} · device {event['device']}"
             )
+            if event.get("parameters"):
+                trainable, total = event["trainable_parameters"], event["parameters"]
+                self._print(
+                    f"parameters: {trainable:,} trainable of {total:,} "
+                    f"({100 * trainable / total:.2f}%)"
+                )
         elif kind == "train_start":
             self._start(event["total_steps"])
         elif kind == "step" and not self.live:
@@ -183,7 +202,7 @@ class EventLog:
         if not self.enabled:
             return event
         if self._file is not None:
-            self._file.write(json.dumps(event, default=str) + "\n")
+            self._file.write(json.dumps(strict_json(event), default=str) + "\n")
             self._file.flush()
         self._notify_plugins(event)
         self.reporter.handle(event)

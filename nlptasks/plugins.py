@@ -34,7 +34,11 @@ from nlptasks.errors import NlpTasksError, PluginError
 ENTRY_POINT_GROUP = "nlptasks"
 
 # Built-in features are plugins too, registered through the same manager as third-party ones.
-DEFAULT_PLUGINS: tuple[str, ...] = ("nlptasks.builtins.sentiment", "nlptasks.builtins.qa")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "nlptasks.builtins.sentiment",
+    "nlptasks.builtins.qa",
+    "nlptasks.builtins.generation",
+)
 
 
 @dataclass(frozen=True)

@@ -96,9 +96,33 @@ class GenerationConfig:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int | None = None
+    """Sample from the k most likely tokens only (with ``do_sample``)."""
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    """Seed of sampled decoding: the same seed and settings give the same text."""
     every: int | None = None
     """Generation-based metrics every N evaluations; when absent, only for the final model
     (generating costs much more than a loss pass)."""
+
+
+@dataclass
+class LoraConfig:
+    """Parameter-efficient fine-tuning with LoRA adapters (``peft``); off unless enabled.
+
+    The adapters are merged into the model when it is saved, so the saved model loads with
+    plain transformers; ``save_adapter`` also saves the adapter alone (``RUN/adapter``)."""
+
+    enabled: bool = False
+    r: int = 8
+    """Rank of the adapter matrices."""
+    alpha: int = 16
+    """Scaling numerator: updates are scaled by alpha / r."""
+    dropout: float = 0.05
+    target_modules: list[str] | None = None
+    """Names of the linear layers to adapt (``[q_proj, v_proj]``); when absent, peft's
+    default for the model type."""
+    save_adapter: bool = False
 
 
 @dataclass
@@ -125,6 +149,7 @@ class Recipe:
     options: Any = field(default_factory=NoOptions)
     """The task's own settings: an instance of its ``options_class`` dataclass."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     name: str | None = None
     """The recipe's own name (set when loaded from the registry)."""
 
@@ -487,6 +512,7 @@ def _check_sections(raw: dict[str, Any], options_cls: type) -> list[str]:
         ("train", TrainConfig),
         ("data", DataConfig),
         ("generation", GenerationConfig),
+        ("lora", LoraConfig),
         ("options", options_cls),
     ):
         scratch: list[str] = []
@@ -502,6 +528,7 @@ def _check_values(recipe: Recipe) -> list[str]:
         *_train_problems(recipe.train),
         *_data_problems(recipe.data),
         *_generation_problems(recipe.generation),
+        *_lora_problems(recipe.lora),
         *_options_problems(recipe.options),
     ]
 
@@ -586,6 +613,15 @@ def _generation_problems(g: GenerationConfig) -> list[str]:
                 "'generation.temperature' must be a number above 0",
             ),
             (0 < g.top_p <= 1, "'generation.top_p' must be in (0, 1]"),
+            (g.top_k is None or g.top_k > 0, "'generation.top_k' must be at least 1"),
+            (
+                math.isfinite(g.repetition_penalty) and g.repetition_penalty > 0,
+                "'generation.repetition_penalty' must be a number above 0",
+            ),
+            (
+                g.seed is None or 0 <= g.seed < 2**32,
+                "'generation.seed' must be in 0..4294967295",
+            ),
             (g.every is None or g.every > 0, "'generation.every' must be at least 1"),
         ]
     )
@@ -597,10 +633,25 @@ def _options_problems(options: Any) -> list[str]:
     return [f"{p.rstrip('.')}." for p in own()] if callable(own) else []
 
 
+def _lora_problems(lo: LoraConfig) -> list[str]:
+    return _failed(
+        [
+            (lo.r > 0, "'lora.r' must be at least 1"),
+            (lo.alpha > 0, "'lora.alpha' must be at least 1"),
+            (0 <= lo.dropout < 1, "'lora.dropout' must be in [0, 1)"),
+            (
+                lo.target_modules is None or len(lo.target_modules) > 0,
+                "'lora.target_modules' must name at least one module (or be left out)",
+            ),
+        ]
+    )
+
+
 _SECTION_CHECKS: dict[str, Any] = {
     "train": _train_problems,
     "data": _data_problems,
     "generation": _generation_problems,
+    "lora": _lora_problems,
 }
 
 

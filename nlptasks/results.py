@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from nlptasks import checkpoints
+from nlptasks import checkpoints, lora
 from nlptasks.data import cache_dir
 from nlptasks.errors import RunDirectoryError
+from nlptasks.events import strict_json
 from nlptasks.models import base_model_id
 from nlptasks.recipes import Recipe, TrainConfig, dump_recipe
 
@@ -116,7 +118,9 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    """Strict JSON: an undefined metric (NaN, infinity) is written as null, which every JSON
+    reader accepts (Python's NaN is not JSON)."""
+    write_text(path, json.dumps(strict_json(data), indent=2, default=str) + "\n")
 
 
 def recipe_yaml(recipe: Recipe) -> str:
@@ -136,9 +140,16 @@ def write_run(
     # The model folder appears whole or not at all: written aside, then renamed.
     final, tmp = run_dir / "model", run_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    adapter = None
+    if prepared.recipe.lora.enabled and prepared.recipe.lora.save_adapter:
+        adapter = run_dir / ".adapter.tmp"
+        shutil.rmtree(adapter, ignore_errors=True)
+    # LoRA adapters are merged in: the saved model loads with plain transformers.
+    lora.save_merged(model, tmp, adapter)
     prepared.tokenizer.save_pretrained(tmp)
     checkpoints.swap_in(tmp, final)  # replaces a resumed run's earlier, unfinished save
+    if adapter is not None:
+        checkpoints.swap_in(adapter, run_dir / "adapter")
     summary = build_results(run_dir, prepared, outcome, metrics, started)
     write_text(run_dir / "README.md", run_model_card(prepared, summary))
     # results.json last: its presence says the run is complete (resume refuses such a run).
@@ -219,6 +230,20 @@ def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
         front_matter=dict(card_data()) if callable(card_data) else {},
         train_summary={k: v for k, v in summary["train"].items() if k != "history"},
     )
+
+
+def write_samples(
+    path: Path, before: list[dict[str, Any]] | None, after: list[dict[str, Any]]
+) -> None:
+    """``samples.jsonl``: per sample, its input and the output before and after fine-tuning
+    (``before`` is None for a resumed run)."""
+    lines = []
+    for i, sample in enumerate(after):
+        row = {k: v for k, v in sample.items() if k != "output"}
+        row["before"] = before[i].get("output") if before and i < len(before) else None
+        row["after"] = sample.get("output")
+        lines.append(json.dumps(row, ensure_ascii=False))
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def usage(task: str, pipeline_tag: str) -> str:
@@ -327,7 +352,8 @@ def model_card(
     metric_rows = [
         {"type": name, "value": round(value, 4), "name": name.replace("_", " ")}
         for name, value in metrics.items()
-        if name != "loss"
+        # An undefined metric (NaN) is no result: the Hub's model-index wants numbers.
+        if name != "loss" and math.isfinite(value)
     ]
     front: dict[str, Any] = {
         **(front_matter or {}),

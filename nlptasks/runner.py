@@ -22,7 +22,7 @@ import torch
 import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
-from nlptasks import checkpoints, data, models, precision, results
+from nlptasks import checkpoints, data, lora, models, precision, results
 from nlptasks.errors import (
     ConfigError,
     DataError,
@@ -110,6 +110,8 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     with models.remote_code(recipe.trust_remote_code):
         model, tokenizer = task.build_model(model_path, recipe)
     models.check_tokenizer(model, tokenizer, model_path)
+    if recipe.lora.enabled:
+        model = lora.add_adapters(model, recipe.lora, recipe.name or "recipe")
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.
@@ -162,6 +164,13 @@ def run_recipe(
                 eval_examples=len(prepared.examples["eval"]),
                 train_features=len(prepared.features["train"]),
                 eval_features=len(prepared.features["eval"]),
+                **dict(
+                    zip(
+                        ("trainable_parameters", "parameters"),
+                        lora.trainable_parameters(prepared.model),
+                        strict=True,
+                    )
+                ),
                 device=str(accelerator.device),
                 num_processes=accelerator.num_processes,
                 mixed_precision=accelerator.mixed_precision,
@@ -178,11 +187,19 @@ def run_recipe(
                 checkpoint_dir=run_dir / "checkpoints",
                 accelerator=accelerator,
             )
+            # Samples from before fine-tuning (not on a resumed run: its model is trained).
+            before = None
+            if main and checkpoint is None:
+                # On the run's device (training would move it there anyway).
+                before = _samples(prepared, prepared.model.to(accelerator.device))
             outcome = trainer.train(stop=stop, resume_from=checkpoint)
             metrics = _final_metrics(trainer, outcome.metrics)
             summary: dict[str, Any] = {}
             if main:
                 final = accelerator.unwrap_model(trainer.model)
+                after = _samples(prepared, final)
+                if after:
+                    results.write_samples(run_dir / "samples.jsonl", before, after)
                 summary = results.write_run(run_dir, prepared, final, outcome, metrics, started)
             events.emit("run_end", run_dir=str(run_dir), metrics=metrics)
         except RunInterrupted:
@@ -203,6 +220,22 @@ def run_recipe(
             stacklevel=2,
         )
     return RunResult(run_dir if main else None, metrics, summary)
+
+
+def _samples(prepared: PreparedRun, model: Any) -> list[dict[str, Any]] | None:
+    """The task's sample outputs (``Task.samples``, optional) of ``model``, generated under
+    ``torch.inference_mode`` in the run's precision; None for a task without samples."""
+    sampler = getattr(prepared.task, "samples", None)
+    if not callable(sampler):
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), prepared.accelerator.autocast():
+            return list(sampler(model, prepared.tokenizer, prepared.recipe))
+    finally:
+        if was_training:
+            model.train()
 
 
 def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
@@ -312,6 +345,7 @@ def predict(
     mixed_precision: str | None = None,
     overrides: Sequence[str] = (),
     labels: Sequence[str] | None = None,
+    stream: Any = None,
 ) -> list[dict[str, Any]]:
     """Predictions of a trained model, one per record, in input order.
 
@@ -319,6 +353,7 @@ def predict(
     field). Runs under ``torch.inference_mode`` in the precision of the model's recipe unless
     ``mixed_precision`` says otherwise; ``overrides`` change that recipe (e.g. generation
     settings); ``labels`` name each record's origin in error messages (``in.jsonl line 3``).
+    ``stream(text)``, for a task with ``predict_stream``, receives generated text as it comes.
     """
     _quiet_libraries()
     if isinstance(records, (str, bytes)):
@@ -345,6 +380,10 @@ def predict(
     if torch.cuda.is_available():
         model.to("cuda")
     with precision.inference(chosen, model.device):
+        streamer = getattr(task, "predict_stream", None)
+        if stream is not None and callable(streamer):
+            # One record at a time, its text written as it is generated.
+            return [streamer(model, tokenizer, r, resolved, stream) for r in checked]
         return list(task.predict(model, tokenizer, checked, resolved))
 
 
@@ -383,6 +422,9 @@ def check_records(
             raise NlpTasksError(
                 f"{where} has a '{not_text[0]}' that is {kind}, not text. Give a string."
             )
+        empty = [f for f in fields if not record[f].strip()]
+        if empty:
+            raise NlpTasksError(f"{where} has an empty '{empty[0]}'. Give it text.")
         checked.append(record)
     return checked
 

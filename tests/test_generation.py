@@ -1,0 +1,464 @@
+"""The generation task: packing, completion and chat masks, perplexity, LoRA, decoding, and
+run / eval / predict end to end with a tiny GPT-2 on real WikiText-2 text."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nlptasks.builtins.generation.data import (
+    IGNORE,
+    chat_example,
+    completion_example,
+    pack,
+)
+from nlptasks.cli import cli
+from nlptasks.testing import make_tiny_gpt2
+from tests.conftest import SHARED_DATA
+
+WIKI = SHARED_DATA / "wikitext2_raw"
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def wiki_lines(name: str, limit: int) -> list[str]:
+    return (WIKI / name).read_text(encoding="utf-8").splitlines(keepends=True)[:limit]
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [line for line in wiki_lines("wiki.valid.raw", 3000) if line.strip()]
+    return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-lm"), texts, dropout=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_lm: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_lm)
+
+
+@pytest.fixture
+def wiki_small(tmp_path: Path) -> tuple[Path, Path]:
+    train, dev = tmp_path / "train.raw", tmp_path / "dev.raw"
+    train.write_text("".join(wiki_lines("wiki.valid.raw", 120)), encoding="utf-8")
+    dev.write_text("".join(wiki_lines("wiki.test.raw", 40)), encoding="utf-8")
+    return train, dev
+
+
+# ----------------------------------------------------------------------------- packing
+def test_packing_loses_and_duplicates_no_token() -> None:
+    rows = [[1, 2, 3], [], [4, 5, 6, 7, 8], [9], [10, 11, 12, 13, 14, 15, 16]]
+    blocks = list(pack(iter(rows), 4))
+    assert [len(b) for b in blocks] == [4, 4, 4, 4]
+    assert [t for b in blocks for t in b] == list(range(1, 17))
+    blocks = list(pack(iter(rows), 5))
+    assert [len(b) for b in blocks] == [5, 5, 5, 1]  # the remainder is kept, not dropped
+    assert [t for b in blocks for t in b] == list(range(1, 17))
+
+
+def _features(tiny_lm: Path, overrides: list[str]):
+    from nlptasks import data
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import load_task
+
+    recipe = load_recipe("generation", "smollm2", [f"model={tiny_lm}", *overrides])
+    task = load_task("generation")
+    splits = task.prepare_data(data.load_splits(recipe.data), recipe)
+    model, tokenizer = task.build_model(str(tiny_lm), recipe)
+    return (
+        task,
+        model,
+        tokenizer,
+        {n: task.preprocess(s, tokenizer, recipe) for n, s in splits.items()},
+    )
+
+
+def test_a_text_file_is_packed_whole_with_eos_only_at_its_end(tiny_lm, wiki_small) -> None:
+    train, dev = wiki_small
+    task, _, tokenizer, features = _features(
+        tiny_lm,
+        [
+            f"data.train_path={train}",
+            f"data.eval_path={dev}",
+            "~data.max_train_examples",
+            "options.block_size=64",
+        ],
+    )
+    blocks = features["train"]["input_ids"]
+    assert all(len(b) == 64 for b in blocks[:-1]) and 0 < len(blocks[-1]) <= 64
+    # Every line, tokenised on its own, line breaks included, then one EOS: nothing else.
+    lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
+    expected = [t for line in lines for t in tokenizer(line)["input_ids"]]
+    expected.append(tokenizer.eos_token_id)
+    assert [t for b in blocks for t in b] == expected
+    assert features["train"]["labels"] == blocks  # every token is a target
+    assert "\n" in tokenizer.decode(blocks[0])
+
+
+def test_rows_of_a_table_are_documents_with_eos_between_them(tiny_lm, tmp_path) -> None:
+    rows = [{"text": f"document number {i} ends here ."} for i in range(30)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    task, _, tokenizer, features = _features(
+        tiny_lm,
+        [f"data.train_path={path}", f"data.eval_path={path}", "options.block_size=16"],
+    )
+    stream = [t for b in features["train"]["input_ids"] for t in b]
+    eos = tokenizer.eos_token_id
+    assert stream.count(eos) == 30
+    expected = [t for r in rows for t in [*tokenizer(r["text"])["input_ids"], eos]]
+    assert stream == expected
+
+
+def test_completion_loss_covers_the_completion_only() -> None:
+    ids, labels = completion_example([1, 2, 3], [7, 8, 0], max_length=10)
+    assert ids == [1, 2, 3, 7, 8, 0]
+    assert labels == [IGNORE, IGNORE, IGNORE, 7, 8, 0]
+    ids, labels = completion_example([1, 2, 3, 4, 5], [7, 8, 0], max_length=6)
+    assert ids == [3, 4, 5, 7, 8, 0]  # the prompt's start is cut, the completion kept
+    assert labels[3:] == [7, 8, 0] and set(labels[:3]) == {IGNORE}
+
+
+def test_chat_loss_covers_the_assistant_turns_only(tokenizer) -> None:
+    tokenizer = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = CHATML
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "where is the lobster ?"},
+        {"role": "assistant", "content": "in the sea ."},
+        {"role": "user", "content": "which sea ?"},
+        {"role": "assistant", "content": "the black sea ."},
+    ]
+    ids, labels = chat_example(tokenizer, messages, 512, "record 1")
+    learned = [t for t in labels if t != IGNORE]
+    text = tokenizer.decode(learned)
+    assert "in the sea ." in text and "the black sea ." in text
+    assert "lobster" not in text and "which" not in text and "brief" not in text
+    assert "<|im_end|>" in text  # the turn's end is learned: the model learns to stop
+    assert len(ids) == len(labels)
+
+
+# -------------------------------------------------------------------------- perplexity
+def test_perplexity_is_exp_of_the_token_weighted_loss_whatever_the_batching(
+    tiny_lm, wiki_small
+) -> None:
+    from nlptasks.evaluation import Evaluator
+    from nlptasks.recipes import load_recipe
+    from nlptasks.trainer import make_accelerator
+
+    train, dev = wiki_small
+    overrides = [f"data.train_path={train}", f"data.eval_path={dev}", "options.block_size=48"]
+    task, model, tokenizer, features = _features(tiny_lm, overrides)
+    lengths = features["eval"]["length"]
+    assert len(set(lengths)) > 1  # a short last block: batches are padded
+    # By hand: every block alone, token losses summed, divided by the number of targets.
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for ids in features["eval"]["input_ids"]:
+            tensor = torch.tensor([ids])
+            logits = model(tensor).logits[0, :-1]
+            losses = torch.nn.functional.cross_entropy(logits, tensor[0, 1:], reduction="none")
+            total, count = total + float(losses.sum()), count + len(ids) - 1
+    expected = math.exp(total / count)
+    for batch in (1, 3, 64):
+        recipe = load_recipe(
+            "generation",
+            "smollm2",
+            [
+                f"model={tiny_lm}",
+                *overrides,
+                f"train.eval_batch_size={batch}",
+                "train.mixed_precision=no",
+            ],
+        )
+        evaluator = Evaluator(
+            task,
+            tokenizer,
+            recipe,
+            features["eval"],
+            features["eval"],
+            make_accelerator(recipe.train),
+        )
+        metrics = evaluator.evaluate(model)
+        assert metrics["perplexity"] == pytest.approx(expected, rel=1e-5)
+        assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-9)
+
+
+# -------------------------------------------------------------------------------- LoRA
+def test_the_merged_lora_model_gives_the_logits_of_the_adapted_one(tiny_lm, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from nlptasks import lora
+    from nlptasks.recipes import LoraConfig
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    adapted = lora.add_adapters(
+        model, LoraConfig(enabled=True, r=4, target_modules=["c_attn"]), "t"
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():  # peft starts B at zero (no change): give the adapters a real effect
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    trainable, total = lora.trainable_parameters(adapted)
+    assert 0 < trainable < total / 10
+    adapted.eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        before = adapted(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(tiny_lm).eval()(ids).logits
+    assert not torch.allclose(before, base, atol=1e-3)  # the adapters do change the model
+    lora.save_merged(adapted, tmp_path / "merged", tmp_path / "adapter")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        after = plain(ids).logits
+    assert torch.allclose(before, after, atol=1e-5)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+
+
+# ------------------------------------------------------------------------- end to end
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _run_args(tiny_lm: Path, wiki_small: tuple[Path, Path], run_dir: Path) -> list[str]:
+    train, dev = wiki_small
+    return [
+        "run",
+        "generation",
+        f"model={tiny_lm}",
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "~data.max_train_examples",
+        "options.block_size=64",
+        "train.max_steps=8",
+        "train.batch_size=4",
+        "train.learning_rate=3e-3",
+        "train.mixed_precision=no",
+        "options.sample_prompts=[' = Homarus', ' The lobster']",
+        "generation.max_new_tokens=8",
+        "--quiet",
+        "--output-dir",
+        str(run_dir),
+    ]
+
+
+def test_a_tiny_lm_trains_and_saves_a_plain_transformers_model(
+    tiny_lm, wiki_small, tmp_path
+) -> None:
+    from transformers import AutoModelForCausalLM, pipeline
+
+    run_dir = tmp_path / "run"
+    invoke(*_run_args(tiny_lm, wiki_small, run_dir))
+    results = json.loads((run_dir / "results.json").read_text())
+    metrics = results["metrics"]["eval"]
+    assert set(metrics) == {"loss", "perplexity"}
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    # Training moved the model: held-out perplexity below a uniform guess over the vocabulary.
+    assert metrics["perplexity"] < AutoModelForCausalLM.from_pretrained(tiny_lm).config.vocab_size
+    samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt"] for s in samples] == [" = Homarus", " The lobster"]
+    assert all(isinstance(s["before"], str) and isinstance(s["after"], str) for s in samples)
+    pipe = pipeline("text-generation", model=str(run_dir / "model"))
+    assert pipe(" = Homarus", max_new_tokens=3, do_sample=False)[0]["generated_text"]
+    evaluated = json.loads(
+        invoke("eval", "generation", "--model", str(run_dir / "model"), "--json")
+    )
+    assert evaluated == pytest.approx(metrics, rel=1e-6)
+
+
+def test_lora_runs_merge_on_save_and_can_keep_the_adapter(tiny_lm, wiki_small, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    run_dir = tmp_path / "lora"
+    args = _run_args(tiny_lm, wiki_small, run_dir)
+    output = (
+        CliRunner()
+        .invoke(
+            cli,
+            [*args[:-4], "lora.enabled=true", "lora.save_adapter=true", "--json", *args[-2:]],
+        )
+        .output
+    )
+    start = next(json.loads(x) for x in output.splitlines() if '"run_start"' in x)
+    assert 0 < start["trainable_parameters"] < start["parameters"] / 5
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "model")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    changed = [
+        name
+        for (name, p), (_, q) in zip(model.named_parameters(), base.named_parameters(), strict=True)
+        if not torch.equal(p, q)
+    ]
+    assert changed and all("attn.c_attn" in name for name in changed)  # only adapted layers
+
+
+@pytest.fixture(scope="module")
+def trained_lm(tiny_lm, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("trained-lm")
+    train, dev = tmp / "train.raw", tmp / "dev.raw"
+    train.write_text("".join(wiki_lines("wiki.valid.raw", 120)), encoding="utf-8")
+    dev.write_text("".join(wiki_lines("wiki.test.raw", 40)), encoding="utf-8")
+    invoke(*_run_args(tiny_lm, (train, dev), tmp / "run"))
+    return tmp / "run" / "model"
+
+
+def test_sampled_decoding_with_a_seed_is_reproducible(trained_lm: Path) -> None:
+    def sample(seed: int) -> list[str]:
+        output = invoke(
+            "predict",
+            "generation",
+            "--model",
+            str(trained_lm),
+            " = Homarus",
+            " The lobster is",
+            "--set",
+            "generation.do_sample=true",
+            "--set",
+            f"generation.seed={seed}",
+            "--set",
+            "generation.max_new_tokens=12",
+            "--set",
+            "generation.top_k=50",
+        )
+        return [json.loads(line)["generated_text"] for line in output.splitlines()]
+
+    first = sample(7)
+    assert len(first) == 2 and all(first)
+    assert sample(7) == first
+    assert sample(8) != first
+
+
+def test_batched_prompts_are_left_padded(trained_lm: Path) -> None:
+    import nlptasks
+
+    prompts = [" = Homarus", " The lobster is a species of clawed lobster from the"]
+    alone = [nlptasks.predict("generation", str(trained_lm), [p])[0] for p in prompts]
+    together = nlptasks.predict("generation", str(trained_lm), prompts, batch_size=2)
+    assert together == alone  # greedy: padding must not change what a prompt produces
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty text", "text is empty"),
+        ("block size", "longer than the model's context (128 tokens)"),
+        ("no assistant", "has no assistant turn"),
+        ("lora target", "'lora.target_modules' names 'q_proj', which this model does not have"),
+    ],
+)
+def test_bad_input_is_one_line(tiny_lm, wiki_small, tmp_path, case, message) -> None:
+    train, dev = wiki_small
+    extra = [f"data.train_path={train}", f"data.eval_path={dev}"]
+    if case == "empty text":
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": "  "}))
+        extra = [f"data.train_path={empty}", f"data.eval_path={dev}"]
+    elif case == "block size":
+        extra.append("options.block_size=4096")
+    elif case == "no assistant":
+        chat = tmp_path / "chat.jsonl"
+        chat.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
+        extra = [f"data.train_path={chat}", f"data.eval_path={chat}"]
+    else:
+        extra += ["lora.enabled=true", "lora.target_modules=[q_proj]"]
+    result = CliRunner().invoke(
+        cli, ["run", "generation", f"model={tiny_lm}", "~data.max_train_examples", *extra]
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_prompt_longer_than_the_context_is_one_line(trained_lm: Path) -> None:
+    long_prompt = " lobster" * 200
+    result = CliRunner().invoke(
+        cli, ["predict", "generation", "--model", str(trained_lm), long_prompt]
+    )
+    assert result.exit_code == 1
+    assert "more than the model's context (128 tokens)" in result.output
+
+
+@pytest.mark.slow
+def test_two_process_perplexity_equals_one_process(trained_lm: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = ["-m", "nlptasks.cli", "eval", "generation", "--model", str(trained_lm), "--json"]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert json.loads(two.stdout) == pytest.approx(json.loads(one.stdout), rel=1e-6)
+
+
+def test_streamed_text_is_the_generated_text(trained_lm: Path) -> None:
+    from nlptasks.runner import predict
+
+    chunks: list[str] = []
+    streamed = predict(
+        "generation", str(trained_lm), [" = Homarus", " The lobster"], stream=chunks.append
+    )
+    plain = predict("generation", str(trained_lm), [" = Homarus", " The lobster"])
+    assert streamed == plain
+    assert "".join(chunks) == "".join(p["generated_text"] + "\n" for p in plain)
+    assert len(chunks) > 2  # written piece by piece, not at the end
+
+
+def test_decoding_flags_become_generation_settings(trained_lm: Path) -> None:
+    greedy = invoke("predict", "generation", "--model", str(trained_lm), " = Homarus", "--greedy")
+    sampled = invoke(
+        "predict",
+        "generation",
+        "--model",
+        str(trained_lm),
+        " = Homarus",
+        "--temperature",
+        "1.5",
+        "--top-k",
+        "40",
+        "--seed",
+        "3",
+        "--max-new-tokens",
+        "6",
+    )
+    again = invoke(
+        "predict",
+        "generation",
+        "--model",
+        str(trained_lm),
+        " = Homarus",
+        "--temperature",
+        "1.5",
+        "--top-k",
+        "40",
+        "--seed",
+        "3",
+        "--max-new-tokens",
+        "6",
+    )
+    assert sampled == again and sampled != greedy
+    result = CliRunner().invoke(
+        cli, ["predict", "generation", "--model", str(trained_lm), "x", "--greedy", "--top-k", "3"]
+    )
+    assert result.exit_code == 2 and "--greedy cannot be combined" in result.output
