@@ -254,8 +254,8 @@ def eval_command(
 @click.option("--top-p", type=float, help="Generating tasks: nucleus sampling (turns sampling on).")
 @click.option(
     "--top-k",
-    type=click.IntRange(min=1),
-    help="Generating tasks: sample from the k likeliest tokens (turns sampling on).",
+    type=click.IntRange(min=0),
+    help="Generating tasks: sample from the k likeliest tokens, 0 for all (turns sampling on).",
 )
 @click.option(
     "--repetition-penalty",

@@ -73,8 +73,13 @@ def load_splits(
         assert train is not None
         _check_not_empty(train, "training data")
         # A fixed seed keeps the held-out split identical across runs and for `nlptasks eval`.
+        # The lines of a text file are in order (one text): its tail is held out, not random
+        # lines torn from their paragraphs.
+        ordered = str(config.train_path or "").lower().endswith((".txt", ".raw"))
         held = train.train_test_split(
-            test_size=config.eval_fraction, seed=config.split_seed, shuffle=True
+            test_size=config.eval_fraction,
+            seed=None if ordered else config.split_seed,
+            shuffle=not ordered,
         )
         train, evaluation = held["train"], held["test"]
 

@@ -29,13 +29,15 @@ def add_adapters(model: torch.nn.Module, config: LoraConfig, source: str) -> tor
     type when absent); every other weight frozen. A name the model lacks is a ConfigError."""
     import peft
 
-    if config.target_modules is not None:
+    if config.target_modules is not None and config.target_modules != ["all-linear"]:
         _check_targets(model, config.target_modules, source)
     settings = peft.LoraConfig(
         r=config.r,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
-        target_modules=config.target_modules,
+        target_modules=(
+            "all-linear" if config.target_modules == ["all-linear"] else config.target_modules
+        ),
         # Heads that a task adds to the base model (a classifier, a span head) train fully.
         modules_to_save=_new_heads(model),
         # GPT-2's Conv1D layers store their weights transposed.
@@ -47,20 +49,39 @@ def add_adapters(model: torch.nn.Module, config: LoraConfig, source: str) -> tor
             # business.
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
             return peft.get_peft_model(model, settings)
-    except ValueError as exc:  # e.g. no default target modules for this model type
+    except ValueError:  # e.g. no default target modules for this model type
         raise ConfigError(
             source,
             [
-                f"LoRA cannot adapt this model ({str(exc).splitlines()[0]}). Set "
-                f"lora.target_modules to its linear layers, e.g. "
+                f"LoRA cannot adapt the modules chosen (peft found no supported layer among "
+                f"them). Set lora.target_modules to linear layers of this model, e.g. "
                 f"[{', '.join(linear_layer_names(model)[:4])}]"
             ],
         ) from None
 
 
 def _check_targets(model: torch.nn.Module, targets: list[str], source: str) -> None:
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in targets if t not in names]
+    """Every target names a module (its last name, or a dotted suffix as peft matches them);
+    a head that shares its weight with the input embeddings cannot be adapted (merging would
+    change the embeddings too)."""
+    names = [name for name, _ in model.named_modules() if name]
+
+    def matches(target: str) -> list[str]:
+        return [n for n in names if n == target or n.endswith("." + target)]
+
+    missing = [t for t in targets if not matches(t)]
+    tied = _tied_head(model)
+    if tied is not None:
+        for target in targets:
+            if tied in matches(target):
+                raise ConfigError(
+                    source,
+                    [
+                        f"'lora.target_modules' names {target!r}, the output layer, which shares "
+                        f"its weights with the input embeddings: merging an adapter there would "
+                        f"change both. Leave it out"
+                    ],
+                )
     if missing:
         raise ConfigError(
             source,
@@ -73,23 +94,38 @@ def _check_targets(model: torch.nn.Module, targets: list[str], source: str) -> N
 
 
 def linear_layer_names(model: torch.nn.Module) -> list[str]:
-    """The distinct last names of the model's linear layers (candidates for target_modules)."""
+    """The distinct last names of the model's linear layers (candidates for target_modules),
+    without an output layer tied to the input embeddings."""
     import torch
 
+    tied = _tied_head(model)
     found: list[str] = []
     for name, module in model.named_modules():
         is_linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
         short = name.rsplit(".", 1)[-1]
-        if is_linear and short and short not in found:
+        if is_linear and short and short not in found and name != tied:
             found.append(short)
     return found
+
+
+def _tied_head(model: torch.nn.Module) -> str | None:
+    """The name of the output layer if it shares its weight with the input embeddings."""
+    get_input = getattr(model, "get_input_embeddings", None)
+    get_output = getattr(model, "get_output_embeddings", None)
+    if not callable(get_input) or not callable(get_output):
+        return None
+    inputs, outputs = get_input(), get_output()
+    if inputs is None or outputs is None or outputs.weight is not inputs.weight:
+        return None
+    return next((n for n, m in model.named_modules() if m is outputs), None)
 
 
 def _new_heads(model: torch.nn.Module) -> list[str] | None:
     """Task heads that are not part of a pretrained base model (``classifier``,
     ``qa_outputs``, ``score``): they must train, not stay frozen at random values."""
     names = {name for name, _ in model.named_children()}
-    heads: list[str] = [h for h in ("classifier", "qa_outputs", "score") if h in names]
+    known = ("classifier", "pre_classifier", "qa_outputs", "score")
+    heads: list[str] = [h for h in known if h in names]
     return heads or None
 
 
@@ -108,6 +144,8 @@ def save_merged(model: Any, folder: Path, adapter_folder: Path | None) -> Any:
         return model
     if adapter_folder is not None:
         model.save_pretrained(adapter_folder)
+        # peft writes a template card full of placeholders: the run's README.md is the card.
+        (adapter_folder / "README.md").unlink(missing_ok=True)
     merged = model.merge_and_unload()
     merged.save_pretrained(folder)
     return merged

@@ -74,7 +74,13 @@ def load_pretrained(reference: str, loader: Callable[..., T], task: str = "") ->
     write loaders that pass keyword arguments on (``lambda ref, **kw: X.from_pretrained(ref,
     ..., **kw)``)."""
     local = Path(reference).expanduser()
-    if local.is_dir() and not (local / "config.json").is_file():
+    # A LoRA checkpoint holds its adapter (adapter_config.json names the base model):
+    # transformers loads the base model and attaches it.
+    if (
+        local.is_dir()
+        and not (local / "config.json").is_file()
+        and not (local / "adapter_config.json").is_file()
+    ):
         raise ModelError(
             f"'{reference}' is a folder but not a model (it has no config.json). Point model= "
             f"(or --model) at a folder written by save_pretrained, e.g. RUN/model."

@@ -97,7 +97,8 @@ class GenerationConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int | None = None
-    """Sample from the k most likely tokens only (with ``do_sample``)."""
+    """Sample from the k most likely tokens only (with ``do_sample``); 0 turns the limit off;
+    when absent, the model's generation_config decides (transformers' default is 50)."""
     repetition_penalty: float = 1.0
     seed: int | None = None
     """Seed of sampled decoding: the same seed and settings give the same text."""
@@ -613,7 +614,7 @@ def _generation_problems(g: GenerationConfig) -> list[str]:
                 "'generation.temperature' must be a number above 0",
             ),
             (0 < g.top_p <= 1, "'generation.top_p' must be in (0, 1]"),
-            (g.top_k is None or g.top_k > 0, "'generation.top_k' must be at least 1"),
+            (g.top_k is None or g.top_k >= 0, "'generation.top_k' must be 0 (off) or more"),
             (
                 math.isfinite(g.repetition_penalty) and g.repetition_penalty > 0,
                 "'generation.repetition_penalty' must be a number above 0",

@@ -140,6 +140,7 @@ def write_run(
     # The model folder appears whole or not at all: written aside, then renamed.
     final, tmp = run_dir / "model", run_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    trainable, total = lora.trainable_parameters(model)  # before merging LoRA adapters
     adapter = None
     if prepared.recipe.lora.enabled and prepared.recipe.lora.save_adapter:
         adapter = run_dir / ".adapter.tmp"
@@ -151,6 +152,18 @@ def write_run(
     if adapter is not None:
         checkpoints.swap_in(adapter, run_dir / "adapter")
     summary = build_results(run_dir, prepared, outcome, metrics, started)
+    summary["train"]["trainable_parameters"] = trainable
+    summary["train"]["parameters"] = total
+    settings = prepared.recipe.lora
+    if settings.enabled:
+        summary["train"]["lora"] = {
+            "r": settings.r,
+            "alpha": settings.alpha,
+            "dropout": settings.dropout,
+            "target_modules": settings.target_modules or "peft's default for the model",
+            "merged_into": "model/",
+            "adapter": "adapter/" if settings.save_adapter else None,
+        }
     write_text(run_dir / "README.md", run_model_card(prepared, summary))
     # results.json last: its presence says the run is complete (resume refuses such a run).
     write_json(run_dir / "results.json", summary)

@@ -33,7 +33,7 @@ from nlptasks.errors import (
 )
 from nlptasks.evaluation import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
-from nlptasks.recipes import Recipe, load_recipe, read_yaml, with_absolute_paths
+from nlptasks.recipes import LoraConfig, Recipe, load_recipe, read_yaml, with_absolute_paths
 from nlptasks.registry import get_registries
 from nlptasks.task import declared_metrics
 from nlptasks.trainer import StopRequests, Trainer, make_accelerator
@@ -112,6 +112,11 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     models.check_tokenizer(model, tokenizer, model_path)
     if recipe.lora.enabled:
         model = lora.add_adapters(model, recipe.lora, recipe.name or "recipe")
+    elif recipe.lora != LoraConfig():
+        warnings.warn(
+            "The recipe sets lora.* but not lora.enabled=true: training is full fine-tuning.",
+            stacklevel=2,
+        )
     accelerator = make_accelerator(recipe.train)
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.

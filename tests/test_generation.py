@@ -307,6 +307,19 @@ def test_lora_runs_merge_on_save_and_can_keep_the_adapter(tiny_lm, wiki_small, t
         if not torch.equal(p, q)
     ]
     assert changed and all("attn.c_attn" in name for name in changed)  # only adapted layers
+    saved = json.loads((run_dir / "results.json").read_text())["train"]
+    assert (
+        saved["lora"]["r"] == 8 and saved["trainable_parameters"] == start["trainable_parameters"]
+    )
+    # A checkpoint of a LoRA run holds the adapter; eval loads it (base model + adapter).
+    assert (run_dir / "checkpoints" / "best" / "adapter_config.json").is_file()
+    from_checkpoint = json.loads(
+        invoke("eval", "generation", "--model", str(run_dir / "checkpoints" / "best"), "--json")
+    )
+    from_model = json.loads(
+        invoke("eval", "generation", "--model", str(run_dir / "model"), "--json")
+    )
+    assert from_checkpoint == pytest.approx(from_model, rel=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -361,6 +374,8 @@ def test_batched_prompts_are_left_padded(trained_lm: Path) -> None:
         ("block size", "longer than the model's context (128 tokens)"),
         ("no assistant", "has no assistant turn"),
         ("lora target", "'lora.target_modules' names 'q_proj', which this model does not have"),
+        ("tied head", "the output layer, which shares its weights with the input embeddings"),
+        ("chat first", "starts with an assistant turn"),
     ],
 )
 def test_bad_input_is_one_line(tiny_lm, wiki_small, tmp_path, case, message) -> None:
@@ -376,6 +391,13 @@ def test_bad_input_is_one_line(tiny_lm, wiki_small, tmp_path, case, message) -> 
         chat = tmp_path / "chat.jsonl"
         chat.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}))
         extra = [f"data.train_path={chat}", f"data.eval_path={chat}"]
+    elif case == "chat first":
+        chat = tmp_path / "chat.jsonl"
+        turns = [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "yo"}]
+        chat.write_text(json.dumps({"messages": turns}))
+        extra = [f"data.train_path={chat}", f"data.eval_path={chat}"]
+    elif case == "tied head":
+        extra += ["lora.enabled=true", "lora.target_modules=[c_attn, lm_head]"]
     else:
         extra += ["lora.enabled=true", "lora.target_modules=[q_proj]"]
     result = CliRunner().invoke(
@@ -426,39 +448,102 @@ def test_streamed_text_is_the_generated_text(trained_lm: Path) -> None:
 
 
 def test_decoding_flags_become_generation_settings(trained_lm: Path) -> None:
-    greedy = invoke("predict", "generation", "--model", str(trained_lm), " = Homarus", "--greedy")
-    sampled = invoke(
-        "predict",
-        "generation",
-        "--model",
-        str(trained_lm),
-        " = Homarus",
-        "--temperature",
-        "1.5",
-        "--top-k",
-        "40",
-        "--seed",
-        "3",
-        "--max-new-tokens",
-        "6",
-    )
-    again = invoke(
-        "predict",
-        "generation",
-        "--model",
-        str(trained_lm),
-        " = Homarus",
-        "--temperature",
-        "1.5",
-        "--top-k",
-        "40",
-        "--seed",
-        "3",
-        "--max-new-tokens",
-        "6",
-    )
-    assert sampled == again and sampled != greedy
+    def run(*flags: str) -> str:
+        return invoke(
+            "predict",
+            "generation",
+            "--model",
+            str(trained_lm),
+            " = Homarus",
+            "--max-new-tokens",
+            "10",
+            *flags,
+        )
+
+    greedy = run("--greedy")
+    assert run() == greedy  # the tiny recipe decodes greedily by default
+    sampled = run("--temperature", "1.5", "--top-k", "0", "--seed", "3")
+    assert sampled != greedy  # --temperature turned sampling on
+    assert run("--temperature", "1.5", "--top-k", "0", "--seed", "3") == sampled
+    assert run("--temperature", "1.5", "--top-k", "0", "--seed", "4") != sampled
     result = CliRunner().invoke(
         cli, ["predict", "generation", "--model", str(trained_lm), "x", "--greedy", "--top-k", "3"]
     )
     assert result.exit_code == 2 and "--greedy cannot be combined" in result.output
+
+
+def test_a_seed_gives_each_prompt_its_text_whatever_the_batch(trained_lm: Path) -> None:
+    from nlptasks.runner import predict
+
+    prompts = [" = Homarus", " The lobster", " It is"]
+    overrides = ["generation.do_sample=true", "generation.seed=5", "generation.max_new_tokens=8"]
+    together = predict("generation", str(trained_lm), prompts, 3, None, overrides)
+    alone = [predict("generation", str(trained_lm), [p], 1, None, overrides)[0] for p in prompts]
+    assert together == alone
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    predict("generation", str(trained_lm), prompts[:1], 1, None, overrides)
+    assert torch.equal(torch.rand(1), expected)  # the caller's random state is untouched
+    chunks: list[str] = []
+    streamed = predict(
+        "generation", str(trained_lm), prompts, 3, None, overrides, stream=chunks.append
+    )
+    assert streamed == together
+
+
+def test_token_weighted_accumulation_2x4_equals_batch_8(tiny_lm, tmp_path) -> None:
+    """Completions of very different lengths: a loss averaged per micro-batch would weight a
+    short completion's tokens more; the trainer divides by all the window's targets."""
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import prepare_run
+    from nlptasks.trainer import Trainer
+
+    lines = [line.strip() for line in wiki_lines("wiki.valid.raw", 400) if len(line) > 80]
+    rows = [
+        {"prompt": line[:30], "completion": line[30 : 40 + 25 * (i % 5)]}
+        for i, line in enumerate(lines[:8])
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+
+    def one_step(accumulation: int) -> dict:
+        recipe = load_recipe(
+            "generation",
+            "smollm2",
+            [
+                f"model={tiny_lm}",
+                f"data.train_path={path}",
+                f"data.eval_path={path}",
+                "train.batch_size=8",
+                f"train.gradient_accumulation_steps={accumulation}",
+                "train.max_steps=1",
+                "train.learning_rate=1e-2",
+                "train.group_by_length=false",
+                "train.warmup_ratio=0",
+                "train.scheduler=constant",
+                "train.mixed_precision=no",
+                "options.block_size=128",
+            ],
+        )
+        prepared = prepare_run(recipe)
+        torch.manual_seed(0)
+        trainer = Trainer(
+            prepared.task,
+            prepared.model,
+            prepared.tokenizer,
+            recipe.train,
+            prepared.features["train"],
+            None,
+        )
+        result = trainer.train()
+        state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        return state, result.train_loss, prepared.features["train"]
+
+    full, full_loss, features = one_step(1)
+    targets = [sum(t != IGNORE for t in labels[1:]) for labels in features["labels"]]
+    assert max(targets) > 2 * min(targets)  # the micro-batches really differ in targets
+    accumulated, accumulated_loss, _ = one_step(2)
+    assert accumulated_loss == pytest.approx(full_loss, rel=1e-5)
+    for name, value in full.items():
+        torch.testing.assert_close(accumulated[name], value, rtol=1e-4, atol=1e-4)

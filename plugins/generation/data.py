@@ -88,6 +88,11 @@ def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
             f"{where} has no assistant turn, so there is nothing to learn from it. Add the "
             f"assistant's reply, or drop the record."
         )
+    if checked[0]["role"] == "assistant":
+        raise DataError(
+            f"{where} starts with an assistant turn; a conversation starts with a system or "
+            f"user turn. Add the turn that the reply answers."
+        )
     return checked
 
 
@@ -108,7 +113,8 @@ def chat_example(
 
     Each assistant turn's characters are found by rendering the conversation up to it: the
     text before it (with the assistant prompt) and the text with it. Tokens that start inside
-    those characters get labels; every other token is ignored.
+    those characters get labels; every other token is ignored. A conversation longer than
+    ``max_length`` loses its first tokens (the replies are what is learned).
     """
     full = render_chat(tokenizer, messages)
     spans: list[tuple[int, int]] = []

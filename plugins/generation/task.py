@@ -19,7 +19,6 @@ from nlptasks import (
     GenerationConfig,
     MetricSpec,
     Recipe,
-    fingerprint,
     load_pretrained,
     resolve_column,
 )
@@ -33,10 +32,9 @@ from nlptasks.builtins.generation.data import (
     render_chat,
 )
 
-# Bump when preprocessing changes so that cached tokenisations are not reused.
-PREPROCESS_VERSION = 1
 TEXT_CANDIDATES = ("text", "content", "document", "sentence")
 DEFAULT_BLOCK = 1024
+DEFAULT_NEW_TOKENS = 50
 
 
 @dataclass
@@ -62,9 +60,12 @@ class GenerationOptions:
     """Prompts continued before and after fine-tuning, written to ``RUN/samples.jsonl``."""
 
     def problems(self) -> list[str]:
+        found = []
         if self.block_size is not None and self.block_size < 2:
-            return [f"'options.block_size' must be at least 2, not {self.block_size}"]
-        return []
+            found.append(f"'options.block_size' must be at least 2, not {self.block_size}")
+        if any(not p.strip() for p in self.sample_prompts):
+            found.append("'options.sample_prompts' must not hold an empty prompt")
+        return found
 
 
 class GenerationTask:
@@ -153,7 +154,18 @@ class GenerationTask:
 
     # ------------------------------------------------------------------------------ model
     def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        return self.load_trained(model_path, train=True)
+        model, tokenizer = self.load_trained(model_path, train=True)
+        options: GenerationOptions = recipe.options
+        max_new = recipe.generation.max_new_tokens or DEFAULT_NEW_TOKENS
+        for number, prompt in enumerate(options.sample_prompts, 1):
+            length = len(tokenizer(self.prompt_text(tokenizer, prompt, options))["input_ids"])
+            if self.context_length is not None and length + max_new > self.context_length:
+                raise DataError(
+                    f"options.sample_prompts {number} has {length} tokens; with "
+                    f"max_new_tokens {max_new} it does not fit the model's context "
+                    f"({self.context_length}). Shorten it."
+                )
+        return model, tokenizer
 
     def load_trained(self, model_dir: str, train: bool = False) -> tuple[torch.nn.Module, Any]:
         tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
@@ -195,15 +207,6 @@ class GenerationTask:
     ) -> datasets.Dataset:
         options: GenerationOptions = recipe.options
         size = self.block_size(options)
-        key = fingerprint(
-            dataset._fingerprint,
-            self.tokenizer_digest,
-            self.format,
-            size,
-            PREPROCESS_VERSION,
-            options.documents,
-            _one_document(recipe),
-        )
         if self.format == "text":
             per_row = options.documents == "rows" or (
                 options.documents == "auto" and not _one_document(recipe)
@@ -237,7 +240,12 @@ class GenerationTask:
                 rows["input_ids"].append(ids)
                 rows["labels"].append(labels)
                 rows["length"].append(len(ids))
-        del key  # in-memory features are not cached on disk; kept for a future on-disk cache
+        if not any(label != IGNORE for labels in rows["labels"] for label in labels[1:]):
+            raise DataError(
+                "No token of this data is left to learn from (every completion or assistant "
+                "turn was cut off). Raise options.block_size or shorten the records."
+            )
+        # Built in memory (packing needs the whole stream): not cached between runs.
         return datasets.Dataset.from_dict(rows)
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -325,7 +333,9 @@ class GenerationTask:
 
         options: GenerationOptions = recipe.options
         prompt = self.prompt_text(tokenizer, str(record["prompt"]), options)
-        streamer = _Writer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        # Beam search keeps several candidates until the end: nothing to stream before that.
+        beams = recipe.generation.num_beams > 1
+        streamer = None if beams else _Writer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         text = generate(
             model,
             tokenizer,
@@ -336,10 +346,15 @@ class GenerationTask:
             add_special_tokens=not options.chat,
             streamer=streamer,
         )[0]
-        write("\n")  # one record per line
+        write(text + "\n" if beams else "\n")  # one record per line
         return {"prompt": str(record["prompt"]), "generated_text": text}
 
     def prompt_text(self, tokenizer: Any, prompt: str, options: GenerationOptions) -> str:
+        if options.chat and not getattr(tokenizer, "chat_template", None):
+            raise DataError(
+                "options.chat is set but this model's tokenizer has no chat template, so its "
+                "chat format is unknown. Drop options.chat (plain prompts)."
+            )
         if options.chat:
             return render_chat(tokenizer, [{"role": "user", "content": prompt}], prompt=True)
         return prompt
@@ -353,10 +368,18 @@ class GenerationTask:
         if not options.sample_prompts:
             return []
         settings = GenerationConfig(
-            max_new_tokens=recipe.generation.max_new_tokens or 40, do_sample=False
+            max_new_tokens=recipe.generation.max_new_tokens or DEFAULT_NEW_TOKENS, do_sample=False
         )
         prompts = [self.prompt_text(tokenizer, p, options) for p in options.sample_prompts]
-        outputs = generate(model, tokenizer, prompts, settings, 8, self.context_length)
+        outputs = generate(
+            model,
+            tokenizer,
+            prompts,
+            settings,
+            8,
+            self.context_length,
+            add_special_tokens=not options.chat,
+        )
         return [
             {"prompt": p, "output": o} for p, o in zip(options.sample_prompts, outputs, strict=True)
         ]
@@ -374,6 +397,8 @@ class Perplexity:
 
     def compute(self, context: EvalContext) -> dict[str, float]:
         loss = context.loss
+        if math.isnan(loss):  # no targets: undefined, not infinitely bad
+            return {"perplexity": math.nan}
         # exp overflows past ~709: report infinity rather than fail.
         return {"perplexity": math.exp(loss) if loss < 700 else math.inf}
 
@@ -390,7 +415,7 @@ def generate(
 ) -> list[str]:
     """The continuation of each prompt (without the prompt), in input order. Batches are
     left-padded, so every prompt ends where generation starts."""
-    max_new = settings.max_new_tokens or 50
+    max_new = settings.max_new_tokens or DEFAULT_NEW_TOKENS
     encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
     for number, ids in enumerate(encoded, 1):
         if context_length is not None and len(ids) + max_new > context_length:
@@ -414,20 +439,25 @@ def generate(
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         if settings.top_k is not None:  # else the model's generation_config decides
             kwargs["top_k"] = settings.top_k
+    seeded = settings.do_sample and settings.seed is not None
+    if seeded:
+        # Each prompt samples alone from the seed: the same prompt gives the same text
+        # whatever its batch, its position or the output (terminal or JSON).
+        batch_size = 1
     device = next(model.parameters()).device
     results: list[str] = [""] * len(prompts)
-    generator_seed = settings.seed
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
         longest = max(len(ids) for ids in chunk)
         input_ids = torch.tensor([[tokenizer.pad_token_id] * (longest - len(i)) + i for i in chunk])
         mask = torch.tensor([[0] * (longest - len(i)) + [1] * len(i) for i in chunk])
-        if generator_seed is not None:
-            # The same seed, settings and inputs give the same text (batch by batch).
-            torch.manual_seed(generator_seed + start)
-        output = model.generate(
-            input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs
-        )
+        # The caller's random state is left as it was.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if seeded:
+                torch.manual_seed(int(settings.seed or 0))
+            output = model.generate(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs
+            )
         for offset, row in enumerate(output[:, longest:].tolist()):
             results[start + offset] = tokenizer.decode(row, skip_special_tokens=True)
     return results
