@@ -249,7 +249,7 @@ CASES: list[Case] = [
     ("resume with overrides", lambda f: [*RUN, "--resume", str(f["run"]), "train.epochs=2"], 2, ("drop --recipe",)),
     ("resume as another task", lambda f: ["run", "qa", "--resume", str(f["run"])], 1, ("is a 'sentiment' run", "nlptasks resume")),
     # ---------------------------------------------------------------------------- recipes
-    ("copy onto a file", lambda f: ["recipes", "copy", "minilm", str(f["a_file"])], 1, ("already exists", "another destination")),
+    ("copy onto a file", lambda f: ["recipes", "copy", "sentiment/minilm", str(f["a_file"])], 1, ("already exists", "another destination")),
     ("show unknown recipe", lambda f: ["recipes", "show", "minilmm"], 1, ("Unknown recipe 'minilmm'", "nlptasks recipes list")),
 ]  # fmt: skip
 

@@ -97,6 +97,8 @@ def test_run_directory_contents(trained_run: Path) -> None:
     assert results["data"] == {
         "train_examples": 400,
         "eval_examples": 200,
+        "train_features": 400,
+        "eval_features": 200,
         "source": f"{trained_run.parent.name}/train.tsv",
     }
     events = [json.loads(line) for line in (trained_run / "events.jsonl").read_text().splitlines()]
@@ -463,7 +465,7 @@ def test_unknown_metric_for_best_fails_before_training(
 
 def test_recipes_copy_into_a_missing_folder(tmp_path: Path) -> None:
     _one_line_error(
-        *invoke("recipes", "copy", "minilm", str(tmp_path / "no" / "such" / "r.yaml")),
+        *invoke("recipes", "copy", "sentiment/minilm", str(tmp_path / "no" / "such" / "r.yaml")),
         "Cannot write",
         "folder exists",
     )

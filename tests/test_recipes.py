@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_every_shipped_recipe_loads_and_validates() -> None:
     paths = sorted((REPO / "recipes").rglob("*.yaml"))
-    assert len(paths) == 5  # update when adding recipes: a glob that finds nothing must fail
+    assert len(paths) == 8  # update when adding recipes: a glob that finds nothing must fail
     for path in paths:
         recipe = load_recipe(path.parent.name, str(path))
         assert recipe.task == path.parent.name
@@ -26,6 +26,9 @@ def test_registered_recipes_match_files() -> None:
 
     names = get_registries().recipes.names()
     assert names == [
+        "generation/gpt2",
+        "generation/smollm2",
+        "generation/smollm2-lora",
         "qa/bert-base",
         "qa/minilm",
         "sentiment/bert-base",
@@ -387,7 +390,9 @@ def test_validate_takes_the_task_from_the_file_not_its_folder(tmp_path: Path) ->
     folder = tmp_path / "qa"  # a folder named like another task
     folder.mkdir()
     copied = folder / "mine.yaml"
-    assert CliRunner().invoke(cli, ["recipes", "copy", "minilm", str(copied)]).exit_code == 0
+    assert (
+        CliRunner().invoke(cli, ["recipes", "copy", "sentiment/minilm", str(copied)]).exit_code == 0
+    )
     result = CliRunner().invoke(cli, ["recipes", "validate", str(copied)])
     assert result.exit_code == 0, result.output
     no_task = tmp_path / "sentiment" / "r.yaml"
