@@ -138,7 +138,9 @@ def run_transformers(epochs: float) -> dict[str, object]:
 def child(name: str, epochs: float) -> None:
     started = time.perf_counter()
     if name == "nlptasks":
-        out = run_nlptasks(epochs, [*SHARED, *LIMITS])
+        extra = [x for x in os.environ.get("QA_BENCH_EXTRA", "").split("\n") if x]
+        out = run_nlptasks(epochs, [*SHARED, *LIMITS, *extra])
+        out["overrides"] = extra
     elif name == "recipe":
         out = run_nlptasks(None, LIMITS)  # the shipped recipe, as it is
         out["note"] = "qa/minilm as shipped"
@@ -158,9 +160,18 @@ def main() -> None:
     parser.add_argument("--only", choices=["nlptasks", "transformers", "recipe"])
     parser.add_argument("--child", choices=["nlptasks", "transformers", "recipe"])
     parser.add_argument("--smoke", action="store_true", help="64 train / 50 eval questions")
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        help="an extra override for the nlptasks runs, e.g. train.group_by_length=false",
+    )
     args = parser.parse_args()
     if args.smoke:
         os.environ["QA_BENCH_SMOKE"] = "1"
+    if args.extra:
+        os.environ["QA_BENCH_EXTRA"] = "\n".join(args.extra)
     if args.child:
         child(args.child, args.epochs)
         return

@@ -15,7 +15,7 @@ eval`` calls ``load_trained`` -> ``prepare_data`` -> ``preprocess`` -> evaluatio
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -141,6 +141,31 @@ class ReadsExamples(Protocol):
     def read_examples(self, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
         """One row per example, from one loaded source (``train`` or ``eval``), before eval
         data is held out and ``data.max_*_examples`` caps the sizes."""
+        ...
+
+
+class WritesSamples(Protocol):
+    """Optional: outputs a person can read, from before and after fine-tuning."""
+
+    def samples(
+        self, model: torch.nn.Module, tokenizer: Any, recipe: Recipe
+    ) -> list[dict[str, Any]]:
+        """A few ``{input..., "output": ...}`` dicts (``RUN/samples.jsonl``)."""
+        ...
+
+
+class StreamsPredictions(Protocol):
+    """Optional: predictions written piece by piece (``nlptasks predict`` in a terminal)."""
+
+    def predict_stream(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        record: Record,
+        recipe: Recipe,
+        write: Callable[[str], None],
+    ) -> dict[str, Any]:
+        """``predict`` for one record, calling ``write`` with text as it comes, then "\\n"."""
         ...
 
 
