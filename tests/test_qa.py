@@ -719,3 +719,15 @@ def test_undefined_metrics_are_written_as_json_null(tmp_path) -> None:
         train_summary={},
     )
     assert "nan" not in card.split("---")[1] and "value: 50.0" in card
+
+
+def test_the_offline_recipe_finds_its_squad_files(tmp_path, monkeypatch) -> None:
+    from nlptasks.builtins.qa import datasets as qa_datasets
+
+    loaded = qa_datasets.load_squad_subset()
+    assert (len(loaded["train"]), len(loaded["validation"])) == (3807, 10570)
+    monkeypatch.setenv("NLPTASKS_DATA", str(tmp_path))
+    assert qa_datasets.data_folders()[0] == tmp_path  # $NLPTASKS_DATA is looked at first
+    monkeypatch.setattr(qa_datasets, "data_folders", lambda: [tmp_path])
+    with pytest.raises(DataError, match="Set NLPTASKS_DATA to the folder that holds squad_v1.1/"):
+        qa_datasets.load_squad_subset()

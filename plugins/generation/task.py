@@ -271,13 +271,18 @@ class GenerationTask:
         return int((batch["labels"][:, 1:] != IGNORE).sum())
 
     def _token_losses(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Each position's loss for predicting the next token, (batch, length)."""
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return F.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2),
-            batch["labels"][:, 1:],
+        # Shift the labels, not the logits (as transformers' loss does): slicing the
+        # (batch, length, vocabulary) logits would copy them; the last position has no target.
+        labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+        losses = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            labels.reshape(-1),
             ignore_index=IGNORE,
             reduction="none",
         )
+        return losses.view(labels.shape)
 
     def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
         return self._token_losses(model, batch).sum()
