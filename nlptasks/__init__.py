@@ -22,7 +22,7 @@ from nlptasks.errors import (
     UnknownNameError,
 )
 from nlptasks.hookspecs import hookimpl, hookspec
-from nlptasks.models import load_pretrained, resolve_model
+from nlptasks.models import load_pretrained, position_limit, resolve_model, tokenizer_digest
 from nlptasks.recipes import (
     DataConfig,
     GenerationConfig,
@@ -103,10 +103,12 @@ __all__ = [
     "hookspec",
     "length_sorted_batches",
     "load_pretrained",
+    "position_limit",
     "load_recipe",
     "predict",
     "resolve_column",
     "resolve_model",
+    "tokenizer_digest",
     "run",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import pickle
 import re
 import warnings
@@ -170,3 +171,27 @@ def check_tokenizer(model: Any, tokenizer: Any, reference: str) -> None:
             f"The tokenizer of '{reference}' has {size} tokens but the model has {vocab} "
             f"embeddings: they do not belong together. Use the tokenizer saved with the model."
         )
+
+
+def position_limit(model: Any, tokenizer: Any = None) -> int | None:
+    """The most tokens one input may have: the smallest of the model's position limits
+    (``max_position_embeddings``, GPT-2's ``n_positions``, ...) and the tokenizer's
+    ``model_max_length``; None when neither says. Tokenizers without a limit report a huge
+    sentinel (int(1e30)), which is ignored; RoBERTa-style models have 2 more positions than
+    usable tokens, which their tokenizer's limit reflects."""
+    config = getattr(model, "config", None)
+    limits = [
+        getattr(config, name, None)
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length")
+    ]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    usable = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(usable) if usable else None
+
+
+def tokenizer_digest(tokenizer: Any) -> str:
+    """A digest of a tokenizer's vocabulary and rules, for cache keys. Take it right after
+    loading: a fast tokenizer's serialisation changes once it has truncated text."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(tokenizer)
+    return hashlib.sha256(text.encode()).hexdigest()

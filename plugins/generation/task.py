@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from nlptasks import (
     MetricSpec,
     Recipe,
     load_pretrained,
+    position_limit,
     resolve_column,
 )
 from nlptasks.builtins.generation.data import (
@@ -91,7 +91,6 @@ class GenerationTask:
         self.context_length: int | None = None
         self.pad_token_id = 0
         self.eos_token_id: int | None = None
-        self.tokenizer_digest = ""
 
     # ------------------------------------------------------------------------------- data
     def prepare_data(
@@ -175,15 +174,7 @@ class GenerationTask:
             tokenizer.pad_token = tokenizer.eos_token
         self.pad_token_id = tokenizer.pad_token_id or 0
         self.eos_token_id = tokenizer.eos_token_id
-        limits = [
-            getattr(model.config, name, None)
-            for name in ("max_position_embeddings", "n_positions", "max_sequence_length")
-        ]
-        usable = [n for n in limits if isinstance(n, int) and 0 < n < 10_000_000]
-        self.context_length = min(usable) if usable else None
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        text = backend.to_str() if backend is not None else repr(tokenizer)
-        self.tokenizer_digest = hashlib.sha256(text.encode()).hexdigest()
+        self.context_length = position_limit(model, tokenizer)
         if not train:
             model.eval()
         return model, tokenizer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,8 @@ from nlptasks import (
     fingerprint,
     length_sorted_batches,
     load_pretrained,
+    position_limit,
+    tokenizer_digest,
 )
 from nlptasks.builtins.qa.data import normalise_split, read_examples
 from nlptasks.builtins.qa.features import NO_OFFSET, WindowSettings, check_fits, make_windows
@@ -187,14 +188,8 @@ class QaTask:
                 f"tokenizer.json."
             )
         self.pad_token_id = tokenizer.pad_token_id or 0
-        backend = tokenizer.backend_tokenizer.to_str()
-        self.tokenizer_digest = hashlib.sha256(backend.encode()).hexdigest()
-        limits = [
-            getattr(model.config, "max_position_embeddings", None),
-            getattr(tokenizer, "model_max_length", None),
-        ]
-        usable = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
-        self.max_positions = min(usable) if usable else None
+        self.tokenizer_digest = tokenizer_digest(tokenizer)
+        self.max_positions = position_limit(model, tokenizer)
 
     def window_settings(self, options: QaOptions) -> WindowSettings:
         """The recipe's windows, no longer than the model's position embeddings."""

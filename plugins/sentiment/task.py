@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +20,9 @@ from nlptasks import (
     fingerprint,
     length_sorted_batches,
     load_pretrained,
+    position_limit,
     resolve_column,
+    tokenizer_digest,
 )
 
 TEXT_CANDIDATES = ("text", "sentence", "content", "review")
@@ -180,13 +181,8 @@ class SentimentTask:
         self.pad_token_id = tokenizer.pad_token_id or 0
         # Digest now: a fast tokenizer's serialisation changes once it has truncated text,
         # which would change the cache key between runs.
-        self.tokenizer_digest = _tokenizer_digest(tokenizer)
-        limits = [getattr(model.config, "max_position_embeddings", None)]
-        # Tokenizers without a limit report a huge sentinel (int(1e30)); RoBERTa-style models
-        # have 2 more positions than usable tokens, which their tokenizer's limit reflects.
-        limits.append(getattr(tokenizer, "model_max_length", None))
-        usable = [n for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
-        self.max_positions = min(usable) if usable else None
+        self.tokenizer_digest = tokenizer_digest(tokenizer)
+        self.max_positions = position_limit(model, tokenizer)
 
     def _max_length(self, recipe: Recipe) -> int:
         # Longer inputs would not fit the model's position embeddings.
@@ -345,12 +341,6 @@ def _sorted_labels(labels: set[str]) -> list[str]:
     if all(label.lstrip("-").isdigit() for label in labels):
         return sorted(labels, key=int)
     return sorted(labels)
-
-
-def _tokenizer_digest(tokenizer: Any) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else repr(tokenizer)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _label_text(value: Any, feature: Any, label_names: list[str] | None) -> str:
