@@ -210,6 +210,8 @@ def eval_command(
         click.echo(json.dumps(strict_json(result.metrics)))
     else:
         click.echo("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+        for name, signature in result.signatures.items():
+            click.echo(f"{name} signature: {signature}")
 
 
 @cli.command()
@@ -221,7 +223,8 @@ def eval_command(
     "-i",
     "input_file",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="JSON lines, one record per line with the task's input fields; - for stdin.",
+    help="JSON lines, one record per line with the task's input fields (a .txt file: one "
+    "text per line, for one-field tasks); - for stdin.",
 )
 @click.option(
     "--field",
@@ -384,7 +387,7 @@ def _record_from_fields(fields: tuple[str, ...]) -> dict[str, str]:
 
 def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     """(line number, record) from JSON lines: objects, or plain JSON strings for one-field
-    tasks."""
+    tasks; from a ``.txt`` file, each line as a string."""
     if str(path) == "-":
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
         try:
@@ -402,7 +405,11 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
             raise NlpTasksError(
                 f"Input file '{path}' is not UTF-8 text. Save it as UTF-8."
             ) from None
-    items = []
+    items: list[tuple[int, Any]] = []
+    if path.suffix.lower() == ".txt":
+        # One text per line, every line kept (an empty one is refused by number), so that
+        # output line i answers input line i.
+        return [(n, line) for n, line in enumerate(text.splitlines(), 1)]
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

@@ -48,26 +48,38 @@ def load_splits(
     config: DataConfig,
     need_train: bool = True,
     reader: Callable[[datasets.Dataset, str], datasets.Dataset] | None = None,
+    source_reader: Callable[[str], datasets.Dataset | None] | None = None,
 ) -> datasets.DatasetDict:
     """Load the ``train`` and ``eval`` splits the recipe's data section describes.
 
     With ``need_train=False`` (evaluation only) the train split is loaded only when the eval
     split must be held out of it. ``reader`` (a task's ``read_examples``) turns each loaded
     source into one row per example before eval data is held out and sizes are capped.
+    ``source_reader`` (a task's ``read_source``) may load a source (``train`` or ``eval``)
+    itself, from files the core does not know (line-aligned parallel text); it wins over the
+    data section for that source.
     """
     import datasets
 
     def read(dataset: datasets.Dataset | None, source: str) -> datasets.Dataset | None:
         return reader(dataset, source) if reader is not None and dataset is not None else dataset
 
+    def own(source: str) -> datasets.Dataset | None:
+        return source_reader(source) if source_reader is not None else None
+
     # An eval file wins over every other eval source, whatever the training data is.
-    evaluation = read(load_file(config.eval_path), "eval") if config.eval_path else None
+    evaluation = own("eval")
+    if evaluation is None and config.eval_path:
+        evaluation = read(load_file(config.eval_path), "eval")
+    eval_given = evaluation is not None
     train = None
     if need_train or evaluation is None:
-        train, evaluation = _load_train_source(config, evaluation, need_train)
-        train = read(train, "train")
-        if not config.eval_path:
-            evaluation = read(evaluation, "eval")
+        train = own("train")
+        if train is None:
+            train, evaluation = _load_train_source(config, evaluation, need_train)
+            train = read(train, "train")
+            if not eval_given:
+                evaluation = read(evaluation, "eval")
 
     if evaluation is None:
         assert train is not None

@@ -55,6 +55,8 @@ class EvalContext:
     loss_count: float = 0.0
     """Number of loss targets (examples or tokens) over the eval set."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """What a metric wants kept besides its values: ``extra["signatures"]`` (metric name ->
+    signature string, e.g. sacreBLEU's) goes to results.json as ``metric_signatures``."""
 
     @property
     def loss(self) -> float:
@@ -141,6 +143,8 @@ class Evaluator:
         self.examples = examples
         self.features = features
         self.accelerator = accelerator
+        self.signatures: dict[str, str] = {}
+        """The metric signatures of the latest evaluation that reported any."""
         # A plain list: indexing a datasets column element by element is slow.
         lengths = list(features["length"]) if "length" in features.column_names else None
         size = recipe.train.eval_batch_size
@@ -199,6 +203,8 @@ class Evaluator:
             )
         result = {"loss": context.loss, **{k: float(v) for k, v in computed.items()}}
         self._check_declared(result, generate)
+        if signatures := context.extra.get("signatures"):
+            self.signatures = {str(k): str(v) for k, v in dict(signatures).items()}
         return result
 
     def _shard(self) -> list[tuple[list[int], bool]]:

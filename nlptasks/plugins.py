@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "nlptasks.builtins.sentiment",
     "nlptasks.builtins.qa",
     "nlptasks.builtins.generation",
+    "nlptasks.builtins.translation",
 )
 
 

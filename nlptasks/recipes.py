@@ -803,7 +803,8 @@ def _plain_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def with_absolute_paths(recipe: Recipe) -> Recipe:
     """The recipe with its data files as absolute paths, so that the run directory's
-    ``recipe.yaml`` means the same files from any working directory (``nlptasks eval``)."""
+    ``recipe.yaml`` means the same files from any working directory (``nlptasks eval``).
+    Task options whose names end in ``_path`` are files too (translation's parallel files)."""
 
     def absolute(path: str | None) -> str | None:
         return str(Path(path).expanduser().resolve()) if path else path
@@ -813,7 +814,15 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
         train_path=absolute(recipe.data.train_path),
         eval_path=absolute(recipe.data.eval_path),
     )
-    return dataclasses.replace(recipe, data=data)
+    options = recipe.options
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        paths = {
+            f.name: absolute(getattr(options, f.name))
+            for f in dataclasses.fields(options)
+            if f.name.endswith("_path") and isinstance(getattr(options, f.name), str)
+        }
+        options = dataclasses.replace(options, **paths)
+    return dataclasses.replace(recipe, data=data, options=options)
 
 
 def dump_recipe(recipe: Recipe) -> str:

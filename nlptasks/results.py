@@ -152,6 +152,8 @@ def write_run(
     if adapter is not None:
         checkpoints.swap_in(adapter, run_dir / "adapter")
     summary = build_results(run_dir, prepared, outcome, metrics, started)
+    if signatures := getattr(prepared.evaluator, "signatures", None):
+        summary["metric_signatures"] = dict(signatures)  # exactly how BLEU & co. were computed
     summary["train"]["trainable_parameters"] = trainable
     summary["train"]["parameters"] = total
     settings = prepared.recipe.lora

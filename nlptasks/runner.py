@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class EvalResult:
     mixed_precision: str
     main_process: bool = True
     """False on the other processes of a multi-process evaluation (they get the metrics too)."""
+    signatures: dict[str, str] = field(default_factory=dict)
+    """How metrics were computed (sacreBLEU's signature), by metric name."""
 
 
 def load_task(name: str) -> Any:
@@ -102,7 +105,11 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     _quiet_libraries()
     task = load_task(recipe.task)
     model_path = models.resolve_model(recipe.model)
-    splits = data.load_splits(recipe.data, reader=getattr(task, "read_examples", None))
+    splits = data.load_splits(
+        recipe.data,
+        reader=getattr(task, "read_examples", None),
+        source_reader=_source_reader(task, recipe),
+    )
     splits = task.prepare_data(splits, recipe)
     # After prepare_data: a task's metrics may depend on its options (SQuAD 2.0 adds some).
     _check_metric_for_best(recipe, task)
@@ -295,6 +302,12 @@ def _exclusive(folder: Path) -> Iterator[None]:
         handle.close()
 
 
+def _source_reader(task: Any, recipe: Recipe) -> Callable[[str], Any] | None:
+    """The task's optional ``read_source`` bound to the recipe (files only it can read)."""
+    method = getattr(task, "read_source", None)
+    return functools.partial(method, recipe) if callable(method) else None
+
+
 def _final_metrics(trainer: Any, metrics: dict[str, float]) -> dict[str, float]:
     """The final model's metrics, generation metrics included: the best checkpoint may come
     from an evaluation that did not generate (``generation.every``)."""
@@ -325,7 +338,10 @@ def evaluate_model(
         model, tokenizer = task.load_trained(model_dir)
     models.check_tokenizer(model, tokenizer, model_dir)
     splits = data.load_splits(
-        resolved.data, need_train=False, reader=getattr(task, "read_examples", None)
+        resolved.data,
+        need_train=False,
+        reader=getattr(task, "read_examples", None),
+        source_reader=_source_reader(task, resolved),
     )
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
@@ -339,6 +355,7 @@ def evaluate_model(
         resolved,
         accelerator.mixed_precision,
         accelerator.is_main_process,
+        evaluator.signatures,
     )
 
 

@@ -3,7 +3,8 @@
 Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures
 ``tiny_bert`` (a 2-layer BERT with a WordPiece tokenizer trained on ``tiny_texts``, by default
 a few SST-2-like sentences; override ``tiny_texts`` to train it on your own), ``tiny_gpt2``
-(the same for a causal GPT-2 with a byte-level BPE tokenizer) and ``offline`` (no Hub access,
+(the same for a causal GPT-2 with a byte-level BPE tokenizer), ``tiny_bart`` (an
+encoder-decoder BART) and ``offline`` (no Hub access,
 no third-party entry points).
 """
 
@@ -128,6 +129,73 @@ def make_tiny_gpt2(
     return folder
 
 
+def make_tiny_bart(
+    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+) -> Path:
+    """Save a tiny random BART (encoder-decoder, 2 + 2 layers, hidden 32) and a byte-level
+    BPE tokenizer trained on ``texts`` (give it both languages' text) to ``folder``; loadable
+    with ``AutoModelForSeq2SeqLM``. About a second.
+
+    Every encoded text is ``<s> ... </s>``, as BART's tokenizer writes it.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        list(texts),
+        trainers.BpeTrainer(
+            vocab_size=1000,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tok.post_processor = TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=128,
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BartConfig(
+        vocab_size=tok.get_vocab_size(),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+        dropout=dropout,
+        attention_dropout=dropout,
+        activation_dropout=dropout,
+    )
+    BartForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No Hub and no third-party entry points for the duration of a test."""
@@ -161,3 +229,9 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str
 def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
     """A tiny random GPT-2 checkpoint directory (see :func:`make_tiny_gpt2`)."""
     return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), tiny_texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
+    """A tiny random BART checkpoint directory (see :func:`make_tiny_bart`)."""
+    return make_tiny_bart(tmp_path_factory.mktemp("tiny-bart"), tiny_texts)

@@ -34,6 +34,9 @@ def test_registered_recipes_match_files() -> None:
         "sentiment/bert-base",
         "sentiment/distilbert",
         "sentiment/minilm",
+        "translation/marian-en-ro",
+        "translation/smollm2",
+        "translation/t5-small",
     ]
 
 

@@ -261,26 +261,12 @@ class GenerationTask:
         # Position t predicts token t + 1: the first label of each row is never a target.
         return int((batch["labels"][:, 1:] != IGNORE).sum())
 
-    def _token_losses(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Each position's loss for predicting the next token, (batch, length)."""
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        # Shift the labels, not the logits (as transformers' loss does): slicing the
-        # (batch, length, vocabulary) logits would copy them; the last position has no target.
-        labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
-        losses = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            labels.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="none",
-        )
-        return losses.view(labels.shape)
-
     def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        return self._token_losses(model, batch).sum()
+        return next_token_losses(model, batch).sum()
 
     def eval_step(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "loss": self._token_losses(model, batch).sum(dim=1),
+            "loss": next_token_losses(model, batch).sum(dim=1),
             "loss_count": (batch["labels"][:, 1:] != IGNORE).sum(dim=1),
         }
 
@@ -397,6 +383,22 @@ class Perplexity:
             return {"perplexity": math.nan}
         # exp overflows past ~709: report infinity rather than fail.
         return {"perplexity": math.exp(loss) if loss < 700 else math.inf}
+
+
+def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+    """Each position's loss for predicting the next token, (batch, length); positions whose
+    next label is ``IGNORE`` (and the last one) are 0."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    # Shift the labels, not the logits (as transformers' loss does): slicing the
+    # (batch, length, vocabulary) logits would copy them; the last position has no target.
+    labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+    losses = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
+    )
+    return losses.view(labels.shape)
 
 
 def generate(

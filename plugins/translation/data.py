@@ -1,0 +1,180 @@
+"""Parallel text -> ``source`` / ``target`` rows.
+
+Four layouts reach the task:
+
+- **line-aligned files** (``options.source_path`` / ``options.target_path``, as WMT's
+  ``newstest2016.en`` / ``newstest2016.ro``): line *i* of one translates line *i* of the
+  other, so their line counts must agree;
+- **a tsv file** with two columns, source then target, with or without a header row;
+- **a ``translation`` column** of ``{lang: text}`` dicts (the Hub's ``wmt16``, jsonl, parquet);
+- **flat columns** named by the languages (``en``, ``ro``) or ``source`` / ``target``.
+
+A pair with an empty side teaches nothing and breaks BLEU's alignment: it is skipped and
+counted (``options.empty_pairs: skip``, the default, since real corpora such as Europarl have
+a few) or is an error naming its line (``error``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+
+from nlptasks import DataError
+
+EmptyPairs = Literal["skip", "error"]
+
+
+def read_lines(path_text: str, key: str) -> list[str]:
+    """The lines of a UTF-8 text file (line breaks removed)."""
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise DataError(f"{key} '{path_text}' does not exist. Check the path.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{key} '{path_text}' is not UTF-8 text. Save it as UTF-8.") from None
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+
+
+def read_parallel(
+    source_path: str, target_path: str, keys: tuple[str, str] = ("source", "target")
+) -> datasets.Dataset:
+    """Line-aligned files as ``source`` / ``target`` rows (with ``line``, from 1); different
+    line counts are an error that names both."""
+    sources = read_lines(source_path, f"options.{keys[0]}_path")
+    targets = read_lines(target_path, f"options.{keys[1]}_path")
+    if len(sources) != len(targets):
+        raise DataError(
+            f"The parallel files are not aligned: '{source_path}' has {len(sources)} lines and "
+            f"'{target_path}' has {len(targets)}. Give files whose line i translates line i."
+        )
+    if not sources:
+        raise DataError(f"'{source_path}' is empty. Point the recipe at a file with lines.")
+    return datasets.Dataset.from_dict(
+        {"source": sources, "target": targets, "line": list(range(1, len(sources) + 1))}
+    )
+
+
+def read_tsv(path_text: str, key: str, header_names: Sequence[str]) -> datasets.Dataset:
+    """A two-column tsv (source, target) as rows; a first row whose cells are column names
+    (``header_names``, e.g. the languages) is a header and is dropped."""
+    lines = read_lines(path_text, key)
+    sources, targets, numbers = [], [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            sources.append("")  # an empty pair: counted or refused like any other
+            targets.append("")
+            numbers.append(number)
+            continue
+        cells = line.rstrip("\r").split("\t")
+        if len(cells) != 2:
+            raise DataError(
+                f"'{path_text}' line {number} has {len(cells)} tab-separated columns, not 2 "
+                f"(source, target). Fix the line."
+            )
+        if number == 1 and {c.strip().lower() for c in cells} <= set(header_names):
+            continue
+        sources.append(cells[0])
+        targets.append(cells[1])
+        numbers.append(number)
+    if not sources:
+        raise DataError(f"'{path_text}' has no pairs. Point the recipe at a file with rows.")
+    return datasets.Dataset.from_dict({"source": sources, "target": targets, "line": numbers})
+
+
+def to_pairs(
+    split: datasets.Dataset,
+    source_lang: str,
+    target_lang: str,
+    columns: tuple[str | None, str | None],
+    where: str,
+) -> datasets.Dataset:
+    """``source`` / ``target`` columns from any of the layouts (see the module's doc)."""
+    names = set(split.column_names)
+    source_column, target_column = columns
+    if source_column or target_column:
+        for key, column in (
+            ("options.source_column", source_column),
+            ("options.target_column", target_column),
+        ):
+            if not column or column not in names:
+                raise DataError(
+                    f"{key} is '{column}', which the {where} data does not have (it has "
+                    f"{', '.join(sorted(names))}). Set both options.source_column and "
+                    f"options.target_column to columns it has."
+                )
+        assert source_column and target_column
+        return _select(split, source_column, target_column)
+    if {"source", "target"} <= names:
+        return split
+    if "translation" in names:
+        first = split[0]["translation"]
+        if not isinstance(first, dict):
+            raise DataError(
+                f"The {where} data's 'translation' column holds {type(first).__name__}, not "
+                f"{{language: text}} dicts. Write rows as "
+                f'{{"translation": {{"{source_lang}": ..., "{target_lang}": ...}}}}.'
+            )
+        missing = [lang for lang in (source_lang, target_lang) if lang not in first]
+        if missing:
+            raise DataError(
+                f"The {where} data's translations have no '{missing[0]}' text (they have "
+                f"{', '.join(sorted(first))}). Set options.source_lang / options.target_lang to "
+                f"languages it has."
+            )
+        pairs = split.map(
+            lambda row: {
+                "source": row["translation"][source_lang],
+                "target": row["translation"][target_lang],
+            },
+            remove_columns=["translation"],
+        )
+        return pairs
+    if {source_lang, target_lang} <= names:
+        return _select(split, source_lang, target_lang)
+    raise DataError(
+        f"The {where} data has no parallel text: looked for a 'translation' column, columns "
+        f"'{source_lang}' and '{target_lang}', or 'source' and 'target'; it has "
+        f"{', '.join(sorted(names))}. Set options.source_column and options.target_column."
+    )
+
+
+def _select(split: datasets.Dataset, source: str, target: str) -> datasets.Dataset:
+    renamed = {k: v for k, v in ((source, "source"), (target, "target")) if k != v}
+    clashes = [v for v in renamed.values() if v in split.column_names and v not in renamed]
+    if clashes:
+        split = split.remove_columns(clashes)
+    return split.rename_columns(renamed)
+
+
+def drop_empty(split: datasets.Dataset, policy: EmptyPairs, where: str) -> datasets.Dataset:
+    """The pairs whose sides both hold text; empty ones are skipped and counted, or refused
+    (``policy='error'``), naming the first one's line (or row)."""
+    sources, targets = split["source"], split["target"]
+    lines = split["line"] if "line" in split.column_names else None
+    bad = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True)) if not _text(s, t)]
+    if not bad:
+        return split
+    first = bad[0]
+    place = f"line {lines[first]}" if lines is not None else f"row {first + 1}"
+    if policy == "error":
+        side = "source" if not _text(sources[first], "x") else "target"
+        raise DataError(
+            f"The {where} data's {place} has an empty {side}. Remove the pair, or set "
+            f"options.empty_pairs=skip to skip such pairs (they are counted)."
+        )
+    warnings.warn(
+        f"Skipped {len(bad)} of {len(split)} {where} pairs with an empty side (the first at "
+        f"{place}; options.empty_pairs=skip).",
+        stacklevel=2,
+    )
+    bad_set = set(bad)
+    return split.select([i for i in range(len(split)) if i not in bad_set])
+
+
+def _text(*values: Any) -> bool:
+    return all(isinstance(v, str) and v.strip() for v in values)
