@@ -144,6 +144,15 @@ class ReadsExamples(Protocol):
         ...
 
 
+class ReadsSources(Protocol):
+    """Optional: data in files only the task can read (line-aligned parallel text)."""
+
+    def read_source(self, recipe: Recipe, source: str) -> datasets.Dataset | None:
+        """The rows of one source (``train`` or ``eval``) from files the task's options name,
+        or None to let the core load it from the recipe's data section."""
+        ...
+
+
 class WritesSamples(Protocol):
     """Optional: outputs a person can read, from before and after fine-tuning."""
 
