@@ -391,7 +391,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     if str(path) == "-":
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
         try:
-            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
         except UnicodeDecodeError as exc:
             raise NlpTasksError(
                 f"Standard input is not UTF-8 text ({exc.reason} at byte {exc.start}). Send UTF-8."
@@ -400,7 +400,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
         raise NlpTasksError(f"Input file '{path}' does not exist. Check the path.")
     else:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             raise NlpTasksError(
                 f"Input file '{path}' is not UTF-8 text. Save it as UTF-8."

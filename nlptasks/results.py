@@ -6,6 +6,7 @@ leaves half a file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -278,11 +279,13 @@ def usage(task: str, pipeline_tag: str) -> str:
 
 
 def data_source(recipe: Recipe) -> str:
-    """A readable dataset name: ``sst2/train.tsv`` for files, else the dataset name."""
+    """A readable dataset name: ``sst2/train.tsv`` for files, else the dataset name. Files a
+    task's options name (translation's ``options.source_path``) win, as they do in loading."""
     d = recipe.data
+    if files := task_files(recipe, evaluation=False):
+        return " + ".join(_short(path) for path in files)
     if d.train_path:
-        path = Path(d.train_path)
-        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+        return _short(Path(d.train_path))
     if d.dataset and d.dataset_config:
         return f"{d.dataset} ({d.dataset_config})"
     return d.dataset or "unknown"
@@ -290,11 +293,33 @@ def data_source(recipe: Recipe) -> str:
 
 def eval_split_name(recipe: Recipe) -> str:
     d = recipe.data
+    if files := task_files(recipe, evaluation=True):
+        return " + ".join(path.name for path in files)
     if d.eval_path:
         return Path(d.eval_path).name
+    if task_files(recipe, evaluation=False):
+        return f"held-out {d.eval_fraction:g} of the training files (seed {d.split_seed})"
     if d.eval_split:
         return d.eval_split
     return f"held-out {d.eval_fraction:g} of {d.train_split} (seed {d.split_seed})"
+
+
+def task_files(recipe: Recipe, evaluation: bool) -> list[Path]:
+    """The data files a task's options name (fields ending in ``_path``; ``eval_*`` ones are
+    evaluation data), in declaration order."""
+    options = recipe.options
+    if not dataclasses.is_dataclass(options) or isinstance(options, type):
+        return []
+    found = []
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.name.endswith("_path") and f.name.startswith("eval_") == evaluation and value:
+            found.append(Path(str(value)))
+    return found
+
+
+def _short(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def provenance(

@@ -88,17 +88,23 @@ def test_misaligned_parallel_files_name_both_counts(tmp_path: Path) -> None:
 
 
 def test_tsv_with_or_without_a_header(tmp_path: Path) -> None:
-    with_header = tmp_path / "h.tsv"
-    with_header.write_text("en\tro\nHello\tSalut\nYes\tDa\n", encoding="utf-8")
-    bare = tmp_path / "b.tsv"
-    bare.write_text("Hello\tSalut\nYes\tDa\n", encoding="utf-8")
-    for path in (with_header, bare):
-        pairs = read_tsv(str(path), "data.train_path", ["en", "ro", "source", "target"])
-        assert pairs["source"] == ["Hello", "Yes"] and pairs["target"] == ["Salut", "Da"]
+    names = (["en", "source"], ["ro", "target"])
+    layouts = {
+        "h.tsv": "en\tro\nHello\tSalut\nYes\tDa\n",
+        "b.tsv": "Hello\tSalut\nYes\tDa\n",
+        "reversed.tsv": "ro\ten\nSalut\tHello\nDa\tYes\n",  # the header says the order
+        "bom.tsv": "\ufeffen\tro\nHello\tSalut\nYes\tDa\n",  # as Windows editors save
+    }
+    for name, text in layouts.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        pairs = read_tsv(str(path), "data.train_path", *names)
+        assert pairs["source"] == ["Hello", "Yes"], name
+        assert pairs["target"] == ["Salut", "Da"], name
     broken = tmp_path / "x.tsv"
     broken.write_text("Hello\tSalut\nYes\tDa\textra\n", encoding="utf-8")
     with pytest.raises(DataError, match="line 2 has 3 tab-separated columns"):
-        read_tsv(str(broken), "data.train_path", ["en", "ro"])
+        read_tsv(str(broken), "data.train_path", *names)
 
 
 def _task_and_splits(model: Path, overrides: list[str]):
@@ -133,8 +139,15 @@ def test_every_layout_gives_the_same_pairs(tmp_path: Path, tiny_mt: Path) -> Non
         f"options.eval_source_path={write_lines(tmp_path / 'e.en', en)}",
         f"options.eval_target_path={write_lines(tmp_path / 'e.ro', ro)}",
     ]
+    wide = tmp_path / "wide.tsv"  # more than two columns: the core's tsv reader, by name
+    wide.write_text(
+        "id\ten\tro\n"
+        + "".join(f"{i}\t{e}\t{r}\n" for i, (e, r) in enumerate(zip(en, ro, strict=True))),
+        encoding="utf-8",
+    )
     langs = ["options.source_lang=en", "options.target_lang=ro"]
     for overrides in (
+        [f"data.train_path={wide}", f"data.eval_path={wide}"],
         [f"data.train_path={jsonl}", f"data.eval_path={jsonl}"],
         [f"data.train_path={flat}", f"data.eval_path={flat}"],
         [f"data.train_path={tsv}", f"data.eval_path={tsv}"],
@@ -326,27 +339,64 @@ def test_a_tiny_bart_runs_end_to_end(trained_mt: Path) -> None:
     hypotheses = [o["translation"] for o in outputs]
     assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score)
     assert metrics["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [references]).score)
+    assert metrics["chrf"] > 0  # BLEU of a barely trained model is 0: chrF carries the check
 
     # nlptasks eval on the run's own recipe gives the run's final numbers.
     result = invoke("eval", "translation", "--model", str(trained_mt / "model"), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == pytest.approx(metrics, rel=1e-6)
+    assert json.loads(result.stdout) == pytest.approx(metrics, rel=1e-6)
 
 
-def test_predict_reads_text_lines_in_order(trained_mt: Path, tmp_path: Path) -> None:
-    sources = lines("newstest2016.en", 5, start=100)
-    path = write_lines(tmp_path / "in.txt", sources)
-    result = invoke("predict", "translation", "--model", str(trained_mt / "model"), "-i", str(path))
-    assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.splitlines()]
-    assert [r["text"] for r in rows] == sources
-    greedy = invoke(
-        "predict", "translation", "--model", str(trained_mt / "model"), sources[0], "--greedy"
+def test_results_name_the_files_the_options_gave(trained_mt: Path) -> None:
+    results = json.loads((trained_mt / "results.json").read_text())
+    assert results["data"]["source"] == "mt-data0/train.en + mt-data0/train.ro"
+    card = (trained_mt / "README.md").read_text()
+    assert "split: dev.en + dev.ro" in card
+    assert "on mt-data0/train.en + mt-data0/train.ro with nlptasks" in card  # not bible-en-fr
+
+
+def test_predict_reads_text_lines_in_order(
+    trained_mt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import BartForConditionalGeneration
+
+    # Batches are sorted by length; the answers must come back in input order. A model that
+    # echoes its input shows which answer belongs to which line.
+    def echo(self: object, input_ids: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        return input_ids
+
+    monkeypatch.setattr(BartForConditionalGeneration, "generate", echo)
+    sources = lines("newstest2016.en", 7, start=100)
+    path = tmp_path / "in.txt"
+    path.write_text("\ufeff" + "".join(f"{s}\n" for s in sources), encoding="utf-8")
+    result = invoke(
+        "predict",
+        "translation",
+        "--model",
+        str(trained_mt / "model"),
+        "-i",
+        str(path),
+        "--batch-size",
+        "3",
     )
-    assert greedy.exit_code == 0, greedy.output
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["text"] for r in rows] == sources
+    # Cut to options.max_source_length (128) tokens at most; the rest is each line's own text.
+    assert all(s.startswith(r["translation"][:40]) for r, s in zip(rows, sources, strict=True))
     write_lines(path, [sources[0], "", sources[1]])
     empty = invoke("predict", "translation", "--model", str(trained_mt / "model"), "-i", str(path))
     assert empty.exit_code == 1 and "line 2" in empty.output
+
+
+def test_greedy_and_beam_predictions(trained_mt: Path) -> None:
+    sources = lines("newstest2016.en", 3, start=200)
+    greedy = invoke(
+        "predict", "translation", "--model", str(trained_mt / "model"), *sources, "--greedy"
+    )
+    beams = invoke("predict", "translation", "--model", str(trained_mt / "model"), *sources)
+    assert greedy.exit_code == 0 and beams.exit_code == 0, greedy.output + beams.output
+    assert len(greedy.output.strip().splitlines()) == 3
 
 
 @pytest.mark.slow
@@ -423,9 +473,53 @@ def test_an_unknown_language_code_is_refused(tiny_mt: Path) -> None:
     tokenizer.tgt_lang = "ro_RO"
     task = TranslationTask()
     options = TranslationOptions(source_lang="en", target_lang="ro", target_lang_code="ro_RO")
-    with pytest.raises(DataError, match="'en' is not a language code this tokenizer knows"):
+    with pytest.raises(DataError, match="'en' is not a language code this tokenizer knows") as e:
         task.configure(tokenizer, options)
+    assert "It knows en_XX, ro_RO." in str(e.value)
     options.source_lang_code = "en_XX"
     task.configure(tokenizer, options)
     assert tokenizer.src_lang == "en_XX"
     assert task.forced_bos_token_id == tokenizer.convert_tokens_to_ids("ro_RO")
+
+
+def test_a_prompted_model_refuses_an_input_longer_than_its_context(tmp_path: Path) -> None:
+    texts = lines("train.europarl-v7.first10k.en", 300) + lines(
+        "train.europarl-v7.first10k.ro", 300
+    )
+    model_dir = make_tiny_gpt2(tmp_path / "gpt2", texts, dropout=0)
+    pairs = zip(lines("newstest2016.en", 200), lines("newstest2016.ro", 200), strict=True)
+    short = [(e, r) for e, r in pairs if len(e.split()) + len(r.split()) < 16][:8]
+    result = invoke(
+        "run",
+        "translation",
+        f"model={model_dir}",
+        "options.target_lang=ro",
+        f"options.source_path={write_lines(tmp_path / 't.en', [e for e, _ in short])}",
+        f"options.target_path={write_lines(tmp_path / 't.ro', [r for _, r in short])}",
+        "data.eval_fraction=0.5",
+        "train.max_steps=1",
+        "train.mixed_precision=no",
+        "generation.max_new_tokens=4",
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    long_text = " ".join(lines("newstest2016.en", 4))
+    refused = invoke(
+        "predict", "translation", "--model", str(tmp_path / "run" / "model"), long_text
+    )
+    assert refused.exit_code == 1
+    assert "leaving no room in the model's context (128)" in refused.output
+    assert "Traceback" not in refused.output
+    assert refused.output.strip().splitlines()[-1].startswith("Error: Input 1's prompt")
+    fits = invoke(
+        "predict",
+        "translation",
+        "--model",
+        str(tmp_path / "run" / "model"),
+        long_text,
+        "--set",
+        "options.max_source_length=60",
+    )
+    assert fits.exit_code == 0, fits.output

@@ -29,12 +29,13 @@ EmptyPairs = Literal["skip", "error"]
 
 
 def read_lines(path_text: str, key: str) -> list[str]:
-    """The lines of a UTF-8 text file (line breaks removed)."""
+    """The lines of a UTF-8 text file (line breaks removed; a byte-order mark, as Windows
+    editors write, is not text)."""
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise DataError(f"{key} '{path_text}' does not exist. Check the path.")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{key} '{path_text}' is not UTF-8 text. Save it as UTF-8.") from None
     return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
@@ -59,10 +60,24 @@ def read_parallel(
     )
 
 
-def read_tsv(path_text: str, key: str, header_names: Sequence[str]) -> datasets.Dataset:
-    """A two-column tsv (source, target) as rows; a first row whose cells are column names
-    (``header_names``, e.g. the languages) is a header and is dropped."""
+def tsv_columns(path_text: str) -> int:
+    """How many tab-separated columns the first line of a file has (0 when it is empty)."""
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        return 0
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        first = handle.readline().rstrip("\r\n")
+    return len(first.split("\t")) if first else 0
+
+
+def read_tsv(
+    path_text: str, key: str, source_names: Sequence[str], target_names: Sequence[str]
+) -> datasets.Dataset:
+    """A two-column tsv as rows: source then target, or, when the first row is a header
+    naming the columns (``source_names`` / ``target_names``, e.g. ``en`` / ``ro``), in the
+    order the header says."""
     lines = read_lines(path_text, key)
+    order = (0, 1)
     sources, targets, numbers = [], [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -76,14 +91,31 @@ def read_tsv(path_text: str, key: str, header_names: Sequence[str]) -> datasets.
                 f"'{path_text}' line {number} has {len(cells)} tab-separated columns, not 2 "
                 f"(source, target). Fix the line."
             )
-        if number == 1 and {c.strip().lower() for c in cells} <= set(header_names):
-            continue
-        sources.append(cells[0])
-        targets.append(cells[1])
+        if number == 1:
+            names = [c.strip().lower() for c in cells]
+            header = _header_order(names, source_names, target_names)
+            if header is not None:
+                order = header
+                continue
+        sources.append(cells[order[0]])
+        targets.append(cells[order[1]])
         numbers.append(number)
     if not sources:
         raise DataError(f"'{path_text}' has no pairs. Point the recipe at a file with rows.")
     return datasets.Dataset.from_dict({"source": sources, "target": targets, "line": numbers})
+
+
+def _header_order(
+    names: list[str], source_names: Sequence[str], target_names: Sequence[str]
+) -> tuple[int, int] | None:
+    """(source column, target column) when ``names`` is a header row, else None."""
+    sources = {n.lower() for n in source_names}
+    targets = {n.lower() for n in target_names}
+    if names[0] in sources and names[1] in targets:
+        return (0, 1)
+    if names[0] in targets and names[1] in sources:
+        return (1, 0)
+    return None
 
 
 def to_pairs(

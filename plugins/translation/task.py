@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from nlptasks.builtins.translation.data import (
     read_parallel,
     read_tsv,
     to_pairs,
+    tsv_columns,
 )
 from nlptasks.builtins.translation.metrics import corpus_scores
 from nlptasks.evaluation import length_sorted_batches
@@ -181,12 +183,10 @@ class TranslationTask:
     def read_source(self, recipe: Recipe, source: str) -> datasets.Dataset | None:
         """Parallel files and two-column tsv files, which the core's loaders do not read."""
         options: TranslationOptions = recipe.options
-        langs = [options.source_lang or "", options.target_lang or "", "source", "target"]
         if source == "train":
             if options.source_path and options.target_path:
                 return read_parallel(options.source_path, options.target_path)
-            path = recipe.data.train_path
-            key = "data.train_path"
+            path, key = recipe.data.train_path, "data.train_path"
         else:
             if options.eval_source_path and options.eval_target_path:
                 return read_parallel(
@@ -194,10 +194,16 @@ class TranslationTask:
                     options.eval_target_path,
                     ("eval_source", "eval_target"),
                 )
-            path = recipe.data.eval_path
-            key = "data.eval_path"
-        if path and path.lower().endswith(".tsv"):
-            return read_tsv(path, key, [lang.lower() for lang in langs])
+            path, key = recipe.data.eval_path, "data.eval_path"
+        # A tsv with named columns of its own (or more than two) is the core's to read.
+        named = options.source_column or options.target_column
+        if path and path.lower().endswith(".tsv") and not named and tsv_columns(path) == 2:
+            return read_tsv(
+                path,
+                key,
+                (options.source_lang or "", "source"),
+                (options.target_lang or "", "target"),
+            )
         return None
 
     def prepare_data(
@@ -294,19 +300,11 @@ class TranslationTask:
     def _language_code(self, tokenizer: Any, options: TranslationOptions, side: str) -> str:
         code = getattr(options, f"{side}_lang_code") or getattr(options, f"{side}_lang")
         if language_token_id(tokenizer, code) is None:
-            known = [
-                t
-                for t in getattr(tokenizer, "additional_special_tokens", None) or []
-                if language_token_id(tokenizer, t) is not None
-            ]
-            hint = (
-                f" It knows {', '.join(known[:6])}{', ...' if len(known) > 6 else ''}."
-                if (known)
-                else ""
-            )
+            known = language_codes(tokenizer)
+            hint = f" It knows {', '.join(known[:6])}{', ...' if len(known) > 6 else ''}."
             raise DataError(
-                f"'{code}' is not a language code this tokenizer knows.{hint} Set "
-                f"options.{side}_lang_code to the code of the {side} language."
+                f"'{code}' is not a language code this tokenizer knows.{hint if known else ''} "
+                f"Set options.{side}_lang_code to the code of the {side} language."
             )
         return str(code)
 
@@ -331,13 +329,16 @@ class TranslationTask:
             rows = {"input_ids": sources, "labels": targets, "length": [len(s) for s in sources]}
         else:
             rows = {"input_ids": [], "labels": [], "prompt_ids": [], "length": []}
+            lines = dataset["line"] if "line" in dataset.column_names else None
             for number, (prompt, target) in enumerate(zip(sources, targets, strict=True), 1):
                 total = len(prompt) + len(target)
                 if self.context_length is not None and total > self.context_length:
+                    where = f"line {lines[number - 1]}" if lines else f"row {number}"
                     raise DataError(
-                        f"Pair {number}'s prompt and target have {total} tokens, more than the "
+                        f"The pair at {where} has {total} tokens with its prompt, more than the "
                         f"model's context ({self.context_length}). Lower "
-                        f"options.max_source_length or options.max_target_length."
+                        f"options.max_source_length or options.max_target_length (now "
+                        f"{options.max_source_length} and {options.max_target_length})."
                     )
                 rows["input_ids"].append([*prompt, *target])
                 rows["labels"].append([IGNORE] * len(prompt) + target)
@@ -514,6 +515,13 @@ class TranslationTask:
         texts = [str(r["text"]) for r in records]
         sources, cut = self.source_ids(tokenizer, texts)
         _warn_cut(cut, len(sources), "inputs", "options.max_source_length")
+        for number, ids in enumerate(sources, 1):
+            if not self.seq2seq and self.context_length and len(ids) >= self.context_length:
+                raise DataError(
+                    f"Input {number}'s prompt has {len(ids)} tokens, leaving no room in the "
+                    f"model's context ({self.context_length}) for a translation. Shorten it, "
+                    f"or cut long inputs with --set options.max_source_length=N."
+                )
         max_new = recipe.generation.max_new_tokens or options.max_target_length
         device = next(model.parameters()).device
         results = [""] * len(texts)
@@ -584,6 +592,18 @@ def language_token_id(tokenizer: Any, code: str) -> int | None:
         if token in added:
             return int(added[token])
     return None
+
+
+def language_codes(tokenizer: Any) -> list[str]:
+    """The language codes among a tokenizer's added tokens (``en_XX``, ``eng_Latn``, and
+    M2M100's ``__en__`` written as ``en``, the form ``src_lang`` takes)."""
+    codes = []
+    for token in sorted(tokenizer.get_added_vocab()):
+        if m := re.fullmatch(r"__([a-z]{2,3})__", token):
+            codes.append(m.group(1))
+        elif re.fullmatch(r"[a-z]{2,3}_[A-Za-z]{2,4}", token):
+            codes.append(token)
+    return codes
 
 
 def _config_source(model_dir: str) -> str:
