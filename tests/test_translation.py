@@ -523,3 +523,47 @@ def test_a_prompted_model_refuses_an_input_longer_than_its_context(tmp_path: Pat
         "options.max_source_length=60",
     )
     assert fits.exit_code == 0, fits.output
+
+
+def test_t5_models_get_their_task_prefix(
+    tiny_mt: Path, tmp_path: Path, parallel: list[str]
+) -> None:
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mt)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_ff=64,
+        d_kv=16,
+        num_layers=2,
+        num_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    task, splits, recipe = _task_and_splits(
+        tmp_path / "t5", ["options.source_lang=en", "options.target_lang=ro", *parallel]
+    )
+    _, tokenizer = task.build_model(str(tmp_path / "t5"), recipe)
+    features = task.preprocess(splits["eval"], tokenizer, recipe)
+    first = tokenizer.decode(features[0]["input_ids"], skip_special_tokens=True)
+    assert first == "translate English to Romanian: " + splits["eval"][0]["source"]
+    # A recipe's own prefix wins.
+    _, splits, recipe = _task_and_splits(
+        tmp_path / "t5",
+        [
+            "options.source_lang=en",
+            "options.target_lang=ro",
+            "options.source_prefix=ro:",
+            *parallel,
+        ],
+    )
+    task.build_model(str(tmp_path / "t5"), recipe)
+    features = task.preprocess(splits["eval"], tokenizer, recipe)
+    assert (
+        tokenizer.decode(features[0]["input_ids"], skip_special_tokens=True)
+        == "ro:" + splits["eval"][0]["source"]
+    )

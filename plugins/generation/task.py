@@ -391,7 +391,12 @@ def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     # Shift the labels, not the logits (as transformers' loss does): slicing the
     # (batch, length, vocabulary) logits would copy them; the last position has no target.
-    labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+    return token_losses(logits, F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE))
+
+
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each label given the logits at its position, in float32, shaped
+    like ``labels``; ``IGNORE`` labels give 0."""
     losses = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
         labels.reshape(-1),

@@ -29,7 +29,6 @@ from typing import Any, ClassVar, Literal
 
 import datasets
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from nlptasks import (
@@ -42,7 +41,7 @@ from nlptasks import (
     position_limit,
 )
 from nlptasks.builtins.generation.data import IGNORE, render_chat
-from nlptasks.builtins.generation.task import next_token_losses
+from nlptasks.builtins.generation.task import next_token_losses, token_losses
 from nlptasks.builtins.translation.data import (
     EmptyPairs,
     drop_empty,
@@ -434,13 +433,7 @@ class TranslationTask:
             attention_mask=batch["attention_mask"],
             decoder_input_ids=decoder_input_ids,
         ).logits
-        losses = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            labels.reshape(-1),
-            ignore_index=IGNORE,
-            reduction="none",
-        )
-        return losses.view(labels.shape)
+        return token_losses(logits, labels)
 
     def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
         return self._token_losses(model, batch).sum()
