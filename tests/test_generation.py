@@ -446,6 +446,21 @@ def test_streamed_text_is_the_generated_text(trained_lm: Path) -> None:
     assert "".join(chunks) == "".join(p["generated_text"] + "\n" for p in plain)
     assert len(chunks) > 2  # written piece by piece, not at the end
 
+    # The task's predict_stream itself, as the runner calls it.
+    from nlptasks import precision
+    from nlptasks.runner import load_task, model_recipe
+
+    task = load_task("generation")
+    recipe = model_recipe("generation", str(trained_lm), None, [])
+    model, tokenizer = task.load_trained(str(trained_lm))
+    direct: list[str] = []
+    chosen = precision.resolve(recipe.train.mixed_precision)
+    with precision.inference(chosen, model.device):
+        record = task.predict_stream(
+            model, tokenizer, {"prompt": " = Homarus"}, recipe, direct.append
+        )
+    assert record == plain[0] and "".join(direct) == plain[0]["generated_text"] + "\n"
+
 
 def test_decoding_flags_become_generation_settings(trained_lm: Path) -> None:
     def run(*flags: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import os
 import re
@@ -20,16 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 import nlptasks
-from nlptasks import hookspecs, plugins
+from nlptasks import plugins
 from nlptasks.errors import DuplicateNameError, NlpTasksError, PluginError, UnknownNameError
 from nlptasks.registry import get_registries
 from tests.plugins import toy
-
-HOOKS = [
-    name
-    for name, fn in vars(hookspecs).items()
-    if inspect.isfunction(fn) and hasattr(fn, "nlptasks_spec")
-]
 
 
 @pytest.fixture
@@ -516,23 +509,6 @@ def test_allow_list(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "sentiment" in get_registries().tasks
-
-
-def test_every_hook_is_documented_and_tested() -> None:
-    assert set(HOOKS) == {
-        "register_tasks",
-        "register_models",
-        "register_datasets",
-        "register_metrics",
-        "register_recipes",
-        "register_commands",
-        "on_event",
-    }
-    tests = Path(__file__).read_text()
-    for name in HOOKS:
-        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
-        assert "Args:" in doc, name
-        assert f"def test_hook_{name}(" in tests, name
 
 
 def test_failing_hooks_are_one_warning_each(tmp_path: Path) -> None:

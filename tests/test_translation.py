@@ -115,6 +115,11 @@ def _task_and_splits(model: Path, overrides: list[str]):
     recipe = load_recipe("translation", "smollm2", [f"model={model}", *overrides])
     task = load_task("translation")
     splits = data.load_splits(recipe.data, source_reader=_source_reader(task, recipe))
+    if recipe.options.source_path:  # the files the options name are the training data
+        assert (
+            task.read_source(recipe, "train")["source"]
+            == read_parallel(recipe.options.source_path, recipe.options.target_path)["source"]
+        )
     return task, task.prepare_data(splits, recipe), recipe
 
 
