@@ -590,16 +590,22 @@ def recipes_validate(paths: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Include built-in plugins.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(show_all: bool, as_json: bool) -> None:
-    """List installed plugins: name, version and the hooks they implement.
+@click.pass_context
+def plugins(context: click.Context, show_all: bool, as_json: bool) -> None:
+    """List installed plugins: name, version and the hooks they implement. `plugins install`
+    and `plugins uninstall` add and remove them.
 
     \b
     Example:
         nlptasks plugins --all
+        nlptasks plugins install nlptasks-ner
+        nlptasks plugins uninstall nlptasks-ner
     """
+    if context.invoked_subcommand is not None:
+        return
     infos = [i for i in plugin_infos() if show_all or not i.builtin]
     data: list[dict[str, Any]] = [
         {
@@ -621,6 +627,39 @@ def plugins(show_all: bool, as_json: bool) -> None:
         )
 
 
+@plugins.command("install")
+@click.argument("packages", nargs=-1, required=True)
+@click.option("--upgrade", "-U", is_flag=True, help="Upgrade plugins already installed.")
+@click.option("--editable", "-e", is_flag=True, help="Install plugin folders in editable mode.")
+def plugins_install(packages: tuple[str, ...], upgrade: bool, editable: bool) -> None:
+    """Install plugins with pip, in the environment nlptasks runs in: package names (from
+    the package index) or plugin folders.
+
+    \b
+    Example:
+        nlptasks plugins install nlptasks-ner
+        nlptasks plugins install -e ./nlptasks-ner
+    """
+    from nlptasks.installer import install_command, run_pip
+
+    sys.exit(run_pip(install_command(packages, upgrade, editable)))
+
+
+@plugins.command("uninstall")
+@click.argument("packages", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def plugins_uninstall(packages: tuple[str, ...], yes: bool) -> None:
+    """Uninstall plugins with pip (never nlptasks itself).
+
+    \b
+    Example:
+        nlptasks plugins uninstall nlptasks-ner -y
+    """
+    from nlptasks.installer import run_pip, uninstall_command
+
+    sys.exit(run_pip(uninstall_command(packages, yes)))
+
+
 _commands_loaded = False
 
 
@@ -637,7 +676,10 @@ def main() -> None:
                 err=True,
             )
             sys.exit(1)
-    _load_plugin_commands()
+    # Installing and removing plugins must work when an installed plugin is broken: their
+    # commands load no plugin.
+    if sys.argv[1:3] not in (["plugins", "install"], ["plugins", "uninstall"]):
+        _load_plugin_commands()
     cli()
 
 
