@@ -112,6 +112,7 @@ def test_metric_duplicates_conflict_only_within_one_task(clashing_plugins: None)
         "qa/squad": "qa",
         "qa/squad_v2": "qa",
         "generation/perplexity": "generation",
+        "translation/sacrebleu": "translation",
     }
 
 
@@ -406,7 +407,12 @@ def test_trace_keeps_json_output_clean() -> None:
         env={**os.environ, "NLPTASKS_TRACE_PLUGINS": "1"},
     )
     assert out.returncode == 0, out.stderr
-    assert [row["name"] for row in json.loads(out.stdout)] == ["generation", "qa", "sentiment"]
+    assert [row["name"] for row in json.loads(out.stdout)] == [
+        "generation",
+        "qa",
+        "sentiment",
+        "translation",
+    ]
     traced = [line for line in out.stderr.splitlines() if line.startswith("nlptasks trace: ")]
     assert any(" register_tasks sentiment " in line and line.endswith(" ok") for line in traced)
     # One line per implementation call: sentiment implements the five register_* hooks.
