@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,23 +90,12 @@ def make_tiny_gpt2(
     ``<|endoftext|>`` is BOS, EOS and padding, as in GPT-2.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     eos = "<|endoftext|>"
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        list(texts),
-        trainers.BpeTrainer(
-            vocab_size=1000,
-            special_tokens=[eos],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
+    tok = _byte_level_bpe(texts, [eos])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos
     )
@@ -139,24 +129,12 @@ def make_tiny_bart(
     Every encoded text is ``<s> ... </s>``, as BART's tokenizer writes it.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
     from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        list(texts),
-        trainers.BpeTrainer(
-            vocab_size=1000,
-            special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
+    tok = _byte_level_bpe(texts, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], unk="<unk>")
     tok.post_processor = TemplateProcessing(
         single="<s> $A </s>",
         pair="<s> $A </s> </s> $B </s>",
@@ -194,6 +172,25 @@ def make_tiny_bart(
     )
     BartForConditionalGeneration(config).save_pretrained(folder)
     return folder
+
+
+def _byte_level_bpe(texts: Iterable[str], specials: list[str], unk: str | None = None) -> Any:
+    """A byte-level BPE tokenizer (1,000 tokens, GPT-2 style) trained on ``texts``; the
+    special tokens take the first ids, in order."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        list(texts),
+        trainers.BpeTrainer(
+            vocab_size=1000,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    return tok
 
 
 @pytest.fixture
