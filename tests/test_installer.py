@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,104 @@ def test_the_pip_commands() -> None:
     assert install_command(["x"], upgrade=True)[4:] == ["--upgrade", "x"]
     assert uninstall_command(["a", "b"], yes=True)[3:] == ["uninstall", "--yes", "a", "b"]
     assert canonical_name("NLPTasks_NER.x") == "nlptasks-ner-x"
+
+
+BROKEN = {
+    "nlptasks-importfail": "raise RuntimeError('boom')\n",
+    "nlptasks-misspelled": (
+        "import nlptasks\n@nlptasks.hookimpl\ndef register_taks(register):\n"
+        "    register('never', 'x:y')\n"
+    ),
+    "nlptasks-lazytypo": (
+        "import nlptasks\n@nlptasks.hookimpl\ndef register_tasks(register):\n"
+        "    register('typo-task', 'nlptasks.builtins.sentiment.task:SentimentTsk')\n"
+    ),
+    "nlptasks-dupe": (
+        "import nlptasks\n@nlptasks.hookimpl\ndef register_tasks(register):\n"
+        "    register('sentiment', 'nlptasks.builtins.sentiment.task:SentimentTask')\n"
+    ),
+    "nlptasks-hookraises": (
+        "import nlptasks\n@nlptasks.hookimpl\ndef register_models(register):\n"
+        "    raise ValueError('hook broke')\n"
+    ),
+}
+
+
+@pytest.fixture
+def installed(venv: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = request.param
+    result = nlptasks_in(
+        venv, "plugins", "install", str(write_plugin(tmp_path / name, name, BROKEN[name]))
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    yield name
+    nlptasks_in(venv, "plugins", "uninstall", "-y", name)
+
+
+def warning_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("installed", "warning"),
+    [
+        (
+            "nlptasks-importfail",
+            "Warning: Plugin 'nlptasks_importfail' (nlptasks-importfail 0.3.0) failed to load "
+            "and was skipped: RuntimeError: boom",
+        ),
+        (
+            "nlptasks-misspelled",
+            "Warning: Plugin 'nlptasks_misspelled' (nlptasks-misspelled 0.3.0) failed to load "
+            "and was skipped: PluginValidationError: unknown hook 'register_taks'",
+        ),
+        (
+            "nlptasks-hookraises",
+            "Warning: Plugin 'nlptasks_hookraises' (nlptasks-hookraises 0.3.0) failed in hook "
+            "register_models; other plugins are unaffected: ValueError: hook broke",
+        ),
+    ],
+    indirect=["installed"],
+)
+def test_a_broken_installed_plugin_is_one_warning(
+    venv: Path, installed: str, warning: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = nlptasks_in(venv, "list", "tasks")
+    assert listed.returncode == 0
+    assert "sentiment" in listed.stdout and "translation" in listed.stdout
+    lines = warning_lines(listed)
+    assert len(lines) == 1 and lines[0].startswith(warning), lines
+    monkeypatch.setenv("NLPTASKS_STRICT_PLUGINS", "1")
+    strict = nlptasks_in(venv, "list", "tasks")
+    assert strict.returncode == 1 and installed.replace("-", "_") in strict.stderr
+
+
+@pytest.mark.parametrize("installed", ["nlptasks-lazytypo"], indirect=True)
+def test_an_installed_plugins_target_typo_fails_only_its_task(venv: Path, installed: str) -> None:
+    listed = nlptasks_in(venv, "list", "tasks")
+    assert listed.returncode == 0 and "typo-task" in listed.stdout and not listed.stderr.strip()
+    run = nlptasks_in(venv, "run", "typo-task")
+    assert run.returncode == 1
+    assert warning_lines(run) == [
+        "Error: Plugin 'nlptasks_lazytypo' registered task 'typo-task' as "
+        "'nlptasks.builtins.sentiment.task:SentimentTsk', which cannot be imported: module "
+        "'nlptasks.builtins.sentiment.task' has no attribute 'SentimentTsk'. Fix the target in "
+        "the plugin."
+    ]
+    assert nlptasks_in(venv, "recipes", "validate", "sentiment/minilm").returncode == 0
+
+
+@pytest.mark.parametrize("installed", ["nlptasks-dupe"], indirect=True)
+def test_an_installed_duplicate_of_a_builtin_fails_only_that_name(
+    venv: Path, installed: str
+) -> None:
+    run = nlptasks_in(venv, "run", "sentiment")
+    assert run.returncode == 1
+    assert warning_lines(run) == [
+        "Error: Task 'sentiment' is registered by both plugin 'nlptasks_dupe' and plugin "
+        "'sentiment'. Uninstall one of them or limit plugins with NLPTASKS_LOAD_PLUGINS."
+    ]
+    # Every other command and task works.
+    assert nlptasks_in(venv, "list", "tasks").returncode == 0
+    assert nlptasks_in(venv, "recipes", "validate", "qa/minilm").returncode == 0
+    assert nlptasks_in(venv, "plugins").returncode == 0
