@@ -15,13 +15,14 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -60,6 +61,18 @@ class PluginLoadWarning(UserWarning):
 _manager: pluggy.PluginManager | None = None
 _infos: dict[str, PluginInfo] = {}
 _generation = 0
+
+
+@dataclass(frozen=True)
+class _Isolation:
+    """What an isolated manager holds instead of the built-ins and entry points."""
+
+    plugins: tuple[tuple[str, object, str | None, str | None], ...]
+    """(name, plugin, distribution, version) of each plugin under test."""
+    builtins: bool
+
+
+_isolation: _Isolation | None = None
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -121,19 +134,72 @@ def reset() -> None:
     _generation += 1
 
 
+@contextlib.contextmanager
+def isolated(
+    plugins: Sequence[object | str] = (), builtins: bool = False
+) -> Iterator[pluggy.PluginManager]:
+    """A plugin manager that holds only ``plugins`` (and the built-ins when ``builtins``),
+    whatever else is installed; the usual manager comes back afterwards.
+
+    Each plugin is a module or object, or a string: the name of an installed ``nlptasks``
+    entry point (loaded as users get it), else a module's import path. A plugin under test
+    that is itself a built-in (``"nlptasks.builtins.qa"``) needs no ``builtins=True``.
+    """
+    global _isolation
+    resolved = tuple(_resolve(plugin) for plugin in plugins)
+    previous = _isolation
+    _isolation = _Isolation(resolved, builtins)
+    reset()
+    try:
+        yield get_plugin_manager()
+    finally:
+        _isolation = previous
+        reset()
+
+
+def _resolve(plugin: object | str) -> tuple[str, object, str | None, str | None]:
+    if not isinstance(plugin, str):
+        name = getattr(plugin, "__name__", type(plugin).__name__)
+        return name.rsplit(".", 1)[-1], plugin, None, None
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=plugin):
+        dist = ep.dist
+        return ep.name, ep.load(), dist.name if dist else None, dist.version if dist else None
+    try:
+        module = importlib.import_module(plugin)
+    except ImportError as exc:
+        raise PluginError(
+            f"Plugin '{plugin}' is neither an installed nlptasks entry point nor an importable "
+            f"module ({exc}). Install its package (pip install -e .) or fix the name."
+        ) from exc
+    builtin = plugin in DEFAULT_PLUGINS
+    return plugin.rsplit(".", 1)[-1], module, "nlptasks" if builtin else None, None
+
+
 def _load() -> pluggy.PluginManager:
     global _generation
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     # No pm.enable_tracing(): pluggy's tracer only sees pm.hook.X() calls, which nlptasks
     # never makes; call_hook traces each implementation itself (to stderr, see there).
-    for module_name in DEFAULT_PLUGINS:
-        module = importlib.import_module(module_name)
-        # Short names ("sentiment") read well in `nlptasks list`; the module path does not.
-        name = module_name.rsplit(".", 1)[-1]
-        pm.register(module, name=name)
-        _infos[name] = PluginInfo(name, "nlptasks", _own_version(), builtin=True)
-    _load_entry_points(pm)
+    under_test = {id(p[1]) for p in _isolation.plugins} if _isolation else set()
+    if _isolation is None or _isolation.builtins:
+        for module_name in DEFAULT_PLUGINS:
+            module = importlib.import_module(module_name)
+            if id(module) in under_test:
+                continue  # registered below, as the plugin under test
+            # Short names ("sentiment") read well in `nlptasks list`; the module path does not.
+            name = module_name.rsplit(".", 1)[-1]
+            pm.register(module, name=name)
+            _infos[name] = PluginInfo(name, "nlptasks", _own_version(), builtin=True)
+    if _isolation is None:
+        _load_entry_points(pm)
+    else:
+        for name, plugin, dist, version in _isolation.plugins:
+            pm.register(plugin, name=name)
+            builtin = dist == "nlptasks"
+            _infos[name] = PluginInfo(
+                name, dist, version or (_own_version() if builtin else None), builtin
+            )
     # A misspelled hook name in a plugin would otherwise be ignored silently.
     try:
         pm.check_pending()

@@ -1,20 +1,36 @@
-"""Helpers for tests of nlptasks and of plugins: tiny real models built in seconds.
+"""The kit for testing nlptasks plugins: tiny real models, tiny datasets, an isolated plugin
+manager, a CLI runner and the conformance test class.
 
-Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures
-``tiny_bert`` (a 2-layer BERT with a WordPiece tokenizer trained on ``tiny_texts``, by default
-a few SST-2-like sentences; override ``tiny_texts`` to train it on your own), ``tiny_gpt2``
-(the same for a causal GPT-2 with a byte-level BPE tokenizer), ``tiny_bart`` (an
-encoder-decoder BART) and ``offline`` (no Hub access,
-no third-party entry points).
+Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures:
+
+- ``isolated_plugins``: ``isolated_plugins(*plugins, builtins=False)`` loads only the plugins
+  under test (entry-point names, module paths or modules) for the rest of the test;
+- ``cli``: ``cli("run", "sentiment", ..., exit_code=0)`` invokes the ``nlptasks`` command
+  in-process and checks its exit code;
+- ``tiny_model``: ``tiny_model("encoder" | "causal" | "seq2seq", texts)`` builds a tiny random
+  model whose tokenizer is trained on ``texts``, in about a second;
+- ``tiny_data``: ``tiny_data("sentiment" | "qa" | "generation" | "translation")`` writes
+  that built-in task's tiny dataset (:mod:`nlptasks.tiny_datasets`);
+- ``tiny_bert`` / ``tiny_gpt2`` / ``tiny_bart``: one tiny model of each shape per session,
+  trained on ``tiny_texts`` (a few SST-2-like sentences; override it to use your own);
+- ``offline``: no Hub access and no third-party entry points.
+
+:class:`TaskConformance` (from :mod:`nlptasks.conformance`) is the test class a task plugin
+subclasses to check that it keeps the Task contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The conformance kit is importable from here, beside the fixtures it needs.
+from nlptasks.conformance import ConformanceRun, TaskConformance, make_tiny_model
+from nlptasks.tiny_datasets import TinyData, tiny_dataset
 
 DEFAULT_TEXTS = (
     "a gripping , funny and moving film",
@@ -205,6 +221,64 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     plugins.reset()
 
 
+@pytest.fixture
+def isolated_plugins() -> Iterator[Callable[..., Any]]:
+    """``isolated_plugins(*plugins, builtins=False)``: from then until the test ends, only
+    these plugins are loaded (plus the built-ins when asked), whatever else is installed.
+    Returns the plugin manager. A plugin is an entry-point name, a module path or a module."""
+    from nlptasks import plugins
+
+    with contextlib.ExitStack() as stack:
+
+        def load(*under_test: object, builtins: bool = False) -> Any:
+            stack.close()  # a second call replaces the first
+            return stack.enter_context(plugins.isolated(under_test, builtins=builtins))
+
+        yield load
+
+
+@pytest.fixture
+def cli() -> Callable[..., Any]:
+    """``cli(*args, exit_code=0, input=None)``: run the ``nlptasks`` command in-process; fails
+    the test, showing the output, when it exits with another code. Returns click's Result
+    (``result.stdout`` is stdout alone, ``result.output`` stdout and stderr)."""
+    from click.testing import CliRunner
+
+    from nlptasks.cli import cli as command
+
+    def invoke(*args: str, exit_code: int = 0, input: str | None = None) -> Any:
+        result = CliRunner().invoke(command, list(args), input=input)
+        assert result.exit_code == exit_code, (
+            f"nlptasks {' '.join(args)} exited {result.exit_code}, not {exit_code}:\n"
+            f"{result.output}"
+        )
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_model(shape, texts=DEFAULT_TEXTS, seed=0)``: a tiny random model directory of a
+    task shape (``encoder``: BERT, ``causal``: GPT-2, ``seq2seq``: BART), no dropout."""
+
+    def make(shape: str, texts: Sequence[str] = DEFAULT_TEXTS, seed: int = 0) -> Path:
+        return make_tiny_model(shape, tmp_path_factory.mktemp(f"tiny-{shape}"), texts, seed)
+
+    return make
+
+
+@pytest.fixture
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
+    """``tiny_data(task)``: the tiny dataset of a built-in task written to a fresh folder, as
+    a :class:`TinyData` (recipe overrides, texts for a tokenizer, predict records)."""
+
+    def make(task: str) -> TinyData:
+        return tiny_dataset(task, tmp_path_factory.mktemp(f"tiny-{task}-data"))
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_texts() -> Sequence[str]:
     """The texts the ``tiny_bert`` tokenizer is trained on: :data:`DEFAULT_TEXTS`.
@@ -232,3 +306,16 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str
 def tiny_bart(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
     """A tiny random BART checkpoint directory (see :func:`make_tiny_bart`)."""
     return make_tiny_bart(tmp_path_factory.mktemp("tiny-bart"), tiny_texts)
+
+
+__all__ = [
+    "DEFAULT_TEXTS",
+    "ConformanceRun",
+    "TaskConformance",
+    "TinyData",
+    "make_tiny_bart",
+    "make_tiny_bert",
+    "make_tiny_gpt2",
+    "make_tiny_model",
+    "tiny_dataset",
+]
