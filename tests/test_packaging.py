@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import os
-import site
 import subprocess
-import sys
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.venvs import build_wheel, fresh_venv
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    # No build isolation: the build backend (setuptools) is already here, nothing downloads.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (path,) = out.glob("nlptasks-*.whl")
-    return path
+    return build_wheel(tmp_path_factory.mktemp("dist"))
 
 
 def test_wheel_contents(wheel: Path) -> None:
@@ -54,35 +34,13 @@ def test_wheel_contents(wheel: Path) -> None:
 @pytest.mark.slow
 def test_installed_wheel_lists_recipes(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=False)
-    python = env_dir / "bin" / "python"
+    python = fresh_venv(env_dir, wheel)
     target = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    # Dependencies come from this environment (no download); nlptasks itself only from the
-    # wheel: a .pth line adds a folder without running the editable-install hooks inside it.
-    deps = [p for p in site.getsitepackages() if "site-packages" in p]
-    Path(target, "deps.pth").write_text("\n".join(deps) + "\n")
-    # pip --python installs into the new environment, console script included.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--no-deps",
-            "--no-index",
-            "-q",
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
