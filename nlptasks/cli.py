@@ -645,6 +645,35 @@ def plugins_install(packages: tuple[str, ...], upgrade: bool, editable: bool) ->
     sys.exit(run_pip(install_command(packages, upgrade, editable)))
 
 
+@plugins.command("new")
+@click.argument("name")
+@click.option(
+    "--task-shape",
+    type=click.Choice(["classification", "tokens", "generation"]),
+    default="classification",
+    show_default=True,
+    help="What the task does: label a text, tag each word, or model and continue text.",
+)
+@click.option(
+    "--directory", "-d", default=".", show_default=True, help="Where to create the package."
+)
+def plugins_new(name: str, task_shape: str, directory: str) -> None:
+    """Scaffold an installable plugin package nlptasks-NAME for a new task NAME: pyproject
+    with the entry point, task module, sample data, recipe, kit-based tests and README.
+
+    \b
+    Example:
+        nlptasks plugins new emotion --task-shape classification
+        cd nlptasks-emotion && pip install -e ".[test]" && pytest
+    """
+    from nlptasks.scaffold import new_plugin
+
+    created = new_plugin(name, task_shape, directory)
+    click.echo(f"Created {created} (task '{name}', {task_shape}). Next:")
+    click.echo(f'  cd {created} && pip install -e ".[test]" && pytest')
+    click.echo(f"  nlptasks run {name}")
+
+
 @plugins.command("uninstall")
 @click.argument("packages", nargs=-1, required=True)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -676,9 +705,9 @@ def main() -> None:
                 err=True,
             )
             sys.exit(1)
-    # Installing and removing plugins must work when an installed plugin is broken: their
-    # commands load no plugin.
-    if sys.argv[1:3] not in (["plugins", "install"], ["plugins", "uninstall"]):
+    # Installing, removing and scaffolding plugins must work when an installed plugin is
+    # broken: these commands load no plugin.
+    if sys.argv[1:3] not in (["plugins", "install"], ["plugins", "uninstall"], ["plugins", "new"]):
         _load_plugin_commands()
     cli()
 

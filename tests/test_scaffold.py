@@ -1,0 +1,121 @@
+"""``nlptasks plugins new``: the scaffolded package is clean, installable, and its own tests
+(the conformance kit) pass as generated, for every task shape."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nlptasks.scaffold import SHAPES
+from tests.venvs import build_wheel, clean_env, fresh_venv, pip
+
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+def test_new_writes_an_installable_package(cli: Any, tmp_path: Path) -> None:
+    result = cli("plugins", "new", "doc-tags", "--task-shape", "tokens", "-d", str(tmp_path))
+    root = tmp_path / "nlptasks-doc-tags"
+    assert f"Created {root}" in result.stdout
+    written = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert written == [
+        "README.md",
+        "nlptasks_doc_tags/__init__.py",
+        "nlptasks_doc_tags/recipes/default.yaml",
+        "nlptasks_doc_tags/sample.py",
+        "nlptasks_doc_tags/task.py",
+        "pyproject.toml",
+        "tests/conftest.py",
+        "tests/test_doc_tags.py",
+    ]
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert not re.search(r"\{\{\w+\}\}", path.read_text()), f"placeholder left in {path}"
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '[project.entry-points.nlptasks]\ndoc-tags = "nlptasks_doc_tags"' in pyproject
+    assert "class DocTagsTask:" in (root / "nlptasks_doc_tags/task.py").read_text()
+    assert (
+        'pipeline_tag: ClassVar[str] = "token-classification"'
+        in (root / "nlptasks_doc_tags/task.py").read_text()
+    )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", ["ab", "a-rather-long-task-name-x"])
+def test_scaffold_is_lint_clean(cli: Any, tmp_path: Path, shape: str, name: str) -> None:
+    cli("plugins", "new", name, "--task-shape", shape, "-d", str(tmp_path))
+    root = tmp_path / f"nlptasks-{name}"
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        done = subprocess.run([str(RUFF), *args], cwd=root, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("Emotion", "'Emotion' is not a task name"),
+        ("2fast", "'2fast' is not a task name"),
+        ("a--b", "'a--b' is not a task name"),
+    ],
+)
+def test_bad_names_are_one_line(cli: Any, tmp_path: Path, name: str, problem: str) -> None:
+    result = cli("plugins", "new", name, "-d", str(tmp_path), exit_code=1)
+    assert problem in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_is_never_overwritten(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "nlptasks-emotion").mkdir()
+    (tmp_path / "nlptasks-emotion" / "mine.txt").write_text("keep")
+    result = cli("plugins", "new", "emotion", "-d", str(tmp_path), exit_code=1)
+    assert "exists already" in result.output
+    assert [p.name for p in (tmp_path / "nlptasks-emotion").iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nlptasks-emotion"]  # no staging left
+
+
+def test_unknown_shape_is_refused(cli: Any, tmp_path: Path) -> None:
+    result = cli("plugins", "new", "x", "--task-shape", "ranking", "-d", str(tmp_path), exit_code=2)
+    assert "'ranking' is not one of 'classification', 'tokens', 'generation'" in result.output
+
+
+@pytest.fixture(scope="module")
+def python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("scaffold-venv")
+    return fresh_venv(root / "venv", build_wheel(root / "dist"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", SHAPES)
+def test_scaffold_tests_pass_as_generated(python: Path, tmp_path: Path, shape: str) -> None:
+    name = f"my-{shape}"
+    made = subprocess.run(
+        [str(python), "-m", "nlptasks.cli", "plugins", "new", name, "--task-shape", shape],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert made.returncode == 0, made.stderr
+    root = tmp_path / f"nlptasks-{name}"
+    pip(
+        "install", "--no-deps", "--no-index", "--no-build-isolation", "-q", str(root), python=python
+    )
+    shutil.rmtree(root / "build", ignore_errors=True)
+    done = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=clean_env(NLPTASKS_CACHE=str(tmp_path / "cache")),
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    # Every check of the kit (9) and the sample test ran; none was skipped.
+    assert re.match(r"10 passed", summary), summary
