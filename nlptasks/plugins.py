@@ -195,6 +195,14 @@ def _load() -> pluggy.PluginManager:
         _load_entry_points(pm)
     else:
         for name, plugin, dist, version in _isolation.plugins:
+            if pm.has_plugin(name):
+                taken = _infos.get(name)
+                other = "a built-in" if taken and taken.builtin else "another plugin under test"
+                raise PluginError(
+                    f"Two plugins would both be named '{name}' (a plugin under test and "
+                    f"{other}). Give isolated() the plugin's entry-point name, or rename its "
+                    f"module."
+                )
             pm.register(plugin, name=name)
             builtin = dist == "nlptasks"
             _infos[name] = PluginInfo(

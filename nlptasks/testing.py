@@ -28,9 +28,17 @@ from typing import Any
 
 import pytest
 
+# The kit's asserts explain themselves only if pytest rewrites them; it rewrites this module
+# (a pytest plugin) on its own, and conformance only when asked before the import.
+pytest.register_assert_rewrite("nlptasks.conformance")
+
 # The conformance kit is importable from here, beside the fixtures it needs.
-from nlptasks.conformance import ConformanceRun, TaskConformance, make_tiny_model
-from nlptasks.tiny_datasets import TinyData, tiny_dataset
+from nlptasks.conformance import (  # noqa: E402
+    ConformanceRun,
+    TaskConformance,
+    make_tiny_model,
+)
+from nlptasks.tiny_datasets import TinyData, tiny_dataset  # noqa: E402
 
 DEFAULT_TEXTS = (
     "a gripping , funny and moving film",
@@ -238,15 +246,22 @@ def isolated_plugins() -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-def cli() -> Callable[..., Any]:
-    """``cli(*args, exit_code=0, input=None)``: run the ``nlptasks`` command in-process; fails
-    the test, showing the output, when it exits with another code. Returns click's Result
+def cli() -> Iterator[Callable[..., Any]]:
+    """``cli(*args, exit_code=0, input=None)``: run the ``nlptasks`` command in-process, with
+    the commands of the plugins loaded at that moment (``register_commands``); fails the test,
+    showing the output, when it exits with another code. Returns click's Result
     (``result.stdout`` is stdout alone, ``result.output`` stdout and stderr)."""
     from click.testing import CliRunner
 
     from nlptasks.cli import cli as command
+    from nlptasks.plugins import call_hook
+
+    builtin = dict(command.commands)
 
     def invoke(*args: str, exit_code: int = 0, input: str | None = None) -> Any:
+        # The plugins of this moment: those of an earlier call (or test) are gone.
+        command.commands = dict(builtin)
+        call_hook("register_commands", cli=command)
         result = CliRunner().invoke(command, list(args), input=input)
         assert result.exit_code == exit_code, (
             f"nlptasks {' '.join(args)} exited {result.exit_code}, not {exit_code}:\n"
@@ -254,7 +269,8 @@ def cli() -> Callable[..., Any]:
         )
         return result
 
-    return invoke
+    yield invoke
+    command.commands = builtin
 
 
 @pytest.fixture

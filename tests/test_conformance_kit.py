@@ -11,6 +11,7 @@ broken variants of the sentiment task.
 from __future__ import annotations
 
 import os
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,31 @@ def test_a_builtin_plugin_can_be_the_plugin_under_test() -> None:
         assert [i.name for i in plugins.plugin_infos()].count("qa") == 1
 
 
+def test_a_name_clash_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "clashpkg").mkdir()
+    (tmp_path / "clashpkg" / "__init__.py").write_text("")
+    (tmp_path / "clashpkg" / "qa.py").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with (
+            pytest.raises(
+                PluginError,
+                match=r"^Two plugins would both be named 'qa' \(a plugin "
+                r"under test and a built-in\)\. Give isolated\(\) the plugin's",
+            ),
+            plugins.isolated(["clashpkg.qa"], builtins=True),
+        ):
+            pass
+        with (
+            pytest.raises(PluginError, match="another plugin under test"),
+            plugins.isolated(["clashpkg.qa", "nlptasks.builtins.qa"]),
+        ):
+            pass
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert task_names() == BUILTIN_TASKS
+
+
 def test_an_entry_point_name_loads_the_installed_plugin() -> None:
     import importlib.metadata
 
@@ -335,6 +361,15 @@ def test_cli_fixture_runs_the_command_in_process(cli: Any, isolated_plugins: Any
     isolated_plugins("tests.plugins.toy")
     listed = cli("list", "tasks")
     assert "toy-task" in listed.stdout and "sentiment" not in listed.stdout
+
+
+def test_cli_fixture_has_the_commands_of_the_plugins_under_test(
+    cli: Any, isolated_plugins: Any
+) -> None:
+    isolated_plugins("tests.plugins.toy")
+    assert cli("hello", "world").stdout == "hello world\n"  # toy's register_commands
+    isolated_plugins("nlptasks.builtins.sentiment")
+    assert "No such command 'hello'" in cli("hello", "world", exit_code=2).output
 
 
 def test_cli_fixture_fails_on_another_exit_code(cli: Any) -> None:
