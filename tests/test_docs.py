@@ -98,3 +98,71 @@ def test_the_page_documents_no_method_the_protocols_lack() -> None:
     assert documented <= known, f"documented but not in nlptasks.task: {documented - known}"
     hooks = set(re.findall(r"^### `(\w+)\(", PAGE, flags=re.MULTILINE))
     assert hooks <= set(hook_specs()), f"documented but not a hook: {hooks - set(hook_specs())}"
+
+
+# ------------------------------------------------------------ CONTRIBUTING.md's plugin
+def _smallest_plugin_blocks() -> dict[str, str]:
+    doc = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    section = doc.split("### The smallest working plugin")[1].split("### A task of your own")[0]
+    return {lang: body for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, re.S)}
+
+
+def test_contributing_smallest_plugin_works(
+    cli: Any,
+    isolated_plugins: Any,
+    tiny_bert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plugin CONTRIBUTING.md shows, file for file, trains the built-in sentiment task on
+    its own data through its recipe and logs each evaluation; and it is as short as it says."""
+    import json
+    import sys
+
+    import tomllib
+
+    blocks = _smallest_plugin_blocks()
+    module = blocks["python"]
+    lines = len(module.strip().splitlines())
+    assert lines < 40 and f"the plugin ({lines} lines)" in (ROOT / "CONTRIBUTING.md").read_text()
+    pyproject = tomllib.loads(blocks["toml"])
+    assert pyproject["project"]["entry-points"]["nlptasks"] == {"sms": "nlptasks_sms"}
+
+    package = tmp_path / "nlptasks-sms" / "nlptasks_sms"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(module)
+    (package / "sms-minilm.yaml").write_text(blocks["yaml"])
+    rows = [("win a free prize now", "spam"), ("call me when you land", "ham")] * 30
+    (package / "sms.tsv").write_text(
+        "text\tlabel\n" + "".join(f"{text} {i}\t{label}\n" for i, (text, label) in enumerate(rows))
+    )
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.chdir(tmp_path)
+    isolated_plugins("nlptasks_sms", builtins=True)
+    try:
+        cli("recipes", "validate", "sentiment/sms-minilm")
+        run_dir = tmp_path / "run"
+        cli(
+            "run",
+            "sentiment",
+            "--recipe",
+            "sms-minilm",
+            f"model={tiny_bert}",
+            "train.max_steps=4",
+            "train.eval_every=2",
+            "-o",
+            str(run_dir),
+            "-q",
+        )
+    finally:
+        sys.modules.pop("nlptasks_sms", None)
+    assert json.loads((run_dir / "model" / "config.json").read_text())["id2label"] == {
+        "0": "ham",
+        "1": "spam",
+    }
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    # The minilm recipe it extends holds out 10% of the 60 rows.
+    assert events[0]["train_examples"] == 54 and events[0]["eval_examples"] == 6
+    evals = [[str(e["step"]), str(e["metrics"]["accuracy"])] for e in events if e["type"] == "eval"]
+    logged = [line.split(",") for line in (tmp_path / "evaluations.csv").read_text().splitlines()]
+    assert logged == evals and len(evals) == 2
