@@ -666,9 +666,16 @@ def plugins_new(name: str, task_shape: str, directory: str) -> None:
         nlptasks plugins new emotion --task-shape classification
         cd nlptasks-emotion && pip install -e ".[test]" && pytest
     """
-    from nlptasks.scaffold import new_plugin
+    from nlptasks.scaffold import installed_plugin, new_plugin
 
     created = new_plugin(name, task_shape, directory)
+    if owner := installed_plugin(name):
+        click.secho(
+            f"Warning: an installed plugin ({owner}) is named '{name}' too; uninstall it "
+            f"before installing this one, or only one of them will load.",
+            fg="yellow",
+            err=True,
+        )
     click.echo(f"Created {created} (task '{name}', {task_shape}). Next:")
     click.echo(f'  cd {created} && pip install -e ".[test]" && pytest')
     click.echo(f"  nlptasks run {name}")

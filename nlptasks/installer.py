@@ -29,8 +29,10 @@ def install_command(
 ) -> list[str]:
     """The pip command that installs ``packages`` (names, requirement specifiers or paths)."""
     for package in packages:
+        # URLs and direct references ("git+https://...", "pkg @ https://...") are pip's.
+        is_url = "://" in package or "@" in package
         looks_like_path = package.startswith((".", "/", "~")) or "/" in package or "\\" in package
-        if looks_like_path and not Path(package).expanduser().exists():
+        if looks_like_path and not is_url and not Path(package).expanduser().exists():
             raise NlpTasksError(
                 f"'{package}' looks like a path but does not exist. Give the folder of a "
                 f"plugin package (with its pyproject.toml) or a package name."
@@ -48,7 +50,9 @@ def install_command(
 def uninstall_command(packages: Sequence[str], yes: bool = False) -> list[str]:
     """The pip command that removes ``packages``; nlptasks itself is refused."""
     for package in packages:
-        if canonical_name(package) == OWN_DISTRIBUTION:
+        # pip uninstall takes requirement specifiers too: "nlptasks==0.1", "nlptasks[all]".
+        name = re.split(r"[\s\[<>=!~;@(]", package.strip(), maxsplit=1)[0]
+        if canonical_name(name) == OWN_DISTRIBUTION:
             raise NlpTasksError(
                 "Refusing to uninstall nlptasks itself: 'plugins uninstall' removes plugins. "
                 "Use pip uninstall nlptasks to remove nlptasks."

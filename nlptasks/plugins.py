@@ -145,16 +145,19 @@ def isolated(
     entry point (loaded as users get it), else a module's import path. A plugin under test
     that is itself a built-in (``"nlptasks.builtins.qa"``) needs no ``builtins=True``.
     """
-    global _isolation
+    global _isolation, _manager, _generation
     resolved = tuple(_resolve(plugin) for plugin in plugins)
-    previous = _isolation
+    # The manager of before comes back as it was (plugins registered by hand included).
+    previous = (_isolation, _manager, dict(_infos))
     _isolation = _Isolation(resolved, builtins)
     reset()
     try:
         yield get_plugin_manager()
     finally:
-        _isolation = previous
-        reset()
+        _isolation, _manager = previous[0], previous[1]
+        _infos.clear()
+        _infos.update(previous[2])
+        _generation += 1
 
 
 def _resolve(plugin: object | str) -> tuple[str, object, str | None, str | None]:
@@ -163,13 +166,29 @@ def _resolve(plugin: object | str) -> tuple[str, object, str | None, str | None]
         return name.rsplit(".", 1)[-1], plugin, None, None
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=plugin):
         dist = ep.dist
-        return ep.name, ep.load(), dist.name if dist else None, dist.version if dist else None
+        name, version = (dist.name, dist.version) if dist else (None, None)
+        try:
+            loaded = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"Plugin '{plugin}' ({name or 'unknown distribution'} {version or ''}) failed "
+                f"to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        return ep.name, loaded, name, version
     try:
         module = importlib.import_module(plugin)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (plugin == exc.name or plugin.startswith(exc.name + ".")):
+            raise PluginError(
+                f"Plugin module '{plugin}' failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
         raise PluginError(
             f"Plugin '{plugin}' is neither an installed nlptasks entry point nor an importable "
-            f"module ({exc}). Install its package (pip install -e .) or fix the name."
+            f"module. Install its package (pip install -e .) or fix the name."
+        ) from exc
+    except Exception as exc:
+        raise PluginError(
+            f"Plugin module '{plugin}' failed to import: {type(exc).__name__}: {exc}"
         ) from exc
     builtin = plugin in DEFAULT_PLUGINS
     return plugin.rsplit(".", 1)[-1], module, "nlptasks" if builtin else None, None

@@ -16,6 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from nlptasks.errors import NlpTasksError
+from nlptasks.plugins import DEFAULT_PLUGINS
 
 SHAPES = ("classification", "tokens", "generation")
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -51,6 +52,15 @@ def new_plugin(name: str, shape: str, parent: str | Path) -> Path:
         )
     if shape not in SHAPES:
         raise NlpTasksError(f"Unknown task shape '{shape}'. Use one of {', '.join(SHAPES)}.")
+    builtin = [module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS]
+    if name in builtin:
+        # Its entry point and task would both clash with the built-in plugin of that name.
+        raise NlpTasksError(
+            f"'{name}' is the name of a built-in nlptasks task. Choose another name (e.g. "
+            f"'my-{name}')."
+        )
+    if Path(parent).exists() and not Path(parent).is_dir():
+        raise NlpTasksError(f"'{parent}' is a file, not a folder. Give --directory a folder.")
     module = name.replace("-", "_")
     package = f"nlptasks_{module}"
     destination = Path(parent) / f"nlptasks-{name}"
@@ -94,6 +104,15 @@ def new_plugin(name: str, shape: str, parent: str | Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+def installed_plugin(name: str) -> str | None:
+    """The distribution of an installed plugin whose entry point is called ``name``."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="nlptasks", name=name):
+        return ep.dist.name if ep.dist else "an unknown distribution"
+    return None
 
 
 def render(text: str, values: dict[str, str]) -> str:

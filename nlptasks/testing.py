@@ -263,6 +263,8 @@ def cli() -> Iterator[Callable[..., Any]]:
         command.commands = dict(builtin)
         call_hook("register_commands", cli=command)
         result = CliRunner().invoke(command, list(args), input=input)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception  # a crash, not a handled error: show its traceback
         assert result.exit_code == exit_code, (
             f"nlptasks {' '.join(args)} exited {result.exit_code}, not {exit_code}:\n"
             f"{result.output}"

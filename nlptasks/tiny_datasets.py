@@ -76,7 +76,7 @@ def sentiment(folder: Path) -> TinyData:
     return TinyData(
         [*_paths(train, evaluation), "options.label_names=[negative, positive]"],
         [row["text"] for row in rows],
-        [{"text": "a witty story"}, {"text": "a dull cast"}],
+        [{"text": "a witty story and a superb cast"}, {"text": "a dull film"}],
     )
 
 
@@ -119,7 +119,10 @@ def qa(folder: Path) -> TinyData:
             "options.doc_stride=16",
         ],
         texts,
-        [{"question": "Where does the owl live ?", "context": context}],
+        [
+            {"question": "Where does the owl live ?", "context": context},
+            {"question": "What does the mole eat ?", "context": "The mole eats worms ."},
+        ],
     )
 
 
@@ -141,7 +144,7 @@ def generation(folder: Path) -> TinyData:
             "generation.max_new_tokens=8",
         ],
         lines,
-        [{"prompt": "The dog lives in"}],
+        [{"prompt": "The dog lives in the forest and eats"}, {"prompt": "The cat"}],
     )
 
 
@@ -164,7 +167,7 @@ def translation(folder: Path) -> TinyData:
             "options.max_target_length=32",
         ],
         [text for pair in pairs for text in pair],
-        [{"text": "the white cat"}, {"text": "the big book"}],
+        [{"text": "the white cat and the big book"}, {"text": "the dog"}],
     )
 
 

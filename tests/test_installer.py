@@ -117,7 +117,9 @@ def test_a_broken_plugin_can_be_uninstalled_even_in_strict_mode(
     nlptasks_in(venv, "plugins", "uninstall", "nlptasks-other", "-y")
 
 
-@pytest.mark.parametrize("name", ["nlptasks", "NLPTasks", "NLPTASKS"])
+@pytest.mark.parametrize(
+    "name", ["nlptasks", "NLPTasks", "NLPTASKS", "nlptasks==0.1.0", "nlptasks[all]", "nlptasks>=0"]
+)
 def test_nlptasks_itself_is_never_uninstalled(name: str) -> None:
     result = CliRunner().invoke(cli, ["plugins", "uninstall", name, "-y"])
     assert result.exit_code == 1
@@ -143,6 +145,9 @@ def test_the_pip_commands() -> None:
     assert install_command(["x"], upgrade=True)[4:] == ["--upgrade", "x"]
     assert uninstall_command(["a", "b"], yes=True)[3:] == ["uninstall", "--yes", "a", "b"]
     assert canonical_name("NLPTasks_NER.x") == "nlptasks-ner-x"
+    # URLs and direct references go to pip as they are, not refused as missing paths.
+    urls = ["git+https://example.org/a/b.git", "pkg @ https://example.org/x.whl"]
+    assert install_command(urls)[4:] == urls
 
 
 BROKEN = {

@@ -70,6 +70,63 @@ def test_bad_names_are_one_line(cli: Any, tmp_path: Path, name: str, problem: st
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("shape", "model_shape", "description"),
+    [
+        ("classification", "encoder", "Text classification."),
+        ("tokens", "encoder", "Token classification (one tag per word)."),
+        ("generation", "causal", "Causal language modelling: perplexity and continuations."),
+    ],
+)
+def test_each_shape_gets_its_own_model_and_description(
+    cli: Any, tmp_path: Path, shape: str, model_shape: str, description: str
+) -> None:
+    cli("plugins", "new", "x", "--task-shape", shape, "-d", str(tmp_path))
+    root = tmp_path / "nlptasks-x"
+    assert f'model_shape = "{model_shape}"' in (root / "tests/test_x.py").read_text()
+    assert f'description="{description}"' in (root / "nlptasks_x/__init__.py").read_text()
+    assert f'description = "{description}"' in (root / "pyproject.toml").read_text()
+
+
+def test_every_value_reaches_the_templates() -> None:
+    """A value the scaffold computes but no template uses is a template that hard-codes it."""
+    from importlib.resources import files
+
+    templates = files("nlptasks") / "templates" / "plugin"
+    text = "".join(
+        (templates / shape / name).read_text()
+        for shape in ("common", *SHAPES)
+        for name in [p.name for p in (templates / shape).iterdir()]
+    )
+    used = set(re.findall(r"\{\{(\w+)\}\}", text))
+    assert used == {
+        "task",
+        "module",
+        "package",
+        "dist",
+        "Class",
+        "description",
+        "shape",
+        "model_shape",
+        "predict_example",
+        "nlptasks_version",
+    }
+
+
+@pytest.mark.parametrize("name", ["sentiment", "qa", "generation", "translation"])
+def test_builtin_task_names_are_refused(cli: Any, tmp_path: Path, name: str) -> None:
+    result = cli("plugins", "new", name, "-d", str(tmp_path), exit_code=1)
+    assert f"'{name}' is the name of a built-in nlptasks task" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_as_directory_is_one_line(cli: Any, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = cli("plugins", "new", "x", "-d", str(afile), exit_code=1)
+    assert f"'{afile}' is a file, not a folder" in result.output
+
+
 def test_an_existing_folder_is_never_overwritten(cli: Any, tmp_path: Path) -> None:
     (tmp_path / "nlptasks-emotion").mkdir()
     (tmp_path / "nlptasks-emotion" / "mine.txt").write_text("keep")
@@ -117,5 +174,5 @@ def test_scaffold_tests_pass_as_generated(python: Path, tmp_path: Path, shape: s
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     summary = done.stdout.strip().splitlines()[-1]
-    # Every check of the kit (9) and the sample test ran; none was skipped.
-    assert re.match(r"10 passed", summary), summary
+    # Every check of the kit (10) and the sample test ran; none was skipped.
+    assert re.match(r"11 passed", summary), summary

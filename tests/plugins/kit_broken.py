@@ -65,6 +65,40 @@ class RandomMetricTask(SentimentTask):
         return CollectOutputs(unseeded)
 
 
+class NanMetricTask(SentimentTask):
+    """macro_f1 is always NaN (a 0/0 bug): declared and reported, but never a number."""
+
+    name: ClassVar[str] = "kit-nan-metric"
+
+    def new_metrics(self, context: EvalContext) -> CollectOutputs:
+        def undefined(outputs: dict[str, Any], context: EvalContext) -> dict[str, float]:
+            return {**_classification_metrics(outputs, context), "macro_f1": float("nan")}
+
+        return CollectOutputs(undefined)
+
+
+class UnmaskedPredictTask(SentimentTask):
+    """predict pads a batch but drops its attention mask: a short text padded next to a long
+    one gets other scores than alone."""
+
+    name: ClassVar[str] = "kit-unmasked-predict"
+
+    def predict(
+        self,
+        model: Any,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+    ) -> list[dict[str, Any]]:
+        texts = [str(r["text"]) for r in records]
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        probabilities = model(input_ids=batch["input_ids"]).logits.float().softmax(-1)
+        return [
+            {"text": text, "score": row.max().item()}
+            for text, row in zip(texts, probabilities, strict=True)
+        ]
+
+
 class BadPredictTask(SentimentTask):
     """predict returns a NaN score, which is not JSON."""
 
@@ -101,6 +135,8 @@ TASKS: tuple[type[SentimentTask], ...] = (
     ExtraMetricTask,
     NeverGeneratedMetricTask,
     RandomMetricTask,
+    NanMetricTask,
+    UnmaskedPredictTask,
     BadPredictTask,
     WrongTagTask,
     UndeclaredMainMetricTask,

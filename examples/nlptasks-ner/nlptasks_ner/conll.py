@@ -3,11 +3,13 @@ between sentences, ``-DOCSTART-`` lines ignored: the CoNLL-2003 layout."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nlptasks
 
 SUFFIXES = (".conll", ".iob", ".iob2", ".bio")
+COMMENT = re.compile(r"#\s*[\w-]+\s*=")
 
 
 def is_conll(path: str | None) -> bool:
@@ -25,7 +27,10 @@ def read_conll(path: str | Path, key: str) -> dict[str, list[list[str]]]:
     words: list[str] = []
     labels: list[str] = []
     for number, line in enumerate([*lines, ""], 1):
-        fields = line.split()
+        # Tabs and spaces only: a no-break space may be part of a token.
+        fields = [f for f in re.split(r"[ \t]+", line.strip(" \t\r\n")) if f]
+        if fields and COMMENT.match(line):
+            continue  # CoNLL-U style comments: "# sent_id = 1", "# text = ..."
         if not fields or fields[0] == "-DOCSTART-":
             if words:
                 tokens.append(words)

@@ -23,6 +23,9 @@ from nlptasks_ner.conll import is_conll, read_conll
 from nlptasks_ner.metrics import entities, entity_scores
 
 IGNORE = -100
+BIO = re.compile(r"O|[BI]-\S+")
+# Words as CoNLL files have them: punctuation apart ("Oslo." is "Oslo" and ".").
+WORD = re.compile(r"\w+(?:['\u2019-]\w+)*|[^\w\s]")
 
 
 @dataclass
@@ -36,7 +39,7 @@ class NerOptions:
 
     def problems(self) -> list[str]:
         names = self.label_names or []
-        bad = [n for n in names if n != "O" and not re.fullmatch(r"[BI]-\S+", n)]
+        bad = [n for n in names if not BIO.fullmatch(n)]
         if bad:
             return [f"'options.label_names' has '{bad[0]}', not a BIO tag (O, B-TYPE, I-TYPE)"]
         return []
@@ -105,6 +108,11 @@ class NerTask:
                     raise nlptasks.DataError(
                         f"The {name} data's row {row} has {len(words)} tokens but {len(tags)} "
                         f"tags. Give every token one tag."
+                    )
+                if bad := next((t for t in tags if not BIO.fullmatch(t)), None):
+                    raise nlptasks.DataError(
+                        f"The {name} data's row {row} has tag '{bad}', not a BIO tag (O, "
+                        f"B-TYPE, I-TYPE). Convert the tags to BIO (IOB2)."
                     )
                 unknown = sorted(set(tags) - known)
                 if unknown:
@@ -188,19 +196,25 @@ class NerTask:
             encoded = tokenizer(
                 batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length
             )
-            labels = []
+            labels, scored = [], []
             for i, tags in enumerate(batch["tags"]):
                 previous = None
-                row = []
+                row, words = [], []
                 for word in encoded.word_ids(i):
                     first = word is not None and word != previous
                     row.append(ids[tags[word]] if first else IGNORE)
+                    if first:
+                        words.append(word)
                     previous = word
                 labels.append(row)
+                # Which word each labelled position tags: a word with no token (a zero-width
+                # space) has none, and the words after it must not shift onto its tag.
+                scored.append(words)
             return {
                 "input_ids": encoded["input_ids"],
                 "attention_mask": encoded["attention_mask"],
                 "labels": labels,
+                "scored_words": scored,
                 "length": [len(row) for row in encoded["input_ids"]],
             }
 
@@ -246,10 +260,13 @@ class NerTask:
 
     def _scores(self, outputs: dict[str, torch.Tensor], context: EvalContext) -> dict[str, float]:
         gold = context.examples["tags"]
+        scored = context.features["scored_words"]
         predicted = []
-        for row, tags in zip(outputs["predictions"].tolist(), gold, strict=True):
-            words = [self.label_names[t] for t in row if t != IGNORE]
-            predicted.append(words + ["O"] * (len(tags) - len(words)))  # truncated words
+        for row, tags, words in zip(outputs["predictions"].tolist(), gold, scored, strict=True):
+            tagged = ["O"] * len(tags)  # words cut off by max_length, or without tokens
+            for word, tag in zip(words, (t for t in row if t != IGNORE), strict=True):
+                tagged[word] = self.label_names[tag]
+            predicted.append(tagged)
         return entity_scores(gold, predicted)
 
     # --------------------------------------------------------------------------- predict
@@ -263,7 +280,7 @@ class NerTask:
         results = []
         for record in records:
             text = str(record["text"])
-            spans = [m.span() for m in re.finditer(r"\S+", text)]
+            spans = [m.span() for m in WORD.finditer(text)]
             words = [text[a:b] for a, b in spans]
             encoded = tokenizer(
                 words,

@@ -141,3 +141,76 @@ def test_a_row_with_more_tags_than_tokens_is_one_line(
     )
     assert "row 0 has 2 tokens but 3 tags" in result.output
     assert "Traceback" not in result.output
+
+
+def test_conll_comments_and_no_break_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "x.conll"
+    path.write_text("# sent_id = 1\n# text = New York\nNew\u00a0York B-LOC\nis O\n")
+    assert read_conll(path, "data.train_path") == {
+        "tokens": [["New\u00a0York", "is"]],
+        "ner_tags": [["B-LOC", "O"]],
+    }
+
+
+def test_non_bio_tags_are_one_line(
+    cli: Any, isolated_plugins: Any, tiny_model: Any, tmp_path: Path
+) -> None:
+    isolated_plugins("ner")
+    bad = tmp_path / "bioes.jsonl"
+    bad.write_text(json.dumps({"tokens": ["Tom", "ran"], "ner_tags": ["S-PER", "O"]}) + "\n")
+    result = cli(
+        "run",
+        "ner",
+        f"model={tiny_model('encoder')}",
+        f"data.train_path={bad}",
+        f"data.eval_path={bad}",
+        exit_code=1,
+    )
+    assert "row 0 has tag 'S-PER', not a BIO tag" in result.output
+
+
+def test_a_word_without_tokens_does_not_shift_the_tags(
+    isolated_plugins: Any, tiny_model: Any, tmp_path: Path
+) -> None:
+    """A zero-width space is a word with no token: the words after it keep their own tags."""
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import prepare_run
+
+    isolated_plugins("ner")
+    rows = [
+        {
+            "tokens": ["Tom", "\u200b", "flew", "to", "Oslo"],
+            "ner_tags": ["B-PER", "O", "O", "O", "B-LOC"],
+        }
+    ] * 8
+    data = tmp_path / "zw.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = tiny_model("encoder", ["Tom flew to Oslo"])
+    recipe = load_recipe(
+        "ner", None, [f"model={model}", f"data.train_path={data}", f"data.eval_path={data}"]
+    )
+    prepared = prepare_run(recipe)
+    task, features = prepared.task, prepared.features["eval"]
+    assert features[0]["scored_words"] == [0, 2, 3, 4]  # word 1 has no token
+    import torch
+
+    from nlptasks import EvalContext
+
+    # A perfect model: its predictions are the labels.
+    labels = torch.tensor([features[i]["labels"] for i in range(len(features))])
+    context = EvalContext(prepared.examples["eval"], features, prepared.tokenizer, recipe)
+    scores = task._scores({"predictions": labels}, context)
+    assert scores["f1"] == 1.0 and scores["accuracy"] == 1.0
+
+
+def test_predict_splits_punctuation_like_conll(
+    cli: Any, isolated_plugins: Any, tiny_model: Any, tmp_path: Path
+) -> None:
+    isolated_plugins("ner")
+    run_dir = _run(cli, tmp_path, tiny_model)
+    text = "Omar flew to Oslo."
+    out = json.loads(cli("predict", "ner", "--model", str(run_dir / "model"), text).stdout)
+    assert out["tags"][-2:] == ["B-LOC", "O"]  # "Oslo" and "." are two words
+    assert {"entity_group": "LOC", "word": "Oslo", "start": 13, "end": 17}.items() <= (
+        out["entities"][-1].items()
+    )
