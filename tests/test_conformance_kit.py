@@ -341,18 +341,25 @@ def test_a_name_clash_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
     assert task_names() == BUILTIN_TASKS
 
 
-def test_an_entry_point_name_loads_the_installed_plugin() -> None:
-    import importlib.metadata
-
-    if not importlib.metadata.entry_points(group="nlptasks", name="ner"):
-        pytest.skip("the example plugin nlptasks-ner is not installed")
+def test_an_entry_point_name_loads_the_installed_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installed distribution (its metadata on sys.path) whose entry point is the toy plugin.
+    info = tmp_path / "nlptasks_toyish-2.5.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nlptasks-toyish\nVersion: 2.5\n")
+    (info / "entry_points.txt").write_text("[nlptasks]\ntoyish = tests.plugins.toy\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     # Entry points are off in this suite (NLPTASKS_LOAD_PLUGINS=""); naming one loads it.
-    assert "ner" not in task_names()
-    with plugins.isolated(["ner"]):
-        assert task_names() == ["ner"]
-        [info] = plugins.plugin_infos()
-        assert (info.name, info.distribution) == ("ner", "nlptasks-ner")
-        assert info.version == importlib.metadata.version("nlptasks-ner")
+    assert "toy-task" not in task_names()
+    with plugins.isolated(["toyish"]):
+        assert task_names() == ["toy-task"]
+        [info_] = plugins.plugin_infos()
+        assert (info_.name, info_.distribution, info_.version) == (
+            "toyish",
+            "nlptasks-toyish",
+            "2.5",
+        )
 
 
 # ----------------------------------------------------------------------- fixtures
