@@ -54,6 +54,10 @@ class EvalContext:
     """Sum of every target's loss over the eval set (filled in before ``compute``)."""
     loss_count: float = 0.0
     """Number of loss targets (examples or tokens) over the eval set."""
+    feature_losses: Any = None
+    """Each feature's summed loss and number of targets, a (features, 2) float64 tensor in
+    feature order (filled in before ``compute``): per-example statistics of loss-based
+    metrics (perplexity) come from here."""
     extra: dict[str, Any] = field(default_factory=dict)
     """What a metric wants kept besides its values: ``extra["signatures"]`` (metric name ->
     signature string, e.g. sacreBLEU's) goes to results.json as ``metric_signatures``."""
@@ -77,6 +81,21 @@ class MetricAccumulator(Protocol):
         ...
 
 
+@dataclass
+class ExampleStatistics:
+    """What one evaluation says about each example: for ``predictions.jsonl``, bootstrap
+    confidence intervals and ``nlptasks compare``.
+
+    ``statistics[i]`` are numbers that add up across examples (1 if correct, a question's F1,
+    a sentence's n-gram counts); the task's ``metrics_from_statistics`` turns their sums over
+    any set of examples into its metrics. ``records[i]`` is what a person reads about example
+    ``i`` (its prediction and reference), JSON-serialisable.
+    """
+
+    records: list[dict[str, Any]]
+    statistics: list[dict[str, float]]
+
+
 class CollectOutputs:
     """An accumulator that keeps every output and hands them to ``compute_fn`` at the end,
     concatenated (padded along dim 1 with :data:`PAD_INDEX`) and in feature order.
@@ -85,21 +104,33 @@ class CollectOutputs:
     of large eval sets.
     """
 
-    def __init__(self, compute_fn: Any) -> None:
+    def __init__(self, compute_fn: Any, examples_fn: Any = None) -> None:
         self._compute_fn = compute_fn
+        self._examples_fn = examples_fn
+        """``examples_fn(outputs, context) -> ExampleStatistics``, optional."""
         self._batches: list[dict[str, torch.Tensor]] = []
 
     def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
         self._batches.append(dict(outputs))
 
-    def compute(self, context: EvalContext) -> dict[str, float]:
+    def _joined(self) -> dict[str, torch.Tensor]:
         keys = self._batches[0].keys() if self._batches else ()
         joined = {k: concat_padded([b[k] for b in self._batches]) for k in keys}
         if "index" in joined:  # back to feature order
             order = torch.argsort(joined["index"])
             joined = {k: v[order] for k, v in joined.items()}
-        result: dict[str, float] = self._compute_fn(joined, context)
+        return joined
+
+    def compute(self, context: EvalContext) -> dict[str, float]:
+        result: dict[str, float] = self._compute_fn(self._joined(), context)
         return result
+
+    def example_statistics(self, context: EvalContext) -> ExampleStatistics | None:
+        """Per-example records and statistics, when the task gave an ``examples_fn``."""
+        if self._examples_fn is None:
+            return None
+        found: ExampleStatistics | None = self._examples_fn(self._joined(), context)
+        return found
 
 
 def concat_padded(tensors: Sequence[torch.Tensor], pad_index: int = PAD_INDEX) -> torch.Tensor:
@@ -145,6 +176,8 @@ class Evaluator:
         self.accelerator = accelerator
         self.signatures: dict[str, str] = {}
         """The metric signatures of the latest evaluation that reported any."""
+        self._examples: list[tuple[dict[str, float], ExampleStatistics | None, Any]] = []
+        """(metrics, per-example statistics, feature losses) of recent evaluations."""
         # A plain list: indexing a datasets column element by element is slow.
         lengths = list(features["length"]) if "length" in features.column_names else None
         size = recipe.train.eval_batch_size
@@ -174,8 +207,7 @@ class Evaluator:
         metrics = self.task.new_metrics(context)
         was_training = model.training
         model.eval()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        loss_count = torch.zeros((), dtype=torch.float64)
+        losses = torch.zeros((len(self.features), 2), dtype=torch.float64)
         try:
             with torch.inference_mode(), acc.autocast():
                 for indices, real in self._shard():
@@ -183,13 +215,15 @@ class Evaluator:
                     outputs["index"] = torch.tensor(indices, device=acc.device)
                     outputs["real"] = torch.full((len(indices),), int(real), device=acc.device)
                     gathered = self._gather(outputs)
-                    loss_sum += gathered.pop("loss").double().sum()
-                    loss_count += gathered.pop("loss_count").double().sum()
+                    rows = gathered["index"].long()
+                    losses[rows, 0] = gathered.pop("loss").double()
+                    losses[rows, 1] = gathered.pop("loss_count").double()
                     metrics.add_batch(gathered)
         finally:
             if was_training:
                 model.train()
-        context.loss_sum, context.loss_count = float(loss_sum), float(loss_count)
+        context.loss_sum, context.loss_count = (float(v) for v in losses.sum(dim=0))
+        context.feature_losses = losses
         computed = metrics.compute(context)
         if not isinstance(computed, Mapping):
             raise PluginError(
@@ -205,7 +239,22 @@ class Evaluator:
         self._check_declared(result, generate)
         if signatures := context.extra.get("signatures"):
             self.signatures = {str(k): str(v) for k, v in dict(signatures).items()}
+        per_example = getattr(metrics, "example_statistics", None)
+        examples = per_example(context) if callable(per_example) else None
+        # The final metrics may be an earlier evaluation's (the best checkpoint's).
+        self._examples = [*self._examples[-9:], (dict(result), examples, losses)]
         return result
+
+    def examples_for(self, metrics: Mapping[str, float]) -> tuple[ExampleStatistics | None, Any]:
+        """The per-example statistics and feature losses of the latest evaluation that gave
+        exactly ``metrics``; (None, None) when none did."""
+        for found, examples, losses in reversed(self._examples):
+            if found.keys() == metrics.keys() and all(
+                a == b or (math.isnan(a) and math.isnan(b))
+                for a, b in ((found[k], float(metrics[k])) for k in found)
+            ):
+                return examples, losses
+        return None, None
 
     def _shard(self) -> list[tuple[list[int], bool]]:
         """This process's batches: every ``num_processes``-th from its rank. A process left

@@ -84,6 +84,11 @@ class TrainConfig:
     killed run loses at most N steps."""
     save_total_limit: int | None = None
     """Keep this many numbered checkpoints (``checkpoints/step-N``) besides last and best."""
+    bootstrap_resamples: int = 1000
+    """Resamples of the eval examples behind each metric's 95% confidence interval (0: no
+    intervals)."""
+    bootstrap_seed: int = 0
+    """Seed of the resampling: the same predictions and seed give the same intervals."""
 
 
 @dataclass
@@ -545,6 +550,7 @@ def _train_problems(t: TrainConfig) -> list[str]:
             (math.isfinite(t.learning_rate), "'train.learning_rate' must be a finite number"),
             (t.max_steps is None or t.max_steps > 0, "'train.max_steps' must be at least 1"),
             (t.batch_size > 0, "'train.batch_size' must be at least 1"),
+            (t.bootstrap_resamples >= 0, "'train.bootstrap_resamples' must be 0 or more"),
             (
                 t.gradient_accumulation_steps > 0,
                 "'train.gradient_accumulation_steps' must be >= 1",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from nlptasks import checkpoints, lora
+from nlptasks import checkpoints, lora, uncertainty
 from nlptasks.data import cache_dir
 from nlptasks.errors import RunDirectoryError
 from nlptasks.events import strict_json
@@ -124,6 +124,13 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(strict_json(data), indent=2, default=str) + "\n")
 
 
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One JSON object per line, atomically."""
+    write_text(
+        path, "".join(json.dumps(strict_json(row), ensure_ascii=False) + "\n" for row in rows)
+    )
+
+
 def recipe_yaml(recipe: Recipe) -> str:
     """The resolved recipe as the run directory keeps it (re-runnable with ``--recipe``)."""
     return dump_recipe(recipe)
@@ -153,6 +160,13 @@ def write_run(
     if adapter is not None:
         checkpoints.swap_in(adapter, run_dir / "adapter")
     summary = build_results(run_dir, prepared, outcome, metrics, started)
+    found = uncertainty.of_evaluation(
+        prepared.task, prepared.evaluator, metrics, prepared.recipe.train
+    )
+    summary["confidence_intervals"] = found.summary(prepared.recipe.train)
+    if found.predictions:
+        write_jsonl(run_dir / "predictions.jsonl", found.predictions)
+        summary["predictions"] = "predictions.jsonl"
     if signatures := getattr(prepared.evaluator, "signatures", None):
         summary["metric_signatures"] = dict(signatures)  # exactly how BLEU & co. were computed
     summary["train"]["trainable_parameters"] = trainable

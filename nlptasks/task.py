@@ -153,6 +153,19 @@ class ReadsSources(Protocol):
         ...
 
 
+class ScoresExamples(Protocol):
+    """Optional: metrics from per-example statistics, for confidence intervals, the run's
+    ``predictions.jsonl`` and ``nlptasks compare``. The task's metric accumulator provides
+    the statistics (``example_statistics(context)``, see ``CollectOutputs``'s
+    ``examples_fn``)."""
+
+    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """The task's metrics (not ``loss``) from per-example statistics summed over any
+        multiset of examples: the whole eval set gives the reported metrics, a bootstrap
+        resample gives that resample's."""
+        ...
+
+
 class WritesSamples(Protocol):
     """Optional: outputs a person can read, from before and after fine-tuning."""
 

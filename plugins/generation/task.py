@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from nlptasks import (
     DataError,
     EvalContext,
+    ExampleStatistics,
     GenerationConfig,
     MetricSpec,
     Recipe,
@@ -273,6 +274,14 @@ class GenerationTask:
     def new_metrics(self, context: EvalContext) -> Perplexity:
         return Perplexity()
 
+    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Perplexity: exp of the summed loss over the summed tokens."""
+        tokens = sums.get("tokens", 0.0)
+        if not tokens:
+            return {"perplexity": math.nan}
+        loss = sums.get("loss", 0.0) / tokens
+        return {"perplexity": math.exp(loss) if loss < 700 else math.inf}
+
     # ------------------------------------------------------------------------- predict
     def predict(
         self,
@@ -383,6 +392,14 @@ class Perplexity:
             return {"perplexity": math.nan}
         # exp overflows past ~709: report infinity rather than fail.
         return {"perplexity": math.exp(loss) if loss < 700 else math.inf}
+
+    def example_statistics(self, context: EvalContext) -> ExampleStatistics:
+        """Per eval example (a packed block, or a record): its summed loss and tokens."""
+        records, statistics = [], []
+        for loss, tokens in context.feature_losses.tolist():
+            records.append({"loss": loss, "tokens": int(tokens)})
+            statistics.append({"loss": loss, "tokens": tokens})
+        return ExampleStatistics(records, statistics)
 
 
 def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:

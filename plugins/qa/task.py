@@ -17,6 +17,7 @@ from nlptasks import (
     DataConfig,
     DataError,
     EvalContext,
+    ExampleStatistics,
     MetricSpec,
     ModelError,
     Recipe,
@@ -28,7 +29,7 @@ from nlptasks import (
 )
 from nlptasks.builtins.qa.data import normalise_split, read_examples
 from nlptasks.builtins.qa.features import NO_OFFSET, WindowSettings, check_fits, make_windows
-from nlptasks.builtins.qa.metrics import squad_scores
+from nlptasks.builtins.qa.metrics import question_scores, squad_scores
 from nlptasks.builtins.qa.postprocess import Answer, SpanCandidates
 
 # Bump when preprocessing changes so that cached tokenisations are not reused.
@@ -280,6 +281,24 @@ class QaTask:
     def new_metrics(self, context: EvalContext) -> QaMetrics:
         return QaMetrics(context)
 
+    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Exact match and F1 in percent, as the official SQuAD scripts; with SQuAD 2.0
+        statistics also HasAns_/NoAns_ (NaN for a group with no question)."""
+
+        def percent(value: float, questions: float) -> float:
+            return 100.0 * value / questions if questions else float("nan")
+
+        found = {
+            "exact_match": percent(sums.get("exact", 0.0), sums.get("questions", 0.0)),
+            "f1": percent(sums.get("f1", 0.0), sums.get("questions", 0.0)),
+        }
+        for group, prefix in (("has", "HasAns"), ("no", "NoAns")):
+            if f"{group}/questions" in sums:
+                questions = sums[f"{group}/questions"]
+                found[f"{prefix}_exact"] = percent(sums[f"{group}/exact"], questions)
+                found[f"{prefix}_f1"] = percent(sums[f"{group}/f1"], questions)
+        return found
+
     # ------------------------------------------------------------------------- predict
     def predict(
         self,
@@ -342,6 +361,7 @@ class QaMetrics:
             ["example_index", "offset_start", "offset_end", "cls_index"]
         )
         self.predictions: dict[str, Answer] = {}
+        self._golds: dict[str, list[str]] = {}
 
     def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
         rows = self._windows[outputs["index"].tolist()]
@@ -369,7 +389,26 @@ class QaMetrics:
             )
             golds[qid] = list(answers["text"])
         predicted = {qid: answer.text for qid, answer in self.predictions.items()}
+        self._golds = golds
         return squad_scores(predicted, golds, self.options.version_2_with_negative)
+
+    def example_statistics(self, context: EvalContext) -> ExampleStatistics:
+        """Per question: its answer and gold answers, and exact match and F1 (0..1), split
+        into answerable and unanswerable questions for SQuAD 2.0."""
+        v2 = self.options.version_2_with_negative
+        records, statistics = [], []
+        for qid, question in zip(context.examples["id"], context.examples["question"], strict=True):
+            answer, golds = self.predictions[qid], self._golds[qid]
+            em, f1 = question_scores(answer.text, golds, v2)
+            records.append(
+                {"id": qid, "question": question, "prediction": answer.text, "references": golds}
+            )
+            counts = {"questions": 1.0, "exact": em, "f1": f1}
+            if v2:
+                group = "has" if golds else "no"
+                counts.update({f"{group}/questions": 1.0, f"{group}/exact": em, f"{group}/f1": f1})
+            statistics.append(counts)
+        return ExampleStatistics(records, statistics)
 
 
 def _offsets(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:

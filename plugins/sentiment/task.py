@@ -15,6 +15,7 @@ from nlptasks import (
     CollectOutputs,
     DataError,
     EvalContext,
+    ExampleStatistics,
     MetricSpec,
     Recipe,
     fingerprint,
@@ -265,7 +266,44 @@ class SentimentTask:
 
     def new_metrics(self, context: EvalContext) -> CollectOutputs:
         # Class ids are small: keep them all, then compute like an evaluate metric would.
-        return CollectOutputs(_classification_metrics)
+        return CollectOutputs(_classification_metrics, self._example_statistics)
+
+    def _example_statistics(
+        self, outputs: dict[str, Any], context: EvalContext
+    ) -> ExampleStatistics:
+        """Per example: its text, predicted and gold label, and counts that add up to
+        accuracy and each class's F1."""
+        names = self.label_names
+        texts = context.examples["text"]
+        records, statistics = [], []
+        pairs = zip(outputs["predictions"].tolist(), outputs["references"].tolist(), strict=True)
+        for i, (predicted, gold) in enumerate(pairs):
+            records.append(
+                {"text": texts[i], "prediction": names[predicted], "reference": names[gold]}
+            )
+            counts = {"examples": 1.0, "correct": float(predicted == gold)}
+            if predicted == gold:
+                counts[f"tp/{names[gold]}"] = 1.0
+            else:
+                counts[f"fp/{names[predicted]}"] = 1.0
+                counts[f"fn/{names[gold]}"] = 1.0
+            statistics.append(counts)
+        return ExampleStatistics(records, statistics)
+
+    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Accuracy, and macro-F1 over the classes that occur (as gold or prediction), as
+        sklearn's ``f1_score(average="macro")`` counts them."""
+        classes = {key.split("/", 1)[1] for key in sums if key[:3] in ("tp/", "fp/", "fn/")}
+        f1s = []
+        for name in classes:
+            tp, fp, fn = (sums.get(f"{kind}/{name}", 0.0) for kind in ("tp", "fp", "fn"))
+            if tp + fp + fn > 0:
+                f1s.append(2 * tp / (2 * tp + fp + fn))
+        examples = sums.get("examples", 0.0)
+        return {
+            "accuracy": sums.get("correct", 0.0) / examples if examples else float("nan"),
+            "macro_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
+        }
 
     # ------------------------------------------------------------------------- predict
     def predict(

@@ -9,7 +9,7 @@ offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -29,6 +29,36 @@ def corpus_scores(
     scores = {"bleu": float(bleu_score.score), "chrf": float(chrf_score.score)}
     signatures = {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
     return scores, signatures
+
+
+def sentence_statistics(
+    hypotheses: Sequence[str], references: Sequence[str]
+) -> list[dict[str, float]]:
+    """Each sentence's sacreBLEU statistics (BLEU's n-gram matches and totals and lengths,
+    chrF's character and word n-gram counts): their sums over any set of sentences give that
+    corpus's BLEU and chrF (:func:`scores_from_statistics`), as corpus_score computes them."""
+    hyps, refs = list(hypotheses), [list(references)]
+    rows: list[dict[str, float]] = [{} for _ in hyps]
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+        for row, stats in zip(rows, metric._extract_corpus_statistics(hyps, refs), strict=True):
+            row.update({f"{name}/{j}": float(v) for j, v in enumerate(stats)})
+    return rows
+
+
+def scores_from_statistics(sums: Mapping[str, float]) -> dict[str, float]:
+    """Corpus BLEU and chrF from summed :func:`sentence_statistics`."""
+    found = {}
+    for name, metric in (("bleu", _BLEU), ("chrf", _CHRF)):
+        keys = sorted((k for k in sums if k.startswith(f"{name}/")), key=lambda k: int(k[5:]))
+        # Counts: sums of whole numbers (floats only for the summing).
+        stats = [round(sums[key]) for key in keys]
+        if stats:
+            found[name] = float(metric._compute_score_from_stats(stats).score)
+    return found
+
+
+# Scoring summed statistics keeps no state between calls: one instance serves every call.
+_BLEU, _CHRF = BLEU(), CHRF()
 
 
 class SacreBleu(evaluate.Metric):

@@ -34,6 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from nlptasks import (
     DataError,
     EvalContext,
+    ExampleStatistics,
     GenerationConfig,
     MetricSpec,
     Recipe,
@@ -50,7 +51,11 @@ from nlptasks.builtins.translation.data import (
     to_pairs,
     tsv_columns,
 )
-from nlptasks.builtins.translation.metrics import corpus_scores
+from nlptasks.builtins.translation.metrics import (
+    corpus_scores,
+    scores_from_statistics,
+    sentence_statistics,
+)
 from nlptasks.evaluation import length_sorted_batches
 
 LANGUAGE_NAMES = {
@@ -486,6 +491,10 @@ class TranslationTask:
             text = text.strip().split("\n", 1)[0]
         return text.strip()
 
+    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Corpus BLEU and chrF from summed sentence statistics (sacreBLEU's own formulas)."""
+        return scores_from_statistics(sums)
+
     def new_metrics(self, context: EvalContext) -> TranslationScores:
         # Every process sees the whole eval set, so each derives the same length budget: the
         # longest reference with a fifth to spare (a translation may run longer).
@@ -570,6 +579,19 @@ class TranslationScores:
         scores, signatures = corpus_scores(hypotheses, list(context.examples["target"]))
         context.extra["signatures"] = signatures
         return scores
+
+    def example_statistics(self, context: EvalContext) -> ExampleStatistics | None:
+        """Per sentence: source, translation and reference, and sacreBLEU's statistics (their
+        sums give corpus BLEU and chrF); none for an evaluation that did not translate."""
+        if not context.generated:
+            return None
+        sources, references = context.examples["source"], context.examples["target"]
+        hypotheses = [self.texts.get(i, "") for i in range(len(context.features))]
+        records = [
+            {"source": src, "prediction": hyp, "reference": ref}
+            for src, hyp, ref in zip(sources, hypotheses, references, strict=True)
+        ]
+        return ExampleStatistics(records, sentence_statistics(hypotheses, references))
 
 
 def language_name(code: str | None) -> str:
