@@ -259,6 +259,32 @@ class TaskConformance:
         assert result.metrics == pytest.approx(conformance_run.metrics, rel=1e-5, nan_ok=True)
         assert result.num_examples > 0
 
+    def test_confidence_intervals_and_predictions(self, conformance_run: ConformanceRun) -> None:
+        """Each metric has a bootstrap interval around its value; a task with per-example
+        statistics (``metrics_from_statistics``) has one for every metric, and the run's
+        ``predictions.jsonl`` holds one line per eval example (or feature, for a task that
+        scores features, such as packed text blocks)."""
+        results = json.loads((conformance_run.run_dir / "results.json").read_text())
+        found = results["confidence_intervals"]["eval"]
+        task = self._task()
+        scores_examples = callable(getattr(task, "metrics_from_statistics", None))
+        expected = set(conformance_run.metrics) if scores_examples else {"loss"}
+        assert expected <= set(found), f"intervals for {sorted(found)}, expected {expected}"
+        for name in expected:
+            value, (low, high) = conformance_run.metrics[name], found[name]
+            if math.isfinite(value):
+                assert low <= value + 1e-9 and value <= high + 1e-9, (
+                    f"{name}: {value} [{low}, {high}]"
+                )
+        if scores_examples:
+            lines = (conformance_run.run_dir / "predictions.jsonl").read_text().splitlines()
+            rows = [json.loads(line) for line in lines]
+            # One per example, or per feature where those are the unit (packed text blocks).
+            data = results["data"]
+            assert len(rows) in (data["eval_examples"], data["eval_features"]), len(rows)
+            assert [row["index"] for row in rows] == list(range(len(rows)))
+            assert all(isinstance(row["statistics"], dict) for row in rows)
+
     def test_predict_returns_json_records(self, conformance_run: ConformanceRun) -> None:
         import nlptasks
 
