@@ -8,6 +8,7 @@ Heavy modules (torch, transformers) are imported inside commands, never at start
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -174,11 +175,20 @@ def _check_run_task(task: str, run_dir: str) -> None:
         )
 
 
+def _with_interval(name: str, value: float, intervals: dict[str, list[float]]) -> str:
+    """``accuracy 0.8276 [0.8102, 0.8450]``: a metric and its 95% interval, when it has one."""
+    low, high = intervals.get(name, (math.nan, math.nan))
+    shown = f"{name} {value:.4f}"
+    finite = isinstance(low, float) and math.isfinite(low)
+    return shown + (f" [{low:.4f}, {high:.4f}]" if finite else "")
+
+
 def _summarise(result: Any, as_json: bool) -> None:
     if as_json or result.run_dir is None:  # JSON mode, or not the main process of several
         return
-    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-    click.echo(f"Eval: {metrics}")
+    found = result.results.get("confidence_intervals", {}).get("eval", {})
+    metrics = "  ".join(_with_interval(k, v, found) for k, v in result.metrics.items())
+    click.echo(f"Eval: {metrics}  (95% intervals)" if found else f"Eval: {metrics}")
     click.echo(f"Run directory: {result.run_dir}")
     click.echo(f"  model:      {result.run_dir / 'model'}")
     click.echo(f"  model card: {result.run_dir / 'README.md'}")
@@ -209,7 +219,9 @@ def eval_command(
     if as_json:
         click.echo(json.dumps(strict_json(result.metrics)))
     else:
-        click.echo("  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+        click.echo(
+            "  ".join(_with_interval(k, v, result.intervals) for k, v in result.metrics.items())
+        )
         for name, signature in result.signatures.items():
             click.echo(f"{name} signature: {signature}")
 

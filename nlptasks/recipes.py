@@ -147,6 +147,9 @@ class Recipe:
     output_dir: str = "runs"
     """Folder that receives a new run directory per run."""
     run_name: str | None = None
+    license: str | None = None
+    """The fine-tuned model's license on its model card (a Hub license id such as
+    ``apache-2.0``; ``other`` when absent: it depends on the base model and the data)."""
     trust_remote_code: bool = False
     """Let a model run its own Python code from its folder or the Hub (transformers'
     ``trust_remote_code``). Off unless a recipe turns it on; a warning says so."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import yaml
 
 from nlptasks import checkpoints, lora, uncertainty
 from nlptasks.data import cache_dir
@@ -28,9 +27,10 @@ from nlptasks.errors import RunDirectoryError
 from nlptasks.events import strict_json
 from nlptasks.models import base_model_id
 from nlptasks.recipes import Recipe, TrainConfig, dump_recipe
+from nlptasks.runs import SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from nlptasks.runner import PreparedRun
+    from nlptasks.runner import EvalResult, PreparedRun
     from nlptasks.trainer import TrainResult
 
 PACKAGES = ("nlptasks", "torch", "transformers", "datasets", "accelerate", "evaluate", "tokenizers")
@@ -196,7 +196,13 @@ def build_results(
 ) -> dict[str, Any]:
     """The content of results.json: metrics, training summary, data and provenance."""
     recipe, accelerator = prepared.recipe, prepared.accelerator
+    train_seconds = max(outcome.train_seconds - outcome.eval_seconds, 1e-9)
+    train_features = prepared.features["train"]
+    # Tokens seen: features seen times their mean length (padding not counted).
+    lengths = train_features["length"] if "length" in train_features.column_names else []
+    mean_length = sum(lengths) / len(lengths) if lengths else 0.0
     return {
+        "schema_version": SCHEMA_VERSION,
         "task": recipe.task,
         "recipe": recipe.name,
         "model": recipe.model,
@@ -227,6 +233,14 @@ def build_results(
             "train_features": len(prepared.features["train"]),
             "eval_features": len(prepared.features["eval"]),
             "source": data_source(recipe),
+            "eval": eval_identity(recipe, len(prepared.examples["eval"])),
+        },
+        "throughput": {
+            "train_examples_per_second": round(outcome.examples_seen / train_seconds, 2),
+            "train_tokens_per_second": round(
+                outcome.examples_seen * mean_length / train_seconds, 2
+            ),
+            "eval_seconds": round(outcome.eval_seconds, 2),
         },
         "provenance": {
             **provenance(
@@ -237,9 +251,86 @@ def build_results(
                 requested_precision=recipe.train.mixed_precision,
             ),
             "started_at": started,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "duration_seconds": round(dt.datetime.now().timestamp() - started, 2),
+            "command": command_line(),
         },
     }
+
+
+def record_evaluation(task: Any, result: EvalResult) -> Path | None:
+    """``nlptasks eval`` of a run's model adds its results to the run's model card (the
+    model-index keeps every evaluation; one of the same data and metric is replaced) and a
+    line to the run's ``evaluations.jsonl``. Returns the card updated, if any."""
+    from nlptasks import card
+
+    folder = Path(result.model_dir)
+    run_dir = folder.parent if folder.name == "model" else folder
+    path = run_dir / "README.md"
+    if not path.is_file() or not (run_dir / "results.json").is_file():
+        return None  # not a run's model: nothing of ours to update
+    recipe = result.recipe
+    data = card.EvalData(
+        data_source(recipe),
+        recipe.data.dataset
+        if recipe.data.dataset and not recipe.data.eval_path
+        else data_source(recipe),
+        eval_split_name(recipe),
+        recipe.data.dataset_config,
+    )
+    found = card.eval_results(
+        recipe.task, task.pipeline_tag, data, result.metrics, result.intervals
+    )
+    write_text(path, str(card.add_eval_results(path, found)))
+    line = {
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": eval_identity(recipe, result.num_examples),
+        "metrics": result.metrics,
+        "confidence_intervals": result.intervals,
+        "metric_signatures": result.signatures,
+        "command": command_line(),
+    }
+    with (run_dir / "evaluations.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(strict_json(line)) + "\n")
+    return path
+
+
+def eval_identity(recipe: Recipe, examples: int) -> dict[str, Any]:
+    """Which data an evaluation scored: name, split, number of examples and, for local files,
+    their SHA-256 (the same name can hold other data on another day)."""
+    files = task_files(recipe, evaluation=True) or (
+        [Path(recipe.data.eval_path)] if recipe.data.eval_path else []
+    )
+    if not files and not recipe.data.eval_split:  # held out of the training files
+        files = task_files(recipe, evaluation=False) or (
+            [Path(recipe.data.train_path)] if recipe.data.train_path else []
+        )
+    digest = None
+    if files and all(path.is_file() for path in files):
+        hasher = hashlib.sha256()
+        for path in files:
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    hasher.update(block)
+        digest = hasher.hexdigest()
+    return {
+        "name": data_source(recipe),
+        "split": eval_split_name(recipe),
+        "examples": examples,
+        "files": [str(path) for path in files],
+        "sha256": digest,
+    }
+
+
+def command_line() -> str | None:
+    """The nlptasks command this process runs, when it is one (not a notebook's Python)."""
+    import shlex
+    import sys
+
+    program = Path(sys.argv[0]).name if sys.argv else ""
+    if program == "nlptasks" or sys.argv[0].endswith(("nlptasks/cli.py", "nlptasks/__main__.py")):
+        return shlex.join(["nlptasks", *sys.argv[1:]])
+    return None
 
 
 def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
@@ -254,12 +345,28 @@ def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
         model_name=recipe.model,
         dataset_name=data_source(recipe),
         dataset_split=eval_split_name(recipe),
+        dataset_type=recipe.data.dataset
+        if not task_files(recipe, False) and not recipe.data.train_path
+        else None,
+        dataset_config=recipe.data.dataset_config,
         metrics=summary["metrics"]["eval"],
+        intervals=summary.get("confidence_intervals", {}).get("eval"),
         recipe_yaml=recipe_yaml(recipe),
         extra=task.model_card_info(),
         front_matter=dict(card_data()) if callable(card_data) else {},
         train_summary={k: v for k, v in summary["train"].items() if k != "history"},
+        license=recipe.license,
+        command=reproduce_command(recipe),
+        train_examples=summary["data"]["train_examples"],
     )
+
+
+def reproduce_command(recipe: Recipe) -> str:
+    """The command that re-runs this exact recipe: recipe.yaml holds every resolved value
+    (absolute data paths included), so it does from any directory."""
+    exact = f"# exactly, from the run directory\nnlptasks run {recipe.task} --recipe recipe.yaml"
+    given = command_line()
+    return f"# as it was run\n{given}\n{exact}" if given else exact
 
 
 def write_samples(
@@ -398,58 +505,36 @@ def model_card(
     extra: dict[str, Any],
     train_summary: dict[str, Any],
     front_matter: dict[str, Any] | None = None,
+    dataset_type: str | None = None,
+    dataset_config: str | None = None,
+    intervals: dict[str, list[float]] | None = None,
+    license: str | None = None,
+    command: str | None = None,
+    train_examples: int | None = None,
 ) -> str:
-    """A README.md with Hub model-index front matter (the leaderboard format).
+    """A README.md with Hub model-index front matter (the leaderboard format), built with
+    huggingface_hub's ModelCard.
 
     ``base_model`` is a Hub id (None for a local model: the Hub would reject a path);
     ``front_matter`` adds task keys such as ``language`` (never replacing ours)."""
-    metric_rows = [
-        {"type": name, "value": round(value, 4), "name": name.replace("_", " ")}
-        for name, value in metrics.items()
-        # An undefined metric (NaN) is no result: the Hub's model-index wants numbers.
-        if name != "loss" and math.isfinite(value)
-    ]
-    front: dict[str, Any] = {
-        **(front_matter or {}),
-        "library_name": "transformers",
-        "pipeline_tag": pipeline_tag,
-        "tags": ["nlptasks", task],
-    }
-    if base_model:
-        front["base_model"] = base_model
-    front["model-index"] = [
-        {
-            "name": run_name,
-            "results": [
-                {
-                    "task": {"type": pipeline_tag, "name": task},
-                    "dataset": {
-                        "name": dataset_name,
-                        "type": dataset_name,
-                        "split": dataset_split,
-                    },
-                    "metrics": metric_rows,
-                }
-            ],
-        }
-    ]
-    table = "\n".join(f"| {row['name']} | {row['value']} |" for row in metric_rows)
-    extra_lines = "\n".join(f"- {key}: {value}" for key, value in extra.items())
-    summary = "\n".join(f"- {key}: {value}" for key, value in train_summary.items())
-    return (
-        "---\n"
-        + yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-        + "---\n\n"
-        + f"# {run_name}\n\n"
-        + f"`{base_model or model_name}` fine-tuned for **{task}** on {dataset_name} "
-        + "with nlptasks.\n\n"
-        + f"## Results ({dataset_name}, {dataset_split})\n\n| metric | value |\n|---|---|\n"
-        + table
-        + "\n\n## Training\n\n"
-        + summary
-        + ("\n" + extra_lines if extra_lines else "")
-        + "\n\n## Use\n\n"
-        + usage(task, pipeline_tag)
-        + "## Recipe (re-run with `nlptasks run "
-        + f"{task} --recipe recipe.yaml`)\n\n```yaml\n{recipe_yaml}```\n"
+    from nlptasks import card
+
+    data = card.EvalData(dataset_name, dataset_type or dataset_name, dataset_split, dataset_config)
+    content = card.CardContent(
+        run_name=run_name,
+        task=task,
+        pipeline_tag=pipeline_tag,
+        base_model=base_model,
+        model_name=model_name,
+        # The Hub's `datasets` lists dataset ids: local files have none.
+        datasets=[dataset_type] if dataset_type else [],
+        license=license or "other",
+        recipe_yaml=recipe_yaml,
+        command=command or f"nlptasks run {task} --recipe recipe.yaml",
+        train_summary=train_summary,
+        extra=extra,
+        front_matter=dict(front_matter or {}),
+        train_examples=train_examples,
     )
+    results = card.eval_results(task, pipeline_tag, data, metrics, intervals)
+    return str(card.build_card(content, results))

@@ -23,7 +23,7 @@ import torch
 import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
-from nlptasks import checkpoints, data, lora, models, precision, results
+from nlptasks import checkpoints, data, lora, models, precision, results, uncertainty
 from nlptasks.errors import (
     ConfigError,
     DataError,
@@ -62,6 +62,8 @@ class EvalResult:
     """False on the other processes of a multi-process evaluation (they get the metrics too)."""
     signatures: dict[str, str] = field(default_factory=dict)
     """How metrics were computed (sacreBLEU's signature), by metric name."""
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    """95% bootstrap interval ``[low, high]`` of each metric (main process only)."""
 
 
 def load_task(name: str) -> Any:
@@ -348,7 +350,7 @@ def evaluate_model(
     accelerator = make_accelerator(resolved.train)
     evaluator = Evaluator(task, tokenizer, resolved, splits["eval"], features, accelerator)
     metrics = evaluator.evaluate(accelerator.prepare(model), generate=True)
-    return EvalResult(
+    result = EvalResult(
         metrics,
         len(splits["eval"]),
         model_dir,
@@ -357,6 +359,11 @@ def evaluate_model(
         accelerator.is_main_process,
         evaluator.signatures,
     )
+    if accelerator.is_main_process:
+        found = uncertainty.of_evaluation(task, evaluator, metrics, resolved.train)
+        result.intervals = {name: [i.low, i.high] for name, i in found.intervals.items()}
+        results.record_evaluation(task, result)
+    return result
 
 
 def predict(

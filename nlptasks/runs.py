@@ -1,0 +1,71 @@
+"""Reading finished run directories back: results.json, predictions.jsonl (for compare,
+leaderboard, verify and export)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nlptasks.errors import NlpTasksError
+
+SCHEMA_VERSION = 1
+"""results.json's schema version; the JSON Schema is nlptasks/schemas/results.schema.json."""
+
+
+class NotARunError(NlpTasksError):
+    """A folder that is not a finished nlptasks run (of a schema this version reads)."""
+
+
+@dataclass
+class Run:
+    """A finished run directory and its results.json."""
+
+    path: Path
+    results: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.results["task"])
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        return dict(self.results["metrics"]["eval"])
+
+    def predictions(self) -> list[dict[str, Any]]:
+        """The rows of predictions.jsonl, or a one-line error saying why there are none."""
+        path = self.path / "predictions.jsonl"
+        if not path.is_file():
+            raise NotARunError(
+                f"{self.path} has no predictions.jsonl: its task saves no per-example "
+                f"statistics, or the run predates them. Re-run it with this nlptasks."
+            )
+        with path.open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+
+def load_run(path: str | Path) -> Run:
+    """The run at ``path``, or :class:`NotARunError` naming what is missing."""
+    folder = Path(path)
+    results_file = folder / "results.json"
+    if not folder.is_dir():
+        raise NotARunError(f"{folder} is not a folder. Give a run directory (runs/TASK-...).")
+    if not results_file.is_file():
+        raise NotARunError(
+            f"{folder} has no results.json: it is not a finished nlptasks run (an unfinished "
+            f"one continues with 'nlptasks resume {folder}')."
+        )
+    try:
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NotARunError(f"{results_file} is not valid JSON ({exc}).") from None
+    if not isinstance(results, dict):
+        raise NotARunError(f"{results_file} does not hold a results object.")
+    version = results.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise NotARunError(
+            f"{results_file} has schema_version {version!r}; this nlptasks reads "
+            f"{SCHEMA_VERSION}. Re-run it, or evaluate its model with 'nlptasks eval'."
+        )
+    return Run(folder, results)
