@@ -711,6 +711,12 @@ def plugins_uninstall(packages: tuple[str, ...], yes: bool) -> None:
 _commands_loaded = False
 
 
+from nlptasks.cli_results import compare, leaderboard  # noqa: E402  (commands of the group)
+
+cli.add_command(compare)
+cli.add_command(leaderboard)
+
+
 def main() -> None:
     """Entry point of the ``nlptasks`` console script."""
     for number, argument in enumerate(sys.argv[1:], 1):

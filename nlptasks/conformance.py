@@ -259,6 +259,13 @@ class TaskConformance:
         assert result.metrics == pytest.approx(conformance_run.metrics, rel=1e-5, nan_ok=True)
         assert result.num_examples > 0
 
+    def test_results_follow_the_schema(self, conformance_run: ConformanceRun) -> None:
+        """results.json validates against the JSON Schema nlptasks ships."""
+        from nlptasks.runs import schema_problems
+
+        results = json.loads((conformance_run.run_dir / "results.json").read_text())
+        assert schema_problems(results) == []
+
     def test_confidence_intervals_and_predictions(self, conformance_run: ConformanceRun) -> None:
         """Each metric has a bootstrap interval around its value; a task with per-example
         statistics (``metrics_from_statistics``) has one for every metric, and the run's

@@ -28,6 +28,7 @@ from nlptasks.events import strict_json
 from nlptasks.models import base_model_id
 from nlptasks.recipes import Recipe, TrainConfig, dump_recipe
 from nlptasks.runs import SCHEMA_VERSION
+from nlptasks.task import declared_metrics
 
 if TYPE_CHECKING:
     from nlptasks.runner import EvalResult, PreparedRun
@@ -209,6 +210,20 @@ def build_results(
         "model_path": prepared.model_path,
         "run_dir": str(run_dir),
         "metrics": {"eval": metrics},
+        "main_metric": recipe.train.metric_for_best or prepared.task.main_metric,
+        # Which way is better, so results can be ranked without the task's plugin.
+        "metric_directions": {
+            name: "higher" if spec.greater_is_better else "lower"
+            for name, spec in declared_metrics(prepared.task).items()
+        },
+        "hyperparameters": {
+            "learning_rate": recipe.train.learning_rate,
+            "epochs": recipe.train.epochs,
+            "max_steps": recipe.train.max_steps,
+            "batch_size": recipe.train.batch_size,
+            "lora": recipe.lora.enabled,
+            "seed": recipe.train.seed,
+        },
         "train": {
             "steps": outcome.global_step,
             "epochs": outcome.epochs,

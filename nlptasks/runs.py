@@ -45,6 +45,26 @@ class Run:
             return [json.loads(line) for line in handle if line.strip()]
 
 
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema of results.json (shipped in the package)."""
+    from importlib.resources import files
+
+    text = (files("nlptasks") / "schemas" / "results.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_problems(results: Any) -> list[str]:
+    """Where ``results`` breaks the schema: ``path: message`` lines, none when it is valid."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(results_schema())
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
+        for error in sorted(validator.iter_errors(results), key=lambda e: list(e.absolute_path))
+    ]
+
+
 def load_run(path: str | Path) -> Run:
     """The run at ``path``, or :class:`NotARunError` naming what is missing."""
     folder = Path(path)
@@ -68,4 +88,6 @@ def load_run(path: str | Path) -> Run:
             f"{results_file} has schema_version {version!r}; this nlptasks reads "
             f"{SCHEMA_VERSION}. Re-run it, or evaluate its model with 'nlptasks eval'."
         )
+    if problems := schema_problems(results):
+        raise NotARunError(f"{results_file} does not follow the results schema ({problems[0]}).")
     return Run(folder, results)

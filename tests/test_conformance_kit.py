@@ -39,6 +39,7 @@ CHECKS = (
     "test_trains_in_a_few_steps",
     "test_losses_agree_with_count_targets",
     "test_eval_reports_the_declared_metrics",
+    "test_results_follow_the_schema",
     "test_confidence_intervals_and_predictions",
     "test_predict_returns_json_records",
     "test_saved_model_reloads_with_auto_classes",
