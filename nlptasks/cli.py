@@ -114,6 +114,12 @@ def _reporter(quiet: bool, as_json: bool) -> Any:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line.")
+@click.option(
+    "--push-to-hub",
+    "repo_id",
+    help="Upload the finished run's model folder (as 'nlptasks export' writes it) to this Hub "
+    "repository.",
+)
 def run(
     task: str,
     overrides: tuple[str, ...],
@@ -122,6 +128,7 @@ def run(
     resume_dir: str | None,
     quiet: bool,
     as_json: bool,
+    repo_id: str | None,
 ) -> None:
     """Fine-tune and evaluate TASK with a recipe, then write a new run directory.
 
@@ -147,6 +154,10 @@ def run(
     else:
         result = run_task(task, recipe, list(overrides), output_dir, reporter)
     _summarise(result, as_json)
+    if repo_id and result.run_dir is not None:  # the main process pushes
+        from nlptasks.export import push_to_hub
+
+        click.echo(f"Pushed to {push_to_hub(result.run_dir, repo_id)}")
 
 
 @cli.command()
@@ -711,10 +722,10 @@ def plugins_uninstall(packages: tuple[str, ...], yes: bool) -> None:
 _commands_loaded = False
 
 
-from nlptasks.cli_results import compare, leaderboard  # noqa: E402  (commands of the group)
+from nlptasks.cli_results import compare, export, leaderboard, verify  # noqa: E402
 
-cli.add_command(compare)
-cli.add_command(leaderboard)
+for _command in (compare, leaderboard, verify, export):
+    cli.add_command(_command)
 
 
 def main() -> None:

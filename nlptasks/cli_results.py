@@ -114,3 +114,58 @@ def leaderboard(folders: tuple[str, ...], task: str | None, metric: str | None, 
     for folder, why in found.skipped:
         click.echo(f"Skipped {folder}: {why}", err=True)
     sys.stdout.flush()
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def verify(run_dir: str) -> None:
+    """Check a finished run against its recipe's expect: section; exit 1 when it falls short.
+
+    \b
+    Example:
+        nlptasks verify runs/sentiment-minilm-20261129-101500
+    """
+    from nlptasks.verify import verify as run_verify
+
+    verdict = run_verify(run_dir)
+    expect = verdict.expect
+    for check in verdict.checks:
+        sign = ">=" if check.bound == "min" else "<="
+        value = "missing" if check.value is None else f"{check.value:.4g}"
+        reference = f" (reference {check.reference:g})" if check.reference is not None else ""
+        mark = "ok  " if check.passed else "FAIL"
+        click.echo(f"{mark} {check.metric} {value} {sign} {check.limit:g}{reference}")
+    if expect.data:
+        click.echo(f"data: {expect.data}")
+    if expect.source:
+        click.echo(f"source: {expect.source}")
+    if not verdict.passed:
+        failed = ", ".join(c.metric for c in verdict.checks if not c.passed)
+        click.secho(
+            f"Error: the run falls short of its recipe's expectations ({failed}).",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("destination", type=click.Path())
+@click.option("--push-to-hub", "repo_id", help="Also upload the folder to this Hub repository.")
+@click.option("--private", is_flag=True, help="Create the Hub repository as private.")
+def export(run_dir: str, destination: str, repo_id: str | None, private: bool) -> None:
+    """Write the folder a model hub receives: safetensors weights, config, tokenizer, model
+    card, results.json, predictions.jsonl, recipe.yaml.
+
+    \b
+    Example:
+        nlptasks export runs/RUN exported/my-model --push-to-hub me/my-model
+    """
+    from nlptasks.export import export as run_export
+    from nlptasks.export import push_to_hub
+
+    folder = run_export(run_dir, destination)
+    click.echo(f"Exported {run_dir} to {folder}")
+    if repo_id:
+        click.echo(f"Pushed to {push_to_hub(run_dir, repo_id, private)}")

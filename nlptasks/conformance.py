@@ -331,6 +331,30 @@ class TaskConformance:
             assert key in theirs, f"{name} does not load weight {key}"
             assert torch.equal(tensor.float(), theirs[key].float()), f"{key} differs"
 
+    def test_export_loads_with_auto_classes(
+        self, conformance_run: ConformanceRun, tmp_path: Path
+    ) -> None:
+        """``nlptasks export`` writes a folder that the Auto classes load as it is, with the
+        card and results beside the safetensors weights."""
+        import transformers
+
+        from nlptasks.export import export
+
+        folder = export(conformance_run.run_dir, tmp_path / "exported")
+        names = {p.name for p in folder.iterdir()}
+        assert {"README.md", "results.json", "config.json"} <= names, names
+        assert any(n.endswith(".safetensors") for n in names) and not any(
+            n.endswith(".bin") for n in names
+        )
+        task = self._task()
+        name = self.auto_class or AUTO_CLASSES.get(task.pipeline_tag)
+        assert name, f"set auto_class: pipeline tag '{task.pipeline_tag}' names no Auto class"
+        config = transformers.AutoConfig.from_pretrained(folder)
+        if name == "AutoModelForSeq2SeqLM" and not config.is_encoder_decoder:
+            name = "AutoModelForCausalLM"
+        getattr(transformers, name).from_pretrained(folder)
+        transformers.AutoTokenizer.from_pretrained(folder)
+
     def test_model_card_parses(self, conformance_run: ConformanceRun) -> None:
         from huggingface_hub import ModelCard
 

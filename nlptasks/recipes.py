@@ -132,6 +132,23 @@ class LoraConfig:
 
 
 @dataclass
+class Expectation:
+    """What a run of this recipe should reach (``nlptasks verify RUN``), and where the
+    reference number comes from."""
+
+    min: dict[str, float] = field(default_factory=dict)
+    """Each metric's lowest acceptable value (for metrics where higher is better)."""
+    max: dict[str, float] = field(default_factory=dict)
+    """Each metric's highest acceptable value (perplexity, loss)."""
+    reference: dict[str, float] = field(default_factory=dict)
+    """The published or measured numbers the bounds are set from."""
+    data: str = ""
+    """The eval data the numbers are for (a run on other data is not comparable)."""
+    source: str = ""
+    """Where the reference numbers come from: a paper's table, a README, a measured run."""
+
+
+@dataclass
 class NoOptions:
     """The options of a task that declares none."""
 
@@ -159,6 +176,8 @@ class Recipe:
     """The task's own settings: an instance of its ``options_class`` dataclass."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    expect: Expectation | None = None
+    """What a run should reach (``nlptasks verify``); none by default."""
     name: str | None = None
     """The recipe's own name (set when loaded from the registry)."""
 
@@ -451,6 +470,10 @@ def _field_type(path: list[str], options_cls: type = NoOptions) -> Any:
     """The schema type at a dotted path (``["train", "epochs"]``), or None if there is none."""
     cls: Any = Recipe
     for part in path:
+        cls = _optional_dataclass(cls) or cls
+        if typing.get_origin(cls) is dict:  # a mapping's key (expect.min.accuracy)
+            cls = typing.get_args(cls)[1]
+            continue
         if not dataclasses.is_dataclass(cls):
             return None
         hints = _hints(cls, options_cls)
@@ -539,7 +562,21 @@ def _check_values(recipe: Recipe) -> list[str]:
         *_generation_problems(recipe.generation),
         *_lora_problems(recipe.lora),
         *_options_problems(recipe.options),
+        *_expect_problems(recipe.expect),
     ]
+
+
+def _expect_problems(expect: Expectation | None) -> list[str]:
+    if expect is None:
+        return []
+    found = [
+        f"'expect.min.{name}' ({low}) is above 'expect.max.{name}' ({expect.max[name]})"
+        for name, low in expect.min.items()
+        if name in expect.max and low > expect.max[name]
+    ]
+    if not expect.min and not expect.max:
+        found.append("'expect' needs bounds: 'expect.min' or 'expect.max' (metric: value)")
+    return [f"{problem}." for problem in found]
 
 
 def _failed(checks: list[tuple[bool, str]]) -> list[str]:
@@ -686,6 +723,8 @@ def _build(
             problems.append(f"unknown key '{prefix}{key}'.{hint}")
             continue
         expected = hints[key]
+        if value is not None and (inner := _optional_dataclass(expected)) is not None:
+            expected = inner  # an optional section (expect:) that is given
         if dataclasses.is_dataclass(expected):
             values[key] = _build(
                 expected,  # type: ignore[arg-type]
@@ -715,6 +754,14 @@ def _build(
     if len(problems) > problems_before:
         return None
     return cls(**values)
+
+
+def _optional_dataclass(expected: Any) -> Any:
+    """The dataclass of an ``X | None`` hint, else None."""
+    if typing.get_origin(expected) not in (typing.Union, types.UnionType):
+        return None
+    classes = [a for a in typing.get_args(expected) if dataclasses.is_dataclass(a)]
+    return classes[0] if len(classes) == 1 else None
 
 
 def _check_type(value: Any, expected: Any) -> tuple[bool, Any]:

@@ -43,6 +43,7 @@ CHECKS = (
     "test_confidence_intervals_and_predictions",
     "test_predict_returns_json_records",
     "test_saved_model_reloads_with_auto_classes",
+    "test_export_loads_with_auto_classes",
     "test_model_card_parses",
 )
 TWO_PROCESS = "test_two_process_eval_equals_one_process"
@@ -76,15 +77,20 @@ DEFECTS: dict[str, dict[str, tuple[str, str]]] = {
             "the task declares ['accuracy', 'bleu', 'loss', 'macro_f1']",
         ),
     },
-    # Declared and in range, but evaluating the same model twice disagrees.
+    # Declared and in range, but evaluating the same model twice disagrees; its statistics
+    # (none: it dropped them) give no interval; a later eval's random value replaces the
+    # card's.
     "kit-random-metric": {
         "test_eval_reports_the_declared_metrics": (
             "failed",
             "assert result.metrics == pytest.approx(conformance_run.metrics",
         ),
+        "test_confidence_intervals_and_predictions": ("failed", "intervals for ['loss']"),
+        "test_model_card_parses": ("failed", "assert reported[name] == pytest.approx(value"),
     },
     "kit-nan-metric": {
         "test_eval_reports_the_declared_metrics": ("failed", "macro_f1 is NaN on the tiny data"),
+        "test_confidence_intervals_and_predictions": ("failed", "intervals for ['loss']"),
     },
     "kit-unmasked-predict": {
         "test_predict_returns_json_records": ("failed", "{'text': 'a dull film'}) alone['score']"),

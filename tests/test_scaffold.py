@@ -174,5 +174,5 @@ def test_scaffold_tests_pass_as_generated(python: Path, tmp_path: Path, shape: s
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     summary = done.stdout.strip().splitlines()[-1]
-    # Every check of the kit (12) and the sample test ran; none was skipped.
-    assert re.match(r"13 passed", summary), summary
+    # Every check of the kit (13) and the sample test ran; none was skipped.
+    assert re.match(r"14 passed", summary), summary
