@@ -68,7 +68,8 @@ class CardContent:
     base_model: str | None
     model_name: str
     datasets: list[str]
-    license: str
+    license: str | None
+    """The recipe's license; else the task's (model_card_data), else ``other``."""
     recipe_yaml: str
     command: str
     train_summary: dict[str, Any]
@@ -79,17 +80,19 @@ class CardContent:
 
 def build_card(content: CardContent, results: list[EvalResult]) -> ModelCard:
     """The card: front matter from ModelCardData, then the body."""
-    data = ModelCardData(
-        **content.front_matter,
-        license=content.license,
-        base_model=content.base_model,  # a Hub id; None for a local model
-        datasets=content.datasets or None,
-        tags=["nlptasks", content.task],
-        pipeline_tag=content.pipeline_tag,
-        library_name="transformers",
-        model_name=content.run_name,
-        eval_results=results or None,
-    )
+    ours: dict[str, Any] = {
+        "base_model": content.base_model,  # a Hub id; None for a local model
+        "tags": ["nlptasks", content.task],
+        "pipeline_tag": content.pipeline_tag,
+        "library_name": "transformers",
+        "model_name": content.run_name,
+        "eval_results": results or None,
+    }
+    # A task's keys (language, its license) go in; ours are never replaced by them.
+    extra = {k: v for k, v in content.front_matter.items() if k not in ours and k != "model-index"}
+    extra["license"] = content.license or extra.get("license") or "other"
+    extra["datasets"] = content.datasets or extra.get("datasets")
+    data = ModelCardData(**ours, **extra)
     return ModelCard("---\n" + data.to_yaml() + "\n---\n" + body(content, results))
 
 

@@ -543,7 +543,7 @@ def model_card(
         model_name=model_name,
         # The Hub's `datasets` lists dataset ids: local files have none.
         datasets=[dataset_type] if dataset_type else [],
-        license=license or "other",
+        license=license,
         recipe_yaml=recipe_yaml,
         command=command or f"nlptasks run {task} --recipe recipe.yaml",
         train_summary=train_summary,

@@ -110,3 +110,65 @@ def test_paired_finds_none_between_equal_models() -> None:
 def test_paired_needs_the_same_examples() -> None:
     with pytest.raises(ValueError, match="scored 3 and 2 examples"):
         bootstrap.paired(rows_of([1, 0, 1]), rows_of([1, 0]), accuracy)
+
+
+def test_sentiment_statistics_give_sklearn_accuracy_and_macro_f1() -> None:
+    """metrics_from_statistics of the sentiment task on summed per-example counts equals
+    sklearn on the predictions, for three classes of which one is never predicted."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from nlptasks.builtins.sentiment.task import SentimentTask
+
+    rng = np.random.default_rng(2)
+    gold = rng.integers(0, 3, 200).tolist()
+    predicted = [g if rng.random() < 0.6 else int(rng.integers(0, 2)) for g in gold]
+    task = SentimentTask()
+    task.label_names = ["neg", "neu", "pos"]
+    import torch
+
+    from nlptasks.evaluation import EvalContext
+
+    context = EvalContext(  # only the texts are read
+        examples={"text": [str(i) for i in range(200)]},
+        features=None,
+        tokenizer=None,
+        recipe=None,  # type: ignore[arg-type]
+    )
+    outputs = {"predictions": torch.tensor(predicted), "references": torch.tensor(gold)}
+    stats = task._example_statistics(outputs, context)
+    names, matrix = bootstrap.statistics_matrix(stats.statistics)
+    found = task.metrics_from_statistics(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
+    assert found["accuracy"] == pytest.approx(accuracy_score(gold, predicted))
+    assert found["macro_f1"] == pytest.approx(f1_score(gold, predicted, average="macro"))
+    assert stats.records[0] == {
+        "text": "0",
+        "prediction": task.label_names[predicted[0]],
+        "reference": task.label_names[gold[0]],
+    }
+
+
+def test_qa_statistics_give_the_official_scores() -> None:
+    from nlptasks.builtins.qa.metrics import question_scores, squad_scores
+    from nlptasks.builtins.qa.task import QaTask
+
+    predictions = {"a": "Denver Broncos", "b": "1990", "c": "the river", "d": ""}
+    golds = {"a": ["Denver Broncos", "Broncos"], "b": ["in 1990"], "c": ["Seine"], "d": []}
+    rows = []
+    for qid, answers in golds.items():
+        em, f1 = question_scores(predictions[qid], answers, v2=True)
+        group = "has" if answers else "no"
+        rows.append(
+            {
+                "questions": 1.0,
+                "exact": em,
+                "f1": f1,
+                f"{group}/questions": 1.0,
+                f"{group}/exact": em,
+                f"{group}/f1": f1,
+            }
+        )
+    names, matrix = bootstrap.statistics_matrix(rows)
+    found = QaTask().metrics_from_statistics(
+        dict(zip(names, matrix.sum(axis=0).tolist(), strict=True))
+    )
+    assert found == pytest.approx(squad_scores(predictions, golds, v2=True))

@@ -24,6 +24,7 @@ PROTOCOLS = (
     protocols.Task,
     protocols.ReadsExamples,
     protocols.ReadsSources,
+    protocols.ScoresExamples,
     protocols.WritesSamples,
     protocols.StreamsPredictions,
     protocols.GeneratingTask,
