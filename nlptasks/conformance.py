@@ -160,6 +160,18 @@ class TaskConformance:
 
         return load_task(self.task)
 
+    def _auto_class(self, folder: str | Path) -> str:
+        """The transformers Auto class that loads the task's saved model from ``folder``."""
+        import transformers
+
+        task = self._task()
+        name = self.auto_class or AUTO_CLASSES.get(task.pipeline_tag)
+        assert name, f"set auto_class: pipeline tag '{task.pipeline_tag}' names no Auto class"
+        config = transformers.AutoConfig.from_pretrained(folder)
+        if name == "AutoModelForSeq2SeqLM" and not config.is_encoder_decoder:
+            name = "AutoModelForCausalLM"  # a decoder-only model prompted to translate
+        return name
+
     # ------------------------------------------------------------------------- checks
     def test_task_follows_the_protocol(self) -> None:
         from nlptasks.task import Task
@@ -318,11 +330,7 @@ class TaskConformance:
 
         model_dir = str(conformance_run.run_dir / "model")
         task = self._task()
-        name = self.auto_class or AUTO_CLASSES.get(task.pipeline_tag)
-        assert name, f"set auto_class: pipeline tag '{task.pipeline_tag}' names no Auto class"
-        config = transformers.AutoConfig.from_pretrained(model_dir)
-        if name == "AutoModelForSeq2SeqLM" and not config.is_encoder_decoder:
-            name = "AutoModelForCausalLM"  # a decoder-only model prompted to translate
+        name = self._auto_class(model_dir)
         plain = getattr(transformers, name).from_pretrained(model_dir)
         transformers.AutoTokenizer.from_pretrained(model_dir)
         ours, _ = task.load_trained(model_dir)
@@ -346,13 +354,7 @@ class TaskConformance:
         assert any(n.endswith(".safetensors") for n in names) and not any(
             n.endswith(".bin") for n in names
         )
-        task = self._task()
-        name = self.auto_class or AUTO_CLASSES.get(task.pipeline_tag)
-        assert name, f"set auto_class: pipeline tag '{task.pipeline_tag}' names no Auto class"
-        config = transformers.AutoConfig.from_pretrained(folder)
-        if name == "AutoModelForSeq2SeqLM" and not config.is_encoder_decoder:
-            name = "AutoModelForCausalLM"
-        getattr(transformers, name).from_pretrained(folder)
+        getattr(transformers, self._auto_class(folder)).from_pretrained(folder)
         transformers.AutoTokenizer.from_pretrained(folder)
 
     def test_model_card_parses(self, conformance_run: ConformanceRun) -> None:
