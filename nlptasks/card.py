@@ -22,6 +22,8 @@ class EvalData:
     type: str
     split: str
     config: str | None = None
+    examples: int | None = None
+    """How many examples: a subset of the same split is another result."""
 
 
 def eval_results(
@@ -49,6 +51,7 @@ def eval_results(
                 dataset_name=data.name,
                 dataset_config=data.config,
                 dataset_split=data.split,
+                dataset_args={"examples": data.examples} if data.examples else None,
                 metric_type=name,
                 metric_value=round(float(value), 4),
                 metric_name=name.replace("_", " "),
@@ -67,7 +70,10 @@ class CardContent:
     pipeline_tag: str
     base_model: str | None
     model_name: str
+    train_data: str
+    """A readable name of the training data (for the body)."""
     datasets: list[str]
+    """Hub dataset ids for the front matter (none for local files or nlptasks' own)."""
     license: str | None
     """The recipe's license; else the task's (model_card_data), else ``other``."""
     recipe_yaml: str
@@ -91,6 +97,9 @@ def build_card(content: CardContent, results: list[EvalResult]) -> ModelCard:
     # A task's keys (language, its license) go in; ours are never replaced by them.
     extra = {k: v for k, v in content.front_matter.items() if k not in ours and k != "model-index"}
     extra["license"] = content.license or extra.get("license") or "other"
+    if extra["license"] == "other":
+        # The Hub asks an "other" license for its name: it is the base model's and the data's.
+        extra.setdefault("license_name", "see-base-model-and-data")
     extra["datasets"] = content.datasets or extra.get("datasets")
     data = ModelCardData(**ours, **extra)
     return ModelCard("---\n" + data.to_yaml() + "\n---\n" + body(content, results))
@@ -99,7 +108,7 @@ def build_card(content: CardContent, results: list[EvalResult]) -> ModelCard:
 def body(content: CardContent, results: list[EvalResult]) -> str:
     from nlptasks.results import usage
 
-    dataset = content.datasets[0] if content.datasets else "its data"
+    dataset = content.train_data or "its data"
     origin = content.base_model or content.model_name
     summary = "\n".join(f"- {key}: {value}" for key, value in content.train_summary.items())
     extra = "\n".join(f"- {key}: {value}" for key, value in content.extra.items())
@@ -166,11 +175,13 @@ def add_eval_results(path: Path, results: list[EvalResult]) -> ModelCard:
 
 
 def _result_key(r: EvalResult) -> tuple[Any, ...]:
+    examples = (r.dataset_args or {}).get("examples")
     return (
         r.task_type,
         r.dataset_type,
         r.dataset_name,
         r.dataset_config,
         r.dataset_split,
+        examples,
         r.metric_type,
     )

@@ -57,6 +57,12 @@ def _check_same_examples(
 ) -> None:
     data_a, data_b = a.results.get("data", {}), b.results.get("data", {})
     eval_a, eval_b = data_a.get("eval", {}), data_b.get("eval", {})
+    for key in ("name", "split", "examples"):
+        if eval_a.get(key) != eval_b.get(key):
+            raise NlpTasksError(
+                f"The runs evaluated different data ({key}: {eval_a.get(key)!r} vs "
+                f"{eval_b.get(key)!r}). A paired comparison needs the same examples."
+            )
     if eval_a.get("sha256") and eval_b.get("sha256") and eval_a["sha256"] != eval_b["sha256"]:
         raise NlpTasksError(
             f"The runs evaluated different data ({eval_a.get('name')} vs {eval_b.get('name')}: "

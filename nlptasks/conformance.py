@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -248,11 +249,15 @@ class TaskConformance:
                 f"{split}: eval_step's losses sum to {float(losses.sum())}, compute_loss {summed}"
             )
 
-    def test_eval_reports_the_declared_metrics(self, conformance_run: ConformanceRun) -> None:
+    def test_eval_reports_the_declared_metrics(
+        self, conformance_run: ConformanceRun, tmp_path: Path
+    ) -> None:
         import nlptasks
         from nlptasks.task import declared_metrics
 
-        result = nlptasks.evaluate(self.task, str(conformance_run.run_dir / "model"))
+        # A copy: evaluating RUN/model adds to that run's card, which other checks read.
+        copy = shutil.copytree(conformance_run.run_dir, tmp_path / "run")
+        result = nlptasks.evaluate(self.task, str(copy / "model"))
         specs = declared_metrics(self._task())
         assert set(result.metrics) == set(specs), (
             f"eval reported {sorted(result.metrics)}, the task declares {sorted(specs)}"

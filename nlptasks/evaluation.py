@@ -156,6 +156,27 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def check_statistics(
+    task_name: str, statistics: list[dict[str, float]], reduce: Any, metrics: Mapping[str, float]
+) -> None:
+    """The per-example statistics of the whole eval set must give the metrics evaluation
+    reported, or every interval and comparison built on them would be about another number."""
+    from nlptasks.bootstrap import statistics_matrix
+
+    names, matrix = statistics_matrix(statistics)
+    point = reduce(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
+    for name, value in point.items():
+        reported = metrics.get(name)
+        if reported is None or (math.isnan(value) and math.isnan(reported)):
+            continue
+        if not math.isclose(value, reported, rel_tol=1e-6, abs_tol=1e-9):
+            raise PluginError(
+                f"Task '{task_name}': metrics_from_statistics gives {name}={value} on the "
+                f"whole eval set, but evaluation reported {reported}. Make the per-example "
+                f"statistics add up to the reported metric."
+            )
+
+
 class Evaluator:
     """Evaluates a model on one eval set: the same code for training and ``nlptasks eval``."""
 
@@ -241,6 +262,10 @@ class Evaluator:
             self.signatures = {str(k): str(v) for k, v in dict(signatures).items()}
         per_example = getattr(metrics, "example_statistics", None)
         examples = per_example(context) if callable(per_example) else None
+        reduce = getattr(self.task, "metrics_from_statistics", None)
+        if examples is not None and callable(reduce):
+            # Every process, at the first evaluation: not after training, at the end.
+            check_statistics(self.task.name, examples.statistics, reduce, result)
         # The final metrics may be an earlier evaluation's (the best checkpoint's).
         self._examples = [*self._examples[-9:], (dict(result), examples, losses)]
         return result

@@ -1,9 +1,9 @@
 """``nlptasks export RUN DEST``: the folder a model hub receives, and ``--push-to-hub``.
 
 The folder holds exactly what a user of the model needs: the weights (safetensors only),
-config, tokenizer, generation config, the model card (README.md), results.json,
-predictions.jsonl and recipe.yaml. It is written aside and renamed into place, and never
-over an existing folder.
+config, tokenizer, generation config, the model card (README.md) and results.json. Not the
+eval texts of predictions.jsonl, nor recipe.yaml (local paths): a hub repository may be
+public. It is written aside and renamed into place, and never over an existing folder.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from nlptasks.errors import NlpTasksError, RunDirectoryError
 from nlptasks.runs import load_run
 
 # Besides everything in RUN/model (weights, config, tokenizer).
-RUN_FILES = ("README.md", "results.json", "predictions.jsonl", "recipe.yaml")
+RUN_FILES = ("README.md", "results.json")
 
 
 def export(run_dir: str | Path, destination: str | Path) -> Path:

@@ -64,14 +64,20 @@ def find_runs(folders: Sequence[str | Path]) -> tuple[list[Run], list[tuple[str,
     runs: list[Run] = []
     skipped: list[tuple[str, str]] = []
     for folder in map(Path, folders):
-        if not folder.is_dir():
-            skipped.append((str(folder), "not a folder"))
+        try:
+            if not folder.is_dir():
+                skipped.append((str(folder), "not a folder"))
+                continue
+            candidates = (
+                [folder]
+                if (folder / "results.json").exists()
+                else sorted(
+                    p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                )
+            )
+        except OSError as exc:  # unreadable: a note, never a failure
+            skipped.append((str(folder), f"unreadable ({exc.strerror or exc})"))
             continue
-        candidates = (
-            [folder]
-            if (folder / "results.json").exists()
-            else sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        )
         for candidate in candidates:
             try:
                 runs.append(load_run(candidate))
@@ -86,14 +92,16 @@ def build(
     folders: Sequence[str | Path], task: str | None = None, metric: str | None = None
 ) -> Leaderboard:
     runs, skipped = find_runs(folders)
-    groups: dict[tuple[str, str, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str, int, str], list[Run]] = {}
     for run in runs:
         if task and run.task != task:
             continue
         data = run.results["data"]["eval"]
-        groups.setdefault((run.task, data["name"], data["split"]), []).append(run)
+        # Only runs on the same examples are ranked together: same data, split, size, bytes.
+        key = (run.task, data["name"], data["split"], data["examples"], data["sha256"] or "")
+        groups.setdefault(key, []).append(run)
     boards = []
-    for (task_name, dataset, split), members in sorted(groups.items()):
+    for (task_name, dataset, split, _, _), members in sorted(groups.items()):
         chosen = metric or _main_metric(members)
         ranked = [r for r in members if chosen in r.metrics]
         if not ranked:
@@ -212,7 +220,7 @@ def _cells(row: Row, metric: str) -> list[str]:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return ""
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
@@ -239,13 +247,14 @@ def markdown(board: Leaderboard) -> str:
 
 
 def as_json(board: Leaderboard) -> str:
-    return json.dumps(
-        {
-            "boards": [{**asdict(b), "rows": [asdict(r) for r in b.rows]} for b in board.boards],
-            "skipped": [{"folder": f, "why": why} for f, why in board.skipped],
-        },
-        indent=2,
-    )
+    from nlptasks.events import strict_json
+
+    found = {
+        "boards": [{**asdict(b), "rows": [asdict(r) for r in b.rows]} for b in board.boards],
+        "skipped": [{"folder": f, "why": why} for f, why in board.skipped],
+    }
+    # Strict JSON: a non-finite number from a results file is null, never NaN.
+    return json.dumps(strict_json(found), indent=2, allow_nan=False)
 
 
 def as_csv(board: Leaderboard) -> str:

@@ -576,6 +576,12 @@ def _expect_problems(expect: Expectation | None) -> list[str]:
     ]
     if not expect.min and not expect.max:
         found.append("'expect' needs bounds: 'expect.min' or 'expect.max' (metric: value)")
+    for kind, bounds in (("min", expect.min), ("max", expect.max)):
+        found += [
+            f"'expect.{kind}.{name}' must be a finite number, not {value}"
+            for name, value in bounds.items()
+            if not math.isfinite(value)
+        ]
     return [f"{problem}." for problem in found]
 
 

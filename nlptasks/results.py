@@ -210,7 +210,9 @@ def build_results(
         "model_path": prepared.model_path,
         "run_dir": str(run_dir),
         "metrics": {"eval": metrics},
-        "main_metric": recipe.train.metric_for_best or prepared.task.main_metric,
+        # The task's headline metric (leaderboards rank by it), whatever picked the best
+        # checkpoint of this run (train.metric_for_best).
+        "main_metric": prepared.task.main_metric,
         # Which way is better, so results can be ranked without the task's plugin.
         "metric_directions": {
             name: "higher" if spec.greater_is_better else "lower"
@@ -223,6 +225,7 @@ def build_results(
             "batch_size": recipe.train.batch_size,
             "lora": recipe.lora.enabled,
             "seed": recipe.train.seed,
+            "metric_for_best": recipe.train.metric_for_best,
         },
         "train": {
             "steps": outcome.global_step,
@@ -278,21 +281,23 @@ def record_evaluation(task: Any, result: EvalResult) -> Path | None:
     model-index keeps every evaluation; one of the same data and metric is replaced) and a
     line to the run's ``evaluations.jsonl``. Returns the card updated, if any."""
     from nlptasks import card
+    from nlptasks.runs import NotARunError, load_run
 
     folder = Path(result.model_dir)
-    run_dir = folder.parent if folder.name == "model" else folder
+    # Only RUN/model of a finished run of this task: never a folder of someone else's, and
+    # never an exported folder (it is exactly what a hub receives).
+    if folder.name != "model":
+        return None
+    run_dir = folder.parent
+    try:
+        run = load_run(run_dir)
+    except NotARunError:
+        return None
     path = run_dir / "README.md"
-    if not path.is_file() or not (run_dir / "results.json").is_file():
-        return None  # not a run's model: nothing of ours to update
+    if run.task != result.recipe.task or not path.is_file():
+        return None
     recipe = result.recipe
-    data = card.EvalData(
-        data_source(recipe),
-        recipe.data.dataset
-        if recipe.data.dataset and not recipe.data.eval_path
-        else data_source(recipe),
-        eval_split_name(recipe),
-        recipe.data.dataset_config,
-    )
+    data = card_eval_data(recipe, result.num_examples)
     found = card.eval_results(
         recipe.task, task.pipeline_tag, data, result.metrics, result.intervals
     )
@@ -308,6 +313,48 @@ def record_evaluation(task: Any, result: EvalResult) -> Path | None:
     with (run_dir / "evaluations.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(strict_json(line)) + "\n")
     return path
+
+
+def eval_data_name(recipe: Recipe) -> str:
+    """A readable name of the eval data itself (not of the training data)."""
+    d = recipe.data
+    if files := task_files(recipe, evaluation=True):
+        return " + ".join(_short(path) for path in files)
+    if d.eval_path:
+        return _short(Path(d.eval_path))
+    if not d.eval_split or d.train_path or task_files(recipe, evaluation=False):
+        return data_source(recipe)  # held out of the training data (eval_split_name says so)
+    return f"{d.dataset} ({d.dataset_config})" if d.dataset_config else d.dataset or "unknown"
+
+
+def _local_data(recipe: Recipe) -> bool:
+    d = recipe.data
+    return bool(
+        task_files(recipe, True) or task_files(recipe, False) or d.eval_path or d.train_path
+    )
+
+
+def card_eval_data(recipe: Recipe, examples: int | None) -> Any:
+    """The model-index ``dataset`` of an evaluation with this recipe (the run's card and
+    every ``nlptasks eval`` build it here, so the same data is the same entry)."""
+    from nlptasks import card
+
+    local = _local_data(recipe)
+    name = eval_data_name(recipe)
+    kind = name if local else (recipe.data.dataset or name)
+    config = None if local else recipe.data.dataset_config
+    return card.EvalData(name, kind, eval_split_name(recipe), config, examples)
+
+
+def hub_datasets(recipe: Recipe) -> list[str]:
+    """The Hub dataset ids a run used (the card's ``datasets``): none for local files or a
+    dataset that an nlptasks plugin registered (its name is no Hub id)."""
+    from nlptasks.registry import get_registries
+
+    dataset = recipe.data.dataset
+    if not dataset or _local_data(recipe) or dataset in get_registries().datasets:
+        return []
+    return [dataset]
 
 
 def eval_identity(recipe: Recipe, examples: int) -> dict[str, Any]:
@@ -329,7 +376,7 @@ def eval_identity(recipe: Recipe, examples: int) -> dict[str, Any]:
                     hasher.update(block)
         digest = hasher.hexdigest()
     return {
-        "name": data_source(recipe),
+        "name": eval_data_name(recipe),
         "split": eval_split_name(recipe),
         "examples": examples,
         "files": [str(path) for path in files],
@@ -360,10 +407,8 @@ def run_model_card(prepared: PreparedRun, summary: dict[str, Any]) -> str:
         model_name=recipe.model,
         dataset_name=data_source(recipe),
         dataset_split=eval_split_name(recipe),
-        dataset_type=recipe.data.dataset
-        if not task_files(recipe, False) and not recipe.data.train_path
-        else None,
-        dataset_config=recipe.data.dataset_config,
+        eval_data=card_eval_data(recipe, summary["data"]["eval_examples"]),
+        datasets=hub_datasets(recipe),
         metrics=summary["metrics"]["eval"],
         intervals=summary.get("confidence_intervals", {}).get("eval"),
         recipe_yaml=recipe_yaml(recipe),
@@ -523,6 +568,8 @@ def model_card(
     dataset_type: str | None = None,
     dataset_config: str | None = None,
     intervals: dict[str, list[float]] | None = None,
+    eval_data: Any = None,
+    datasets: list[str] | None = None,
     license: str | None = None,
     command: str | None = None,
     train_examples: int | None = None,
@@ -534,15 +581,18 @@ def model_card(
     ``front_matter`` adds task keys such as ``language`` (never replacing ours)."""
     from nlptasks import card
 
-    data = card.EvalData(dataset_name, dataset_type or dataset_name, dataset_split, dataset_config)
+    data = eval_data or card.EvalData(
+        dataset_name, dataset_type or dataset_name, dataset_split, dataset_config
+    )
     content = card.CardContent(
         run_name=run_name,
         task=task,
         pipeline_tag=pipeline_tag,
         base_model=base_model,
         model_name=model_name,
+        train_data=dataset_name,
         # The Hub's `datasets` lists dataset ids: local files have none.
-        datasets=[dataset_type] if dataset_type else [],
+        datasets=datasets if datasets is not None else ([dataset_type] if dataset_type else []),
         license=license,
         recipe_yaml=recipe_yaml,
         command=command or f"nlptasks run {task} --recipe recipe.yaml",

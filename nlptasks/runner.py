@@ -318,6 +318,12 @@ def _final_metrics(trainer: Any, metrics: dict[str, float]) -> dict[str, float]:
     needed = {n for n, s in declared_metrics(trainer.task).items() if s.needs_generation}
     if trainer.evaluator.can_generate and not needed <= set(metrics):
         return dict(trainer.evaluate(generate=True))
+    # The intervals and predictions.jsonl need the per-example statistics of the evaluation
+    # that gave these metrics; a best checkpoint from long ago (or from before a resume)
+    # has none kept: evaluate the final model again (every process decides alike).
+    _, losses = trainer.evaluator.examples_for(metrics)
+    if losses is None:
+        return dict(trainer.evaluate(generate=True))
     return metrics
 
 

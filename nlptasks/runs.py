@@ -41,8 +41,21 @@ class Run:
                 f"{self.path} has no predictions.jsonl: its task saves no per-example "
                 f"statistics, or the run predates them. Re-run it with this nlptasks."
             )
+        rows = []
         with path.open(encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise NotARunError(f"{path}, line {number}, is not JSON ({exc.msg}).") from None
+                if not isinstance(row, dict) or not isinstance(row.get("statistics"), dict):
+                    raise NotARunError(f"{path}, line {number}, has no 'statistics' object.")
+                rows.append(row)
+        if not rows:
+            raise NotARunError(f"{path} is empty: the run scored no example.")
+        return rows
 
 
 def results_schema() -> dict[str, Any]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nlptasks import bootstrap
-from nlptasks.errors import PluginError
 from nlptasks.recipes import TrainConfig
 
 LEVEL = 0.95
@@ -59,7 +58,6 @@ def of_evaluation(
     reduce = getattr(task, "metrics_from_statistics", None)
     if examples is None or not callable(reduce):
         return found
-    _check_consistent(task, examples.statistics, reduce, metrics)
     if resamples:
         found.intervals.update(
             bootstrap.intervals(examples.statistics, reduce, resamples, seed, LEVEL)
@@ -69,22 +67,3 @@ def of_evaluation(
         for i, (record, stats) in enumerate(zip(examples.records, examples.statistics, strict=True))
     ]
     return found
-
-
-def _check_consistent(
-    task: Any, statistics: list[dict[str, float]], reduce: Any, metrics: Mapping[str, float]
-) -> None:
-    """The statistics of the whole eval set must give the metrics the evaluation reported,
-    or every interval and comparison built on them would be about another number."""
-    names, matrix = bootstrap.statistics_matrix(statistics)
-    point = reduce(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
-    for name, value in point.items():
-        reported = metrics.get(name)
-        if reported is None or (math.isnan(value) and math.isnan(reported)):
-            continue
-        if not math.isclose(value, reported, rel_tol=1e-6, abs_tol=1e-9):
-            raise PluginError(
-                f"Task '{task.name}': metrics_from_statistics gives {name}={value} on the "
-                f"whole eval set, but evaluation reported {reported}. Make the per-example "
-                f"statistics add up to the reported metric."
-            )

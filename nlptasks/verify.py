@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from nlptasks.errors import NlpTasksError
-from nlptasks.recipes import Expectation, NoOptions, _build, read_yaml
+from nlptasks.recipes import Expectation, NoOptions, _build, _expect_problems, read_yaml
 from nlptasks.runs import Run, load_run
 
 
@@ -50,6 +50,8 @@ def expectation(run: Run) -> Expectation:
         )
     problems: list[str] = []
     built = _build(Expectation, raw, "expect.", problems, NoOptions, frozenset())
+    if built is not None:
+        problems += _expect_problems(built)  # bounds that check nothing, NaN bounds
     if problems or built is None:
         raise NlpTasksError(f"{path}: {problems[0] if problems else 'bad expect section'}")
     assert isinstance(built, Expectation)

@@ -78,15 +78,13 @@ DEFECTS: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
     # Declared and in range, but evaluating the same model twice disagrees; its statistics
-    # (none: it dropped them) give no interval; a later eval's random value replaces the
-    # card's.
+    # (none: it dropped them) give no interval.
     "kit-random-metric": {
         "test_eval_reports_the_declared_metrics": (
             "failed",
             "assert result.metrics == pytest.approx(conformance_run.metrics",
         ),
         "test_confidence_intervals_and_predictions": ("failed", "intervals for ['loss']"),
-        "test_model_card_parses": ("failed", "assert reported[name] == pytest.approx(value"),
     },
     "kit-nan-metric": {
         "test_eval_reports_the_declared_metrics": ("failed", "macro_f1 is NaN on the tiny data"),

@@ -78,7 +78,9 @@ def test_the_card_round_trips_through_huggingface_hub(
     found = {(r.dataset_split, r.metric_type): r for r in card.data.eval_results}
     accuracy = found[("dev.tsv", "accuracy")]
     assert accuracy.task_type == "text-classification" and accuracy.task_name == "sentiment"
-    assert accuracy.dataset_name.endswith("/train.tsv")  # the training file's folder/name
+    assert accuracy.dataset_name.endswith("/dev.tsv")  # the eval data itself
+    assert accuracy.dataset_args == {"examples": 400}
+    assert "datasets" not in front  # local files are no Hub dataset
     assert accuracy.metric_value == pytest.approx(results["metrics"]["eval"]["accuracy"], abs=1e-4)
     low, high = results["confidence_intervals"]["eval"]["accuracy"]
     assert accuracy.metric_args["confidence_interval_95"] == [round(low, 4), round(high, 4)]
@@ -274,13 +276,12 @@ def test_export_writes_the_hub_folder_that_pipeline_loads(
     dest = tmp_path / "hub" / "my-model"
     cli("export", str(runs["good"]), str(dest))
     names = sorted(p.name for p in dest.iterdir())
+    # No eval texts (predictions.jsonl) and no local paths (recipe.yaml): a hub may be public.
     assert names == sorted(
         [
             "README.md",
             "config.json",
             "model.safetensors",
-            "predictions.jsonl",
-            "recipe.yaml",
             "results.json",
             "tokenizer.json",
             "tokenizer_config.json",
@@ -295,3 +296,69 @@ def test_export_writes_the_hub_folder_that_pipeline_loads(
     again = cli("export", str(runs["good"]), str(dest), exit_code=1)
     assert "exists already" in again.output
     assert sorted(p.name for p in dest.iterdir()) == names
+
+
+def test_intervals_survive_a_best_checkpoint_from_long_ago(
+    tiny_bert: Path, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """The best evaluation is the first of several: its statistics must still reach
+    results.json and predictions.jsonl (the final model is evaluated again if needed)."""
+    run = _run(
+        tmp_path / "r",
+        tiny_bert,
+        data,
+        "train.max_steps=14",
+        "train.eval_every=1",
+        "train.learning_rate=3.0",
+        "train.metric_for_best=loss",
+        "train.bootstrap_resamples=200",
+    )
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["confidence_intervals"]["eval"]) == {"loss", "accuracy", "macro_f1"}
+    assert len((run / "predictions.jsonl").read_text().splitlines()) == 400
+    assert results["confidence_intervals"]["resamples"] == 200
+
+
+def test_eval_writes_only_into_runs(
+    runs: dict[str, Path], cli: Any, tmp_path: Path, data: dict[str, Path]
+) -> None:
+    exported = tmp_path / "exported"
+    cli("export", str(runs["weak"]), str(exported))
+    before = sorted(p.name for p in exported.iterdir())
+    card = (exported / "README.md").read_text()
+    cli("eval", "sentiment", "--model", str(exported), f"data.eval_path={data['other']}")
+    assert sorted(p.name for p in exported.iterdir()) == before  # no evaluations.jsonl
+    assert (exported / "README.md").read_text() == card
+    # A folder of someone else's that happens to hold a README and a results.json.
+    theirs = tmp_path / "theirs"
+    shutil.copytree(runs["weak"] / "model", theirs / "model")
+    (theirs / "README.md").write_text("# my notes\n")
+    (theirs / "results.json").write_text("{}")
+    cli("eval", "sentiment", "--model", str(theirs / "model"), f"data.eval_path={data['other']}")
+    assert (theirs / "README.md").read_text() == "# my notes\n"
+    assert not (theirs / "evaluations.jsonl").exists()
+
+
+def test_bad_inputs_are_one_line(runs: dict[str, Path], cli: Any, tmp_path: Path) -> None:
+    empty = shutil.copytree(runs["weak"], tmp_path / "empty")
+    (empty / "predictions.jsonl").write_text("")
+    result = cli("compare", str(runs["weak"]), str(empty), exit_code=1)
+    assert "predictions.jsonl is empty" in result.output
+    broken = shutil.copytree(runs["weak"], tmp_path / "broken")
+    (broken / "predictions.jsonl").write_text('{"index": 0}\n')
+    assert (
+        "line 1, has no 'statistics' object"
+        in cli("compare", str(runs["weak"]), str(broken), exit_code=1).output
+    )
+    nothing = _with_expectation(
+        runs["weak"], tmp_path / "nothing", "expect:\n  reference: {accuracy: 0.9}\n"
+    )
+    assert "'expect' needs bounds" in cli("verify", str(nothing), exit_code=1).output
+    odd = shutil.copytree(runs["weak"], tmp_path / "board" / "odd")
+    results = json.loads((odd / "results.json").read_text())
+    results["provenance"]["duration_seconds"] = 1e999  # inf once read back
+    (odd / "results.json").write_text(json.dumps(results).replace("Infinity", "1e999"))
+    out = cli("leaderboard", str(tmp_path / "board"), "--format", "json").stdout
+    assert "NaN" not in out and "Infinity" not in out
+    json.loads(out)
+    cli("leaderboard", str(tmp_path / "board"))  # the table too
