@@ -156,7 +156,7 @@ def verify(run_dir: str) -> None:
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
 def export(run_dir: str, destination: str, repo_id: str | None, private: bool) -> None:
     """Write the folder a model hub receives: safetensors weights, config, tokenizer, model
-    card, results.json, predictions.jsonl, recipe.yaml.
+    card and results.json.
 
     \b
     Example:
