@@ -94,6 +94,7 @@ def test_run_directory_contents(trained_run: Path) -> None:
     assert prov["seed"] == 42 and prov["device"] == "cpu"
     assert prov["versions"]["transformers"].startswith("5.")
     assert "git_commit" in prov and prov["duration_seconds"] > 0
+    eval_data = results["data"].pop("eval")
     assert results["data"] == {
         "train_examples": 400,
         "eval_examples": 200,
@@ -101,6 +102,12 @@ def test_run_directory_contents(trained_run: Path) -> None:
         "eval_features": 200,
         "source": f"{trained_run.parent.name}/train.tsv",
     }
+    # The eval data's identity: its own name, size and the SHA-256 of its file's bytes.
+    import hashlib
+
+    dev = Path(eval_data["files"][0])
+    assert eval_data["name"].endswith("/dev.tsv") and eval_data["examples"] == 200
+    assert eval_data["sha256"] == hashlib.sha256(dev.read_bytes()).hexdigest()
     events = [json.loads(line) for line in (trained_run / "events.jsonl").read_text().splitlines()]
     types = [e["type"] for e in events]
     assert types[0] == "run_start" and types[-1] == "run_end"
