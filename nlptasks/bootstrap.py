@@ -34,9 +34,6 @@ class Interval:
     low: float
     high: float
 
-    def as_dict(self) -> dict[str, float]:
-        return {"value": self.value, "low": self.low, "high": self.high}
-
 
 def statistics_matrix(rows: Sequence[Mapping[str, float]]) -> tuple[list[str], np.ndarray]:
     """Column names (sorted) and an (examples, columns) float64 matrix; a statistic missing
@@ -48,6 +45,17 @@ def statistics_matrix(rows: Sequence[Mapping[str, float]]) -> tuple[list[str], n
         for name, value in row.items():
             matrix[i, column[name]] = value
     return names, matrix
+
+
+def reduce_sums(names: list[str], sums: np.ndarray, reduce: Reduce) -> Mapping[str, float]:
+    """The metrics ``reduce`` gives for one vector of summed statistics (named by ``names``)."""
+    return reduce(dict(zip(names, sums.tolist(), strict=True)))
+
+
+def point_estimate(rows: Sequence[Mapping[str, float]], reduce: Reduce) -> Mapping[str, float]:
+    """The metrics of the whole set of ``rows``: ``reduce`` of their summed statistics."""
+    names, matrix = statistics_matrix(rows)
+    return reduce_sums(names, matrix.sum(axis=0), reduce)
 
 
 def _resample_counts(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -67,7 +75,7 @@ def resampled_metrics(
     values: dict[str, list[float]] = {}
     for counts in _resample_counts(len(matrix), resamples, seed):
         for sums in counts @ matrix:
-            for metric, value in reduce(dict(zip(names, sums.tolist(), strict=True))).items():
+            for metric, value in reduce_sums(names, sums, reduce).items():
                 values.setdefault(metric, []).append(float(value))
     return {metric: np.asarray(v, dtype=np.float64) for metric, v in values.items()}
 
@@ -84,7 +92,7 @@ def intervals(
     if not rows or resamples < 1:
         return {}
     names, matrix = statistics_matrix(rows)
-    point = reduce(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
+    point = reduce_sums(names, matrix.sum(axis=0), reduce)
     samples = resampled_metrics(names, matrix, reduce, resamples, seed)
     tail = (1.0 - level) / 2.0 * 100.0
     found = {}
@@ -140,13 +148,13 @@ def paired(
     reduce_b = reduce_b or reduce_a
     names_a, matrix_a = statistics_matrix(rows_a)
     names_b, matrix_b = statistics_matrix(rows_b)
-    point_a = reduce_a(dict(zip(names_a, matrix_a.sum(axis=0).tolist(), strict=True)))
-    point_b = reduce_b(dict(zip(names_b, matrix_b.sum(axis=0).tolist(), strict=True)))
+    point_a = reduce_sums(names_a, matrix_a.sum(axis=0), reduce_a)
+    point_b = reduce_sums(names_b, matrix_b.sum(axis=0), reduce_b)
     differences: dict[str, list[float]] = {}
     for counts in _resample_counts(len(matrix_a), resamples, seed):
         for sums_a, sums_b in zip(counts @ matrix_a, counts @ matrix_b, strict=True):
-            got_a = reduce_a(dict(zip(names_a, sums_a.tolist(), strict=True)))
-            got_b = reduce_b(dict(zip(names_b, sums_b.tolist(), strict=True)))
+            got_a = reduce_sums(names_a, sums_a, reduce_a)
+            got_b = reduce_sums(names_b, sums_b, reduce_b)
             for metric in got_a.keys() & got_b.keys():
                 differences.setdefault(metric, []).append(got_a[metric] - got_b[metric])
     tail = (1.0 - level) / 2.0 * 100.0

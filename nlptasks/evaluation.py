@@ -161,11 +161,9 @@ def check_statistics(
 ) -> None:
     """The per-example statistics of the whole eval set must give the metrics evaluation
     reported, or every interval and comparison built on them would be about another number."""
-    from nlptasks.bootstrap import statistics_matrix
+    from nlptasks.bootstrap import point_estimate
 
-    names, matrix = statistics_matrix(statistics)
-    point = reduce(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
-    for name, value in point.items():
+    for name, value in point_estimate(statistics, reduce).items():
         reported = metrics.get(name)
         if reported is None or (math.isnan(value) and math.isnan(reported)):
             continue

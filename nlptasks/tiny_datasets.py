@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,8 +184,3 @@ def tiny_dataset(task: str, folder: str | Path) -> TinyData:
     if task not in BUILTIN:
         raise KeyError(f"No tiny dataset for task '{task}'; built-in ones: {', '.join(BUILTIN)}")
     return BUILTIN[task](Path(folder))
-
-
-def texts_of(data: Sequence[TinyData]) -> list[str]:
-    """All texts of several tiny datasets (one tokenizer for all of them)."""
-    return [text for item in data for text in item.texts]
