@@ -54,7 +54,7 @@ def runs(
     tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path, data: dict[str, Path]
 ) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
-    trained = ("train.epochs=3", "train.learning_rate=2e-3")
+    trained = ("train.epochs=6", "train.learning_rate=5e-4")
     return {
         "good": _run(root / "good", tiny_bert, data, *trained, "license=apache-2.0"),
         "again": _run(root / "again", tiny_bert, data, *trained),
