@@ -61,9 +61,10 @@ def run_transformers(steps: int, batch: int, block: int) -> dict[str, float]:
     import transformers
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    from nlptasks import data, models, precision
+    from nlptasks import data, models
     from nlptasks.recipes import load_recipe
     from nlptasks.runner import load_task
+    from nlptasks.training import precision
 
     transformers.logging.set_verbosity_error()
     recipe = load_recipe("generation", "smollm2", _overrides(steps, batch, block))

@@ -79,9 +79,10 @@ def run_transformers(epochs: float) -> dict[str, object]:
     )
 
     import nlptasks
-    from nlptasks import data, models, precision
+    from nlptasks import data, models
     from nlptasks.recipes import load_recipe
     from nlptasks.runner import load_task
+    from nlptasks.training import precision
 
     transformers.logging.set_verbosity_error()
     recipe = load_recipe("qa", "minilm", [*DATA, *SHARED, *LIMITS])

@@ -21,8 +21,8 @@ from nlptasks.errors import (
     RunInterrupted,
     UnknownNameError,
 )
-from nlptasks.hookspecs import hookimpl, hookspec
 from nlptasks.models import load_pretrained, position_limit, resolve_model, tokenizer_digest
+from nlptasks.plugins.hookspecs import hookimpl, hookspec
 from nlptasks.recipes import (
     DataConfig,
     GenerationConfig,
@@ -30,11 +30,12 @@ from nlptasks.recipes import (
     Recipe,
     TrainConfig,
     load_recipe,
+    register_recipe_folder,
 )
 from nlptasks.task import GeneratingTask, MetricSpec, Task
 
 if TYPE_CHECKING:
-    from nlptasks.evaluation import (
+    from nlptasks.evaluation.evaluator import (
         PAD_INDEX,
         CollectOutputs,
         EvalContext,
@@ -49,13 +50,13 @@ if TYPE_CHECKING:
 # Names whose modules import torch: loaded on first use, so `import nlptasks` (and so
 # `nlptasks --help`) stays light.
 _LAZY = {
-    "PAD_INDEX": "nlptasks.evaluation",
-    "CollectOutputs": "nlptasks.evaluation",
-    "EvalContext": "nlptasks.evaluation",
-    "ExampleStatistics": "nlptasks.evaluation",
-    "MetricAccumulator": "nlptasks.evaluation",
-    "concat_padded": "nlptasks.evaluation",
-    "length_sorted_batches": "nlptasks.evaluation",
+    "PAD_INDEX": "nlptasks.evaluation.evaluator",
+    "CollectOutputs": "nlptasks.evaluation.evaluator",
+    "EvalContext": "nlptasks.evaluation.evaluator",
+    "ExampleStatistics": "nlptasks.evaluation.evaluator",
+    "MetricAccumulator": "nlptasks.evaluation.evaluator",
+    "concat_padded": "nlptasks.evaluation.evaluator",
+    "length_sorted_batches": "nlptasks.evaluation.evaluator",
     "EvalResult": "nlptasks.runner",
     "RunResult": "nlptasks.runner",
 }
@@ -109,6 +110,7 @@ __all__ = [
     "position_limit",
     "load_recipe",
     "predict",
+    "register_recipe_folder",
     "resolve_column",
     "resolve_model",
     "tokenizer_digest",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlptasks.errors import OFFLINE_HINT, DataError, first_line, hub_offline, hub_unreachable
-from nlptasks.registry import get_registries
+from nlptasks.plugins.registry import get_registries
 
 if TYPE_CHECKING:
     import datasets

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from nlptasks.plugins import call_hook
+from nlptasks.plugins.manager import call_hook
 
 if TYPE_CHECKING:
     from rich.console import Console

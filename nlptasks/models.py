@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from safetensors import SafetensorError
 
 from nlptasks.errors import OFFLINE_HINT, ModelError, first_line, hub_offline, hub_unreachable
-from nlptasks.registry import get_registries
+from nlptasks.plugins.registry import get_registries
 
 T = TypeVar("T")
 

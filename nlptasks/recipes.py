@@ -16,6 +16,7 @@ import math
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from nlptasks.errors import ConfigError, NlpTasksError, PluginError, UnknownNameError
-from nlptasks.registry import get_registries
+from nlptasks.plugins.registry import get_registries
 
 
 @dataclass
@@ -890,3 +891,10 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
 def dump_recipe(recipe: Recipe) -> str:
     """The resolved recipe as YAML."""
     return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
+
+
+def register_recipe_folder(register: Callable[..., None], task: str, folder: str | Path) -> None:
+    """Register every ``*.yaml`` in ``folder`` as a recipe of ``task``, named by its file
+    stem: what a plugin's ``register_recipes`` hook does with the recipes it ships."""
+    for path in sorted(Path(folder).glob("*.yaml")):
+        register(task, path.stem, path)

@@ -23,7 +23,7 @@ import torch
 import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
-from nlptasks import checkpoints, data, lora, models, precision, results, uncertainty
+from nlptasks import data, models
 from nlptasks.errors import (
     ConfigError,
     DataError,
@@ -32,12 +32,15 @@ from nlptasks.errors import (
     did_you_mean,
     first_line,
 )
-from nlptasks.evaluation import Evaluator
+from nlptasks.evaluation import uncertainty
+from nlptasks.evaluation.evaluator import Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
+from nlptasks.plugins.registry import get_registries
 from nlptasks.recipes import LoraConfig, Recipe, load_recipe, read_yaml, with_absolute_paths
-from nlptasks.registry import get_registries
+from nlptasks.runs import results
 from nlptasks.task import declared_metrics
-from nlptasks.trainer import StopRequests, Trainer, make_accelerator
+from nlptasks.training import checkpoints, lora, precision
+from nlptasks.training.trainer import StopRequests, Trainer, make_accelerator
 
 
 @dataclass

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import datasets
     import torch
 
-    from nlptasks.evaluation import EvalContext, MetricAccumulator
+    from nlptasks.evaluation.evaluator import EvalContext, MetricAccumulator
     from nlptasks.recipes import GenerationConfig, Recipe
 
 Batch = Mapping[str, Any]
@@ -114,7 +114,7 @@ class Task(Protocol):
         ``loss`` holds each example's summed loss and the optional ``loss_count`` its number
         of targets (default 1); the eval loss is their ratio over the whole set. Tensors may
         differ in their second dimension between batches and processes: evaluation pads them
-        with ``nlptasks.evaluation.PAD_INDEX`` (-100) before gathering.
+        with ``nlptasks.evaluation.evaluator.PAD_INDEX`` (-100) before gathering.
         """
         ...
 

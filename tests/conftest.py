@@ -42,7 +42,7 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 @pytest.fixture(autouse=True)
 def _fresh_plugins() -> Iterator[None]:
-    from nlptasks import plugins
+    from nlptasks.plugins import manager as plugins
 
     plugins.reset()
     yield

@@ -320,7 +320,7 @@ def test_no_room_for_the_checkpoints_is_said_before_loading(
     import shutil as real_shutil
     from collections import namedtuple
 
-    from nlptasks import results
+    from nlptasks.runs import results
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(results.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
-from nlptasks import bootstrap
 from nlptasks.builtins.translation.metrics import scores_from_statistics, sentence_statistics
+from nlptasks.evaluation import bootstrap
 
 
 def accuracy(sums: Mapping[str, float]) -> dict[str, float]:
@@ -126,7 +126,7 @@ def test_sentiment_statistics_give_sklearn_accuracy_and_macro_f1() -> None:
     task.label_names = ["neg", "neu", "pos"]
     import torch
 
-    from nlptasks.evaluation import EvalContext
+    from nlptasks.evaluation.evaluator import EvalContext
 
     context = EvalContext(  # only the texts are read
         examples={"text": [str(i) for i in range(200)]},

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 import nlptasks
-from nlptasks import plugins
-from nlptasks.conformance import TaskConformance
 from nlptasks.errors import PluginError
-from nlptasks.registry import get_registries
+from nlptasks.plugins import manager as plugins
+from nlptasks.plugins.registry import get_registries
+from nlptasks.testing.conformance import TaskConformance
 
 # A test module may load a plugin this way (only conftest files may not, below the root).
 pytest_plugins = ["pytester"]
@@ -124,7 +124,7 @@ def class_name(task: str) -> str:
 def broken_kit_file() -> str:
     lines = [
         "from nlptasks.testing import TaskConformance",
-        "from nlptasks.tiny_datasets import sentiment",
+        "from nlptasks.testing.tiny_datasets import sentiment",
         "",
         "",
         "class BrokenSentiment(TaskConformance):",
@@ -386,7 +386,7 @@ def test_isolated_plugins_fixture_restores_the_manager_when_the_test_ends(
     pytester.makeconftest('pytest_plugins = ["nlptasks.testing"]\n')
     pytester.makepyfile(
         test_restore="""
-        from nlptasks.registry import get_registries
+        from nlptasks.plugins.registry import get_registries
 
         def test_isolate(isolated_plugins):
             isolated_plugins("tests.plugins.toy")

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from nlptasks import task as protocols
-from nlptasks.plugins import get_plugin_manager
+from nlptasks.plugins.manager import get_plugin_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
 TESTS = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "tests").rglob("*.py")))
 TASKS = TESTS + "\n".join(
-    p.read_text(encoding="utf-8") for p in sorted((ROOT / "plugins").rglob("*.py"))
+    p.read_text(encoding="utf-8") for p in sorted((ROOT / "nlptasks" / "builtins").rglob("*.py"))
 )
 PROTOCOLS = (
     protocols.Task,

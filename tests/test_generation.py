@@ -154,9 +154,9 @@ def test_chat_loss_covers_the_assistant_turns_only(tokenizer) -> None:
 def test_perplexity_is_exp_of_the_token_weighted_loss_whatever_the_batching(
     tiny_lm, wiki_small
 ) -> None:
-    from nlptasks.evaluation import Evaluator
+    from nlptasks.evaluation.evaluator import Evaluator
     from nlptasks.recipes import load_recipe
-    from nlptasks.trainer import make_accelerator
+    from nlptasks.training.trainer import make_accelerator
 
     train, dev = wiki_small
     overrides = [f"data.train_path={train}", f"data.eval_path={dev}", "options.block_size=48"]
@@ -201,8 +201,8 @@ def test_perplexity_is_exp_of_the_token_weighted_loss_whatever_the_batching(
 def test_the_merged_lora_model_gives_the_logits_of_the_adapted_one(tiny_lm, tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from nlptasks import lora
     from nlptasks.recipes import LoraConfig
+    from nlptasks.training import lora
 
     model = AutoModelForCausalLM.from_pretrained(tiny_lm)
     adapted = lora.add_adapters(
@@ -447,8 +447,8 @@ def test_streamed_text_is_the_generated_text(trained_lm: Path) -> None:
     assert len(chunks) > 2  # written piece by piece, not at the end
 
     # The task's predict_stream itself, as the runner calls it.
-    from nlptasks import precision
     from nlptasks.runner import load_task, model_recipe
+    from nlptasks.training import precision
 
     task = load_task("generation")
     recipe = model_recipe("generation", str(trained_lm), None, [])
@@ -512,7 +512,7 @@ def test_token_weighted_accumulation_2x4_equals_batch_8(tiny_lm, tmp_path) -> No
     short completion's tokens more; the trainer divides by all the window's targets."""
     from nlptasks.recipes import load_recipe
     from nlptasks.runner import prepare_run
-    from nlptasks.trainer import Trainer
+    from nlptasks.training.trainer import Trainer
 
     lines = [line.strip() for line in wiki_lines("wiki.valid.raw", 400) if len(line) > 80]
     rows = [

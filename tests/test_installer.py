@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from nlptasks.cli import cli
-from nlptasks.installer import canonical_name, install_command, uninstall_command
+from nlptasks.plugins.installer import canonical_name, install_command, uninstall_command
 
 pytestmark = pytest.mark.slow
 

@@ -190,7 +190,7 @@ def test_a_corrupt_last_checkpoint_falls_back_with_a_message(
     process.communicate(timeout=120)
     weights = run_dir / "checkpoints/last/model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a disk that filled up mid-write
-    from nlptasks.checkpoints import find_resumable
+    from nlptasks.training.checkpoints import find_resumable
 
     with pytest.warns(
         UserWarning, match=r"unusable checkpoints: last \(model.safetensors .*from best"

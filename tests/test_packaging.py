@@ -25,7 +25,9 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "plugins" not in top_level and "recipes" not in top_level
     assert "tests" not in top_level
     assert "nlptasks/builtins/sentiment/__init__.py" in names
-    assert "nlptasks/builtin_recipes/sentiment/minilm.yaml" in names
+    assert "nlptasks/builtins/sentiment/recipes/minilm.yaml" in names
+    assert "nlptasks/builtins/translation/recipes/smollm2.yaml" in names
+    assert "nlptasks/templates/plugin/classification/task.py.tmpl" in names
     assert "nlptasks/py.typed" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "nlptasks = nlptasks.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

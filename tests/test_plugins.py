@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 import nlptasks
-from nlptasks import plugins
 from nlptasks.errors import DuplicateNameError, NlpTasksError, PluginError, UnknownNameError
-from nlptasks.registry import get_registries
+from nlptasks.plugins import manager as plugins
+from nlptasks.plugins.registry import get_registries
 from tests.plugins import toy
 
 
@@ -84,7 +84,7 @@ def test_hook_register_metrics(toy_plugin: None) -> None:
 
 
 def test_tasks_given_as_one_string_is_one_task() -> None:
-    from nlptasks.registry import Registry, _metric_registrar, _registrar
+    from nlptasks.plugins.registry import Registry, _metric_registrar, _registrar
 
     metrics: Registry[object] = Registry("metric", "nlptasks list metrics")
     _metric_registrar(metrics, "p")("kappa", "x:y", tasks=("clash-task"))  # no comma: a str
@@ -286,7 +286,7 @@ def test_target_typo_is_one_line_naming_the_plugin(
 def test_target_whose_own_import_fails_is_not_called_a_typo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nlptasks.registry import Entry
+    from nlptasks.plugins.registry import Entry
 
     # The module exists but needs a package that is not installed: that is no typo in the
     # target, and the real error (with its traceback) must not be hidden.
@@ -586,7 +586,7 @@ def test_plugin_recipe_commands_use_the_registered_task(toy_plugin: None, tmp_pa
 
 
 def test_a_target_without_a_colon_is_one_line() -> None:
-    from nlptasks.registry import Entry
+    from nlptasks.plugins.registry import Entry
 
     entry = Entry("dotted", "nlptasks.builtins.sentiment.task.SentimentTask", "p", kind="task")
     with pytest.raises(PluginError, match="registered task 'dotted' as .* 'module:attr'"):

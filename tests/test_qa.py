@@ -699,7 +699,7 @@ def test_review_cases_of_bad_and_odd_data(tokenizer, tmp_path) -> None:
 
 
 def test_undefined_metrics_are_written_as_json_null(tmp_path) -> None:
-    from nlptasks.results import model_card, write_json
+    from nlptasks.runs.results import model_card, write_json
 
     write_json(tmp_path / "r.json", {"metrics": {"NoAns_f1": float("nan"), "f1": 50.0}})
     text = (tmp_path / "r.json").read_text()

@@ -22,7 +22,7 @@ def test_every_shipped_recipe_loads_and_validates() -> None:
 
 
 def test_registered_recipes_match_files() -> None:
-    from nlptasks.registry import get_registries
+    from nlptasks.plugins.registry import get_registries
 
     names = get_registries().recipes.names()
     assert names == [
@@ -346,7 +346,7 @@ def test_builtin_recipes_use_auto_precision() -> None:
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nlptasks import precision
+    from nlptasks.training import precision
 
     monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
@@ -359,7 +359,7 @@ def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_cpu_flags_are_read_from_cpuinfo() -> None:
-    from nlptasks import precision
+    from nlptasks.training import precision
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     expected = "avx512_bf16" in flags or "amx_bf16" in flags

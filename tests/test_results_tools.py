@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 import nlptasks
-from nlptasks.runs import schema_problems
+from nlptasks.runs.directory import schema_problems
 from tests.conftest import SST2
 
 

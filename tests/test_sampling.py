@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nlptasks.sampling import LengthGroupedBatchSampler
+from nlptasks.training.sampling import LengthGroupedBatchSampler
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:

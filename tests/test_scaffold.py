@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nlptasks.scaffold import SHAPES
+from nlptasks.plugins.scaffold import SHAPES
 from tests.venvs import build_wheel, clean_env, fresh_venv, pip
 
 RUFF = Path(sys.executable).with_name("ruff")

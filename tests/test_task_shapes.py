@@ -18,8 +18,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from nlptasks import plugins
 from nlptasks.cli import cli
+from nlptasks.plugins import manager as plugins
 from tests.plugins import generate_task, token_task
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from nlptasks.events import EventLog
 from nlptasks.recipes import load_recipe
 from nlptasks.runner import load_task, prepare_run
-from nlptasks.trainer import Trainer
+from nlptasks.training.trainer import Trainer
 
 
 class Collect:
@@ -247,7 +247,7 @@ def test_fp16_without_gpu_is_a_clear_error(tiny_bert: Path, sst2_small: tuple[Pa
     if torch.cuda.is_available():
         pytest.skip("fp16 works on this machine's GPU")
     from nlptasks.errors import NlpTasksError
-    from nlptasks.trainer import make_accelerator
+    from nlptasks.training.trainer import make_accelerator
 
     recipe = load_recipe("sentiment", "minilm", ["train.mixed_precision=fp16"])
     with pytest.raises(NlpTasksError, match="needs a GPU"):
@@ -315,8 +315,8 @@ def test_resume_at_an_evaluation_step_evaluates_first(
 def test_resume_keeps_early_stopping_and_the_process_count(
     tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from nlptasks import checkpoints
     from nlptasks.errors import NlpTasksError
+    from nlptasks.training import checkpoints
 
     overrides = ("train.epochs=50", "train.learning_rate=1e-12", "train.eval_every=2",
                  "train.early_stopping_patience=2", "train.batch_size=16")  # fmt: skip

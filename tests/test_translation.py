@@ -260,7 +260,7 @@ def test_eval_generates_as_many_tokens_as_the_data_needs(
     tiny_mt: Path, parallel: list[str]
 ) -> None:
     """Not transformers' 20-token default (t5-small looked like 7 BLEU: transformers #10032)."""
-    from nlptasks.evaluation import EvalContext
+    from nlptasks.evaluation.evaluator import EvalContext
 
     task, splits, recipe = _task_and_splits(
         tiny_mt, ["options.source_lang=en", "options.target_lang=ro", *parallel]

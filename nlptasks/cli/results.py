@@ -1,0 +1,171 @@
+"""The commands that read finished runs: compare, leaderboard, verify, export."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from nlptasks.events import strict_json
+
+
+@click.command()
+@click.argument("run_a", type=click.Path(file_okay=False))
+@click.argument("run_b", type=click.Path(file_okay=False))
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=10))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(run_a: str, run_b: str, resamples: int, seed: int, as_json: bool) -> None:
+    """Whether two runs on the same eval data differ significantly (paired bootstrap over
+    the examples of their predictions.jsonl).
+
+    \b
+    Example:
+        nlptasks compare runs/sentiment-minilm-A runs/sentiment-minilm-B
+    """
+    from nlptasks.runs.compare import compare as run_compare
+
+    found = run_compare(run_a, run_b, resamples, seed)
+    rows = [
+        {
+            "metric": c.metric,
+            "a": c.a,
+            "b": c.b,
+            "difference": c.difference,
+            "low": c.low,
+            "high": c.high,
+            "p_value": c.p_value,
+            "significant": c.significant,
+        }
+        for c in found.metrics.values()
+    ]
+    if as_json:
+        info = {
+            "a": str(found.a.path),
+            "b": str(found.b.path),
+            "examples": found.examples,
+            "resamples": resamples,
+            "seed": seed,
+            "metrics": rows,
+        }
+        click.echo(json.dumps(strict_json(info)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"A = {found.a.path.name}\nB = {found.b.path.name}\n{found.examples} examples, "
+        f"paired bootstrap ({resamples} resamples, seed {seed})",
+        title_justify="left",
+    )
+    for column in ("metric", "A", "B", "A − B", "95% interval of A − B", "p", "differ?"):
+        table.add_column(column)
+    for c in found.metrics.values():
+        table.add_row(
+            c.metric,
+            f"{c.a:.4g}",
+            f"{c.b:.4g}",
+            f"{c.difference:+.4g}",
+            f"[{c.low:+.4g}, {c.high:+.4g}]",
+            f"{c.p_value:.3f}",
+            "yes" if c.significant else "no",
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.argument("folders", nargs=-1, type=click.Path())
+@click.option("--task", help="Only this task's runs.")
+@click.option("--metric", help="Rank by this metric (default: each task's main metric).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def leaderboard(folders: tuple[str, ...], task: str | None, metric: str | None, fmt: str) -> None:
+    """Rank finished runs per task, eval data and metric (default folder: runs).
+
+    \b
+    Example:
+        nlptasks leaderboard runs --task sentiment --format markdown
+    """
+    from nlptasks.runs import leaderboard as board
+
+    found = board.build(folders or ("runs",), task, metric)
+    if fmt == "json":
+        click.echo(board.as_json(found))
+        return
+    if fmt == "csv":
+        click.echo(board.as_csv(found), nl=False)
+    elif fmt == "markdown":
+        click.echo(board.markdown(found), nl=False)
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for table in board.rich_tables(found):
+            console.print(table)
+        if not found.boards:
+            click.echo("No finished runs found.", err=True)
+    # Notes on stderr: the table, markdown or csv on stdout stays clean for a pipe.
+    for folder, why in found.skipped:
+        click.echo(f"Skipped {folder}: {why}", err=True)
+    sys.stdout.flush()
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def verify(run_dir: str) -> None:
+    """Check a finished run against its recipe's expect: section; exit 1 when it falls short.
+
+    \b
+    Example:
+        nlptasks verify runs/sentiment-minilm-20261129-101500
+    """
+    from nlptasks.runs.verify import verify as run_verify
+
+    verdict = run_verify(run_dir)
+    expect = verdict.expect
+    for check in verdict.checks:
+        sign = ">=" if check.bound == "min" else "<="
+        value = "missing" if check.value is None else f"{check.value:.4g}"
+        reference = f" (reference {check.reference:g})" if check.reference is not None else ""
+        mark = "ok  " if check.passed else "FAIL"
+        click.echo(f"{mark} {check.metric} {value} {sign} {check.limit:g}{reference}")
+    if expect.data:
+        click.echo(f"data: {expect.data}")
+    if expect.source:
+        click.echo(f"source: {expect.source}")
+    if not verdict.passed:
+        failed = ", ".join(c.metric for c in verdict.checks if not c.passed)
+        click.secho(
+            f"Error: the run falls short of its recipe's expectations ({failed}).",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("destination", type=click.Path())
+@click.option("--push-to-hub", "repo_id", help="Also upload the folder to this Hub repository.")
+@click.option("--private", is_flag=True, help="Create the Hub repository as private.")
+def export(run_dir: str, destination: str, repo_id: str | None, private: bool) -> None:
+    """Write the folder a model hub receives: safetensors weights, config, tokenizer, model
+    card and results.json.
+
+    \b
+    Example:
+        nlptasks export runs/RUN exported/my-model --push-to-hub me/my-model
+    """
+    from nlptasks.runs.export import export as run_export
+    from nlptasks.runs.export import push_to_hub
+
+    folder = run_export(run_dir, destination)
+    click.echo(f"Exported {run_dir} to {folder}")
+    if repo_id:
+        click.echo(f"Pushed to {push_to_hub(run_dir, repo_id, private)}")

@@ -1,0 +1,1 @@
+"""Evaluation: the one evaluation path, per-example statistics, bootstrap intervals."""

@@ -1,0 +1,187 @@
+"""Model cards built with huggingface_hub (``ModelCard``, ``ModelCardData``, ``EvalResult``),
+so that ``ModelCard.load(path).data.eval_results`` gives back every metric of the run and of
+every later ``nlptasks eval``: the Hub's model-index, which leaderboards read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The data an evaluation scored: the model-index ``dataset`` of its results."""
+
+    name: str
+    type: str
+    split: str
+    config: str | None = None
+    examples: int | None = None
+    """How many examples: a subset of the same split is another result."""
+
+
+def eval_results(
+    task: str,
+    pipeline_tag: str,
+    data: EvalData,
+    metrics: Mapping[str, float],
+    intervals: Mapping[str, Sequence[float]] | None = None,
+) -> list[EvalResult]:
+    """One EvalResult per metric (not the loss; an undefined metric is no result: the Hub's
+    model-index wants numbers). A 95% interval goes in the metric's ``args``."""
+    found = []
+    for name, value in metrics.items():
+        if name == "loss" or value is None or not math.isfinite(value):
+            continue
+        interval = (intervals or {}).get(name)
+        args = None
+        if interval is not None and all(math.isfinite(v) for v in interval):
+            args = {"confidence_interval_95": [round(interval[0], 4), round(interval[1], 4)]}
+        found.append(
+            EvalResult(
+                task_type=pipeline_tag,
+                task_name=task,
+                dataset_type=data.type,
+                dataset_name=data.name,
+                dataset_config=data.config,
+                dataset_split=data.split,
+                dataset_args={"examples": data.examples} if data.examples else None,
+                metric_type=name,
+                metric_value=round(float(value), 4),
+                metric_name=name.replace("_", " "),
+                metric_args=args,
+            )
+        )
+    return found
+
+
+@dataclass
+class CardContent:
+    """What a run's card says besides its results."""
+
+    run_name: str
+    task: str
+    pipeline_tag: str
+    base_model: str | None
+    model_name: str
+    train_data: str
+    """A readable name of the training data (for the body)."""
+    datasets: list[str]
+    """Hub dataset ids for the front matter (none for local files or nlptasks' own)."""
+    license: str | None
+    """The recipe's license; else the task's (model_card_data), else ``other``."""
+    recipe_yaml: str
+    command: str
+    train_summary: dict[str, Any]
+    extra: dict[str, Any]
+    front_matter: dict[str, Any]
+    train_examples: int | None = None
+
+
+def build_card(content: CardContent, results: list[EvalResult]) -> ModelCard:
+    """The card: front matter from ModelCardData, then the body."""
+    ours: dict[str, Any] = {
+        "base_model": content.base_model,  # a Hub id; None for a local model
+        "tags": ["nlptasks", content.task],
+        "pipeline_tag": content.pipeline_tag,
+        "library_name": "transformers",
+        "model_name": content.run_name,
+        "eval_results": results or None,
+    }
+    # A task's keys (language, its license) go in; ours are never replaced by them.
+    extra = {k: v for k, v in content.front_matter.items() if k not in ours and k != "model-index"}
+    extra["license"] = content.license or extra.get("license") or "other"
+    if extra["license"] == "other":
+        # The Hub asks an "other" license for its name: it is the base model's and the data's.
+        extra.setdefault("license_name", "see-base-model-and-data")
+    extra["datasets"] = content.datasets or extra.get("datasets")
+    data = ModelCardData(**ours, **extra)
+    return ModelCard("---\n" + data.to_yaml() + "\n---\n" + body(content, results))
+
+
+def body(content: CardContent, results: list[EvalResult]) -> str:
+    from nlptasks.runs.results import usage
+
+    dataset = content.train_data or "its data"
+    origin = content.base_model or content.model_name
+    summary = "\n".join(f"- {key}: {value}" for key, value in content.train_summary.items())
+    extra = "\n".join(f"- {key}: {value}" for key, value in content.extra.items())
+    return (
+        f"# {content.run_name}\n\n"
+        f"`{origin}` fine-tuned for **{content.task}** on {dataset} with nlptasks.\n\n"
+        f"## Results\n\n{results_table(results)}\n"
+        "Intervals are 95% percentile bootstrap intervals over the eval examples "
+        "(results.json says how many resamples and the seed).\n\n"
+        f"## Training\n\n{summary}" + (f"\n{extra}" if extra else "") + "\n\n"
+        f"## Reproduce\n\n```bash\n{content.command}\n```\n\n"
+        "The resolved recipe (`recipe.yaml` in the run directory):\n\n"
+        f"```yaml\n{content.recipe_yaml}```\n\n"
+        f"## Use\n\n{usage(content.task, content.pipeline_tag)}"
+        "## Intended use\n\n"
+        f"{content.task} ({content.pipeline_tag}) on text like its training data "
+        f"({dataset}). It was trained and evaluated as the results above say; check it on "
+        "your own data before relying on it.\n\n"
+        "## Limitations\n\n"
+        f"- Scores hold for the eval data above only{_size(content)}; other domains, "
+        "languages and text lengths are not measured.\n"
+        f"- It inherits the limitations and biases of `{origin}` and of its training data.\n"
+        "- An interval that overlaps another model's does not show that the two differ; "
+        "`nlptasks compare RUN_A RUN_B` tests that on the same examples.\n"
+    )
+
+
+def _size(content: CardContent) -> str:
+    n = content.train_examples
+    return f" (trained on {n} examples)" if n else ""
+
+
+def results_table(results: list[EvalResult]) -> str:
+    rows = ["| dataset | split | metric | value | 95% interval |", "|---|---|---|---|---|"]
+    for r in results:
+        interval = (r.metric_args or {}).get("confidence_interval_95")
+        shown = f"{interval[0]} – {interval[1]}" if interval else ""
+        rows.append(
+            f"| {r.dataset_name} | {r.dataset_split} | {r.metric_name} | {r.metric_value} | "
+            f"{shown} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def add_eval_results(path: Path, results: list[EvalResult]) -> ModelCard:
+    """A card with ``results`` added (``nlptasks eval``): a result for the same dataset,
+    split and metric is replaced, the others kept; the results table follows."""
+    card = ModelCard.load(path)
+    key = _result_key
+    kept = [r for r in card.data.eval_results or [] if key(r) not in {key(n) for n in results}]
+    card.data.eval_results = kept + results
+    if card.data.model_name is None:
+        card.data.model_name = path.parent.name
+    text = str(card.text)
+    start = text.find("## Results\n\n")
+    if start >= 0:
+        end = text.find("\n\n", text.find("|---", start))
+        text = (
+            text[: start + len("## Results\n\n")]
+            + results_table(card.data.eval_results)
+            + (text[end + 1 :] if end >= 0 else "")
+        )
+    return ModelCard("---\n" + card.data.to_yaml() + "\n---\n" + text)
+
+
+def _result_key(r: EvalResult) -> tuple[Any, ...]:
+    examples = (r.dataset_args or {}).get("examples")
+    return (
+        r.task_type,
+        r.dataset_type,
+        r.dataset_name,
+        r.dataset_config,
+        r.dataset_split,
+        examples,
+        r.metric_type,
+    )

@@ -1,0 +1,76 @@
+"""``nlptasks verify RUN``: did a run reach what its recipe's ``expect:`` section says?"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nlptasks.errors import NlpTasksError
+from nlptasks.recipes import Expectation, NoOptions, _build, _expect_problems, read_yaml
+from nlptasks.runs.directory import Run, load_run
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    value: float | None
+    bound: str
+    """``min`` or ``max``."""
+    limit: float
+    reference: float | None
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None or not math.isfinite(self.value):
+            return False
+        return self.value >= self.limit if self.bound == "min" else self.value <= self.limit
+
+
+@dataclass
+class Verdict:
+    run: Run
+    expect: Expectation
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
+def expectation(run: Run) -> Expectation:
+    """The ``expect:`` section of the run's own recipe (RUN/recipe.yaml)."""
+    path = run.path / "recipe.yaml"
+    if not path.is_file():
+        raise NlpTasksError(f"{run.path} has no recipe.yaml to read expectations from.")
+    raw = read_yaml(path).get("expect")
+    if raw is None:
+        raise NlpTasksError(
+            f"The recipe of {run.path} has no 'expect:' section, so there is nothing to verify. "
+            f"Add one (expect.min / expect.max, reference, data, source) and re-run."
+        )
+    problems: list[str] = []
+    built = _build(Expectation, raw, "expect.", problems, NoOptions, frozenset())
+    if built is not None:
+        problems += _expect_problems(built)  # bounds that check nothing, NaN bounds
+    if problems or built is None:
+        raise NlpTasksError(f"{path}: {problems[0] if problems else 'bad expect section'}")
+    assert isinstance(built, Expectation)
+    return built
+
+
+def verify(run_dir: str) -> Verdict:
+    run = load_run(run_dir)
+    expect = expectation(run)
+    metrics = run.metrics
+    checks = []
+    for bound, limits in (("min", expect.min), ("max", expect.max)):
+        for metric, limit in limits.items():
+            if metric not in metrics:
+                known = ", ".join(sorted(metrics))
+                raise NlpTasksError(
+                    f"The recipe expects metric '{metric}', which the run did not report (it "
+                    f"has {known}). Fix expect.{bound}.{metric}."
+                )
+            value = metrics[metric]
+            checks.append(Check(metric, value, bound, limit, expect.reference.get(metric)))
+    return Verdict(run, expect, checks)

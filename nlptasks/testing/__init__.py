@@ -1,0 +1,339 @@
+"""The kit for testing nlptasks plugins: tiny real models, tiny datasets, an isolated plugin
+manager, a CLI runner and the conformance test class.
+
+Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get the fixtures:
+
+- ``isolated_plugins``: ``isolated_plugins(*plugins, builtins=False)`` loads only the plugins
+  under test (entry-point names, module paths or modules) for the rest of the test;
+- ``cli``: ``cli("run", "sentiment", ..., exit_code=0)`` invokes the ``nlptasks`` command
+  in-process and checks its exit code;
+- ``tiny_model``: ``tiny_model("encoder" | "causal" | "seq2seq", texts)`` builds a tiny random
+  model whose tokenizer is trained on ``texts``, in about a second;
+- ``tiny_data``: ``tiny_data("sentiment" | "qa" | "generation" | "translation")`` writes
+  that built-in task's tiny dataset (:mod:`nlptasks.testing.tiny_datasets`);
+- ``tiny_bert`` / ``tiny_gpt2`` / ``tiny_bart``: one tiny model of each shape per session,
+  trained on ``tiny_texts`` (a few SST-2-like sentences; override it to use your own);
+- ``offline``: no Hub access and no third-party entry points.
+
+:class:`TaskConformance` (from :mod:`nlptasks.testing.conformance`) is the test class a task plugin
+subclasses to check that it keeps the Task contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The kit's asserts explain themselves only if pytest rewrites them; it rewrites this module
+# (a pytest plugin) on its own, and conformance only when asked before the import.
+pytest.register_assert_rewrite("nlptasks.testing.conformance")
+
+# The conformance kit is importable from here, beside the fixtures it needs.
+from nlptasks.testing.conformance import (  # noqa: E402
+    ConformanceRun,
+    TaskConformance,
+    make_tiny_model,
+)
+from nlptasks.testing.tiny_datasets import TinyData, tiny_dataset  # noqa: E402
+
+DEFAULT_TEXTS = (
+    "a gripping , funny and moving film",
+    "the plot is dull and the acting is worse",
+    "one of the best movies of the year",
+    "a tedious , boring mess",
+    "charming performances and a clever script",
+    "it never finds its footing",
+)
+
+
+def make_tiny_bert(
+    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+) -> Path:
+    """Save a tiny random BERT (2 layers, hidden 32) and a WordPiece tokenizer trained on
+    ``texts`` to ``folder``; loadable with the Auto* classes. Takes about a second.
+
+    ``dropout=0`` makes training deterministic across process counts (for equivalence tests).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(
+        list(texts), trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials)
+    )
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.token_to_id("[PAD]"),
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_gpt2(
+    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+) -> Path:
+    """Save a tiny random GPT-2 (2 layers, hidden 32) and a byte-level BPE tokenizer trained
+    on ``texts`` to ``folder``; loadable with ``AutoModelForCausalLM``. About a second.
+
+    ``<|endoftext|>`` is BOS, EOS and padding, as in GPT-2.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    eos = "<|endoftext|>"
+    tok = _byte_level_bpe(texts, [eos])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=eos, eos_token=eos, unk_token=eos, pad_token=eos
+    )
+    tokenizer.model_max_length = 128
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=tok.get_vocab_size(),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.token_to_id(eos),
+        eos_token_id=tok.token_to_id(eos),
+        pad_token_id=tok.token_to_id(eos),
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+    )
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_bart(
+    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+) -> Path:
+    """Save a tiny random BART (encoder-decoder, 2 + 2 layers, hidden 32) and a byte-level
+    BPE tokenizer trained on ``texts`` (give it both languages' text) to ``folder``; loadable
+    with ``AutoModelForSeq2SeqLM``. About a second.
+
+    Every encoded text is ``<s> ... </s>``, as BART's tokenizer writes it.
+    """
+    import torch
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = _byte_level_bpe(texts, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], unk="<unk>")
+    tok.post_processor = TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=128,
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BartConfig(
+        vocab_size=tok.get_vocab_size(),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+        dropout=dropout,
+        attention_dropout=dropout,
+        activation_dropout=dropout,
+    )
+    BartForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def _byte_level_bpe(texts: Iterable[str], specials: list[str], unk: str | None = None) -> Any:
+    """A byte-level BPE tokenizer (1,000 tokens, GPT-2 style) trained on ``texts``; the
+    special tokens take the first ids, in order."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        list(texts),
+        trainers.BpeTrainer(
+            vocab_size=1000,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    return tok
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No Hub and no third-party entry points for the duration of a test."""
+    from nlptasks.plugins import manager as plugins
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("NLPTASKS_LOAD_PLUGINS", "")
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture
+def isolated_plugins() -> Iterator[Callable[..., Any]]:
+    """``isolated_plugins(*plugins, builtins=False)``: from then until the test ends, only
+    these plugins are loaded (plus the built-ins when asked), whatever else is installed.
+    Returns the plugin manager. A plugin is an entry-point name, a module path or a module."""
+    from nlptasks.plugins import manager as plugins
+
+    with contextlib.ExitStack() as stack:
+
+        def load(*under_test: object, builtins: bool = False) -> Any:
+            stack.close()  # a second call replaces the first
+            return stack.enter_context(plugins.isolated(under_test, builtins=builtins))
+
+        yield load
+
+
+@pytest.fixture
+def cli() -> Iterator[Callable[..., Any]]:
+    """``cli(*args, exit_code=0, input=None)``: run the ``nlptasks`` command in-process, with
+    the commands of the plugins loaded at that moment (``register_commands``); fails the test,
+    showing the output, when it exits with another code. Returns click's Result
+    (``result.stdout`` is stdout alone, ``result.output`` stdout and stderr)."""
+    from click.testing import CliRunner
+
+    from nlptasks.cli import cli as command
+    from nlptasks.plugins.manager import call_hook
+
+    builtin = dict(command.commands)
+
+    def invoke(*args: str, exit_code: int = 0, input: str | None = None) -> Any:
+        # The plugins of this moment: those of an earlier call (or test) are gone.
+        command.commands = dict(builtin)
+        call_hook("register_commands", cli=command)
+        result = CliRunner().invoke(command, list(args), input=input)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception  # a crash, not a handled error: show its traceback
+        assert result.exit_code == exit_code, (
+            f"nlptasks {' '.join(args)} exited {result.exit_code}, not {exit_code}:\n"
+            f"{result.output}"
+        )
+        return result
+
+    yield invoke
+    command.commands = builtin
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_model(shape, texts=DEFAULT_TEXTS, seed=0)``: a tiny random model directory of a
+    task shape (``encoder``: BERT, ``causal``: GPT-2, ``seq2seq``: BART), no dropout."""
+
+    def make(shape: str, texts: Sequence[str] = DEFAULT_TEXTS, seed: int = 0) -> Path:
+        return make_tiny_model(shape, tmp_path_factory.mktemp(f"tiny-{shape}"), texts, seed)
+
+    return make
+
+
+@pytest.fixture
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Any]:
+    """``tiny_data(task)``: the tiny dataset of a built-in task written to a fresh folder, as
+    a :class:`TinyData` (recipe overrides, texts for a tokenizer, predict records)."""
+
+    def make(task: str) -> TinyData:
+        return tiny_dataset(task, tmp_path_factory.mktemp(f"tiny-{task}-data"))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_texts() -> Sequence[str]:
+    """The texts the ``tiny_bert`` tokenizer is trained on: :data:`DEFAULT_TEXTS`.
+
+    Override this session-scoped fixture in a ``conftest.py`` to train the vocabulary on the
+    suite's own data (say, a few thousand sentences of its dataset).
+    """
+    return DEFAULT_TEXTS
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
+    """A tiny random BERT checkpoint directory (see :func:`make_tiny_bert`) whose WordPiece
+    vocabulary is trained on ``tiny_texts``; built once per test session."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
+    """A tiny random GPT-2 checkpoint directory (see :func:`make_tiny_gpt2`)."""
+    return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), tiny_texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory: pytest.TempPathFactory, tiny_texts: Sequence[str]) -> Path:
+    """A tiny random BART checkpoint directory (see :func:`make_tiny_bart`)."""
+    return make_tiny_bart(tmp_path_factory.mktemp("tiny-bart"), tiny_texts)
+
+
+__all__ = [
+    "DEFAULT_TEXTS",
+    "ConformanceRun",
+    "TaskConformance",
+    "TinyData",
+    "make_tiny_bart",
+    "make_tiny_bert",
+    "make_tiny_gpt2",
+    "make_tiny_model",
+    "tiny_dataset",
+]

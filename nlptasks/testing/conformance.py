@@ -1,0 +1,472 @@
+"""The conformance kit: one test class that every task plugin subclasses.
+
+In a plugin's test suite (``pytest_plugins = ["nlptasks.testing"]``)::
+
+    from nlptasks.testing import TaskConformance, TinyData
+
+    class TestNer(TaskConformance):
+        task = "ner"
+        plugin = "nlptasks_ner"          # entry-point name or module path
+        model_shape = "encoder"          # encoder, causal or seq2seq
+
+        def tiny_data(self, folder):     # built-in tasks have one already
+            ...
+            return TinyData(overrides=[...], texts=[...], records=[{"text": "..."}])
+
+Each check is its own test. They share one 3-step training run of a tiny model (built in a
+second, its tokenizer trained on the tiny data), made once per class, in-process, with
+only the plugin under test loaded (``builtins = True`` adds the built-in plugins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from nlptasks.testing.tiny_datasets import TinyData, tiny_dataset
+
+SHAPES = ("encoder", "causal", "seq2seq")
+
+# The Auto class that loads a saved model, by its pipeline tag.
+AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "text-generation": "AutoModelForCausalLM",
+    "fill-mask": "AutoModelForMaskedLM",
+    "translation": "AutoModelForSeq2SeqLM",
+    "summarization": "AutoModelForSeq2SeqLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+}
+
+
+def make_tiny_model(shape: str, folder: str | Path, texts: Sequence[str], seed: int = 0) -> Path:
+    """A tiny random model of a task shape (``encoder``: BERT, ``causal``: GPT-2,
+    ``seq2seq``: BART) with a tokenizer trained on ``texts``; no dropout, so a batch's loss
+    is the same in training and evaluation."""
+    from nlptasks.testing import make_tiny_bart, make_tiny_bert, make_tiny_gpt2
+
+    makers = {"encoder": make_tiny_bert, "causal": make_tiny_gpt2, "seq2seq": make_tiny_bart}
+    if shape not in makers:
+        raise ValueError(f"model_shape must be one of {', '.join(SHAPES)}, not '{shape}'")
+    return makers[shape](folder, texts, seed=seed, dropout=0.0)
+
+
+@dataclasses.dataclass
+class ConformanceRun:
+    """The shared 3-step run: where it is and how it was made."""
+
+    root: Path
+    run_dir: Path
+    model: Path
+    overrides: list[str]
+    data: TinyData
+    metrics: dict[str, float]
+
+
+class TaskConformance:
+    """Subclass it with ``task`` (and ``plugin`` for a third-party task) to run the kit.
+
+    Override ``tiny_data`` for a task that is not built in; set ``recipe`` to test another
+    recipe than the task's default, ``overrides`` to change it, ``auto_class`` when the
+    pipeline tag does not say which Auto class loads the model.
+    """
+
+    task: ClassVar[str]
+    plugin: ClassVar[str | None] = None
+    """The plugin under test: an installed entry-point name or a module's import path; by
+    default the built-in ``nlptasks.builtins.<task>``."""
+    builtins: ClassVar[bool] = False
+    """Load the built-in plugins too (a plugin that uses their presets or datasets)."""
+    model_shape: ClassVar[str] = "encoder"
+    recipe: ClassVar[str | None] = None
+    overrides: ClassVar[tuple[str, ...]] = ()
+    auto_class: ClassVar[str | None] = None
+    steps: ClassVar[int] = 3
+    loss_tolerance: ClassVar[float] = 1e-4
+    """Relative: the training and evaluation loss of one batch are the same sum."""
+    nan_metrics: ClassVar[tuple[str, ...]] = ()
+    """Metrics that may be NaN (undefined) on the tiny data; every other one must be a number."""
+
+    # ------------------------------------------------------------------------- set-up
+    def tiny_data(self, folder: Path) -> TinyData:
+        """The dataset the kit trains on; built-in tasks have one (:mod:`tiny_datasets`)."""
+        try:
+            return tiny_dataset(self.task, folder)
+        except KeyError:
+            raise TypeError(
+                f"{type(self).__name__} must define tiny_data(self, folder) -> TinyData: "
+                f"'{self.task}' is not a built-in task with a tiny dataset."
+            ) from None
+
+    @classmethod
+    def plugin_spec(cls) -> str:
+        return cls.plugin or f"nlptasks.builtins.{cls.task}"
+
+    @contextlib.contextmanager
+    def plugins_under_test(self) -> Iterator[None]:
+        from nlptasks.plugins import manager as plugins
+
+        with plugins.isolated([self.plugin_spec()], builtins=self.builtins):
+            yield
+
+    @pytest.fixture(autouse=True)
+    def _isolated(self) -> Iterator[None]:
+        with self.plugins_under_test():
+            yield
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conformance_run(cls, tmp_path_factory: pytest.TempPathFactory) -> ConformanceRun:
+        import nlptasks
+
+        self = cls()  # one run per class, made with the subclass's settings
+        root = tmp_path_factory.mktemp(f"conformance-{self.task}")
+        data = self.tiny_data(root / "data")
+        model = make_tiny_model(self.model_shape, root / "tiny-model", data.texts)
+        overrides = [
+            f"model={model}",
+            f"train.max_steps={self.steps}",
+            "train.batch_size=4",
+            "train.eval_batch_size=8",
+            "train.gradient_accumulation_steps=1",
+            "train.warmup_ratio=0",
+            "train.warmup_steps=0",
+            # Exact float32 sums: the checks compare losses and metrics across paths.
+            "train.mixed_precision=no",
+            "train.eval_every=",
+            "lora.enabled=false",
+            *data.overrides,
+            *self.overrides,
+        ]
+        run_dir = root / "run"
+        with self.plugins_under_test():
+            result = nlptasks.run(self.task, self.recipe, *overrides, output_dir=str(run_dir))
+        return ConformanceRun(root, run_dir, model, overrides, data, dict(result.metrics))
+
+    def _task(self) -> Any:
+        from nlptasks.runner import load_task
+
+        return load_task(self.task)
+
+    def _auto_class(self, folder: str | Path) -> str:
+        """The transformers Auto class that loads the task's saved model from ``folder``."""
+        import transformers
+
+        task = self._task()
+        name = self.auto_class or AUTO_CLASSES.get(task.pipeline_tag)
+        assert name, f"set auto_class: pipeline tag '{task.pipeline_tag}' names no Auto class"
+        config = transformers.AutoConfig.from_pretrained(folder)
+        if name == "AutoModelForSeq2SeqLM" and not config.is_encoder_decoder:
+            name = "AutoModelForCausalLM"  # a decoder-only model prompted to translate
+        return name
+
+    # ------------------------------------------------------------------------- checks
+    def test_task_follows_the_protocol(self) -> None:
+        from nlptasks.task import Task
+
+        task = self._task()
+        assert isinstance(task, Task), "the task lacks Task protocol methods or attributes"
+        assert task.name == self.task
+        names = [spec.name for spec in task.metrics]
+        assert len(names) == len(set(names)), f"metric names repeat: {names}"
+        assert "loss" not in names, "'loss' is reported by every task; do not declare it"
+        assert task.main_metric in {*names, "loss"}, f"main_metric {task.main_metric!r}"
+        assert task.input_fields, "input_fields must name the fields predict reads"
+        assert dataclasses.is_dataclass(task.options_class)
+
+    def test_loads_beside_the_builtins(self) -> None:
+        """Installed next to nlptasks, the plugin and its task name clash with no built-in
+        (the built-ins always load in real use)."""
+        from nlptasks.plugins import manager as plugins
+        from nlptasks.plugins.registry import get_registries
+
+        with plugins.isolated([self.plugin_spec()], builtins=True):
+            entry = get_registries().tasks.get(self.task)  # a clash raises here
+            assert entry.load().name == self.task
+
+    def test_recipes_validate(self) -> None:
+        from nlptasks.plugins.registry import get_registries
+        from nlptasks.recipes import load_recipe
+
+        names = [e.name.split("/", 1)[1] for e in get_registries().recipes if self.task in e.tasks]
+        assert names, f"the plugin registers no recipe for '{self.task}'"
+        assert self._task().default_recipe in names, "default_recipe is not registered"
+        for name in names:
+            recipe = load_recipe(self.task, name, [])
+            assert recipe.task == self.task
+
+    def test_trains_in_a_few_steps(self, conformance_run: ConformanceRun) -> None:
+        events = [
+            json.loads(line)
+            for line in (conformance_run.run_dir / "events.jsonl").read_text().splitlines()
+        ]
+        steps = [e["step"] for e in events if e["type"] == "step"]
+        assert steps and max(steps) == self.steps, f"optimizer steps {steps}"
+        assert math.isfinite(conformance_run.metrics["loss"])
+        saved = {p.name for p in (conformance_run.run_dir / "model").iterdir()}
+        assert "config.json" in saved and any(n.endswith(".safetensors") for n in saved), saved
+
+    def test_losses_agree_with_count_targets(self, conformance_run: ConformanceRun) -> None:
+        """``compute_loss`` (training) and ``eval_step`` (evaluation) give the same summed
+        loss on one batch, over ``count_targets`` targets; otherwise the eval loss and the
+        training loss would not be the same quantity."""
+        import torch
+
+        from nlptasks.recipes import load_recipe
+        from nlptasks.runner import prepare_run
+
+        prepared = prepare_run(load_recipe(self.task, self.recipe, conformance_run.overrides))
+        task, model = prepared.task, prepared.model
+        model.eval()
+        for split in ("train", "eval"):
+            features = prepared.features[split]
+            batch = task.collate([features[i] for i in range(min(4, len(features)))])
+            with torch.no_grad():
+                summed = task.compute_loss(model, batch).float()
+                outputs = task.eval_step(model, batch)
+            losses = outputs["loss"].float()
+            counts = outputs.get("loss_count", torch.ones_like(losses))
+            assert summed.ndim == 0, "compute_loss must return one number (the sum)"
+            assert losses.shape[0] == batch_size(batch), "eval_step's loss: one per example"
+            assert int(counts.sum()) == task.count_targets(batch), (
+                f"{split}: eval_step's loss_count sums to {int(counts.sum())}, "
+                f"count_targets says {task.count_targets(batch)}"
+            )
+            assert float(losses.sum()) == pytest.approx(float(summed), rel=self.loss_tolerance), (
+                f"{split}: eval_step's losses sum to {float(losses.sum())}, compute_loss {summed}"
+            )
+
+    def test_eval_reports_the_declared_metrics(
+        self, conformance_run: ConformanceRun, tmp_path: Path
+    ) -> None:
+        import nlptasks
+        from nlptasks.task import declared_metrics
+
+        # A copy: evaluating RUN/model adds to that run's card, which other checks read.
+        copy = shutil.copytree(conformance_run.run_dir, tmp_path / "run")
+        result = nlptasks.evaluate(self.task, str(copy / "model"))
+        specs = declared_metrics(self._task())
+        assert set(result.metrics) == set(specs), (
+            f"eval reported {sorted(result.metrics)}, the task declares {sorted(specs)}"
+        )
+        for name, value in result.metrics.items():
+            spec = specs[name]
+            if math.isnan(value) and name in self.nan_metrics:
+                continue
+            assert not math.isnan(value), (
+                f"{name} is NaN on the tiny data (a 0/0?); list it in nan_metrics if it may be"
+            )
+            assert spec.low <= value <= spec.high, (
+                f"{name}={value} is outside its declared range [{spec.low}, {spec.high}]"
+            )
+        # Evaluating the saved model again gives what the run reported for it.
+        assert result.metrics == pytest.approx(conformance_run.metrics, rel=1e-5, nan_ok=True)
+        assert result.num_examples > 0
+
+    def test_results_follow_the_schema(self, conformance_run: ConformanceRun) -> None:
+        """results.json validates against the JSON Schema nlptasks ships."""
+        from nlptasks.runs.directory import schema_problems
+
+        results = json.loads((conformance_run.run_dir / "results.json").read_text())
+        assert schema_problems(results) == []
+
+    def test_confidence_intervals_and_predictions(self, conformance_run: ConformanceRun) -> None:
+        """Each metric has a bootstrap interval around its value; a task with per-example
+        statistics (``metrics_from_statistics``) has one for every metric, and the run's
+        ``predictions.jsonl`` holds one line per eval example (or feature, for a task that
+        scores features, such as packed text blocks)."""
+        results = json.loads((conformance_run.run_dir / "results.json").read_text())
+        found = results["confidence_intervals"]["eval"]
+        task = self._task()
+        scores_examples = callable(getattr(task, "metrics_from_statistics", None))
+        expected = set(conformance_run.metrics) if scores_examples else {"loss"}
+        assert expected <= set(found), f"intervals for {sorted(found)}, expected {expected}"
+        for name in expected:
+            value, (low, high) = conformance_run.metrics[name], found[name]
+            if math.isfinite(value):
+                assert low <= value + 1e-9 and value <= high + 1e-9, (
+                    f"{name}: {value} [{low}, {high}]"
+                )
+        if scores_examples:
+            lines = (conformance_run.run_dir / "predictions.jsonl").read_text().splitlines()
+            rows = [json.loads(line) for line in lines]
+            # One per example, or per feature where those are the unit (packed text blocks).
+            data = results["data"]
+            assert len(rows) in (data["eval_examples"], data["eval_features"]), len(rows)
+            assert [row["index"] for row in rows] == list(range(len(rows)))
+            assert all(isinstance(row["statistics"], dict) for row in rows)
+
+    def test_predict_returns_json_records(self, conformance_run: ConformanceRun) -> None:
+        import nlptasks
+
+        task = self._task()
+        records = conformance_run.data.records or [
+            {field: "a tiny test input" for field in task.input_fields}
+        ]
+        for record in records:
+            assert set(record) >= set(task.input_fields), f"record {record} lacks input fields"
+        predictions = nlptasks.predict(self.task, str(conformance_run.run_dir / "model"), records)
+        assert len(predictions) == len(records)
+        for prediction in predictions:
+            assert isinstance(prediction, dict) and prediction, "one non-empty dict per record"
+            assert json.loads(json.dumps(prediction, allow_nan=False)) == prediction
+        # Each record alone gives what it gave in the batch: the batch kept the input order,
+        # and padding (records of different lengths) changed no answer.
+        for record, batched in zip(records, predictions, strict=True):
+            [alone] = nlptasks.predict(self.task, str(conformance_run.run_dir / "model"), [record])
+            _assert_same(alone, batched, f"predict({record!r}) alone")
+
+    def test_saved_model_reloads_with_auto_classes(self, conformance_run: ConformanceRun) -> None:
+        import torch
+        import transformers
+
+        model_dir = str(conformance_run.run_dir / "model")
+        task = self._task()
+        name = self._auto_class(model_dir)
+        plain = getattr(transformers, name).from_pretrained(model_dir)
+        transformers.AutoTokenizer.from_pretrained(model_dir)
+        ours, _ = task.load_trained(model_dir)
+        theirs = plain.state_dict()
+        for key, tensor in ours.state_dict().items():
+            assert key in theirs, f"{name} does not load weight {key}"
+            assert torch.equal(tensor.float(), theirs[key].float()), f"{key} differs"
+
+    def test_export_loads_with_auto_classes(
+        self, conformance_run: ConformanceRun, tmp_path: Path
+    ) -> None:
+        """``nlptasks export`` writes a folder that the Auto classes load as it is, with the
+        card and results beside the safetensors weights."""
+        import transformers
+
+        from nlptasks.runs.export import export
+
+        folder = export(conformance_run.run_dir, tmp_path / "exported")
+        names = {p.name for p in folder.iterdir()}
+        assert {"README.md", "results.json", "config.json"} <= names, names
+        assert any(n.endswith(".safetensors") for n in names) and not any(
+            n.endswith(".bin") for n in names
+        )
+        getattr(transformers, self._auto_class(folder)).from_pretrained(folder)
+        transformers.AutoTokenizer.from_pretrained(folder)
+
+    def test_model_card_parses(self, conformance_run: ConformanceRun) -> None:
+        from huggingface_hub import ModelCard
+
+        card = ModelCard.load(conformance_run.run_dir / "README.md")
+        task = self._task()
+        assert card.data.pipeline_tag == task.pipeline_tag
+        results = card.data.eval_results or []
+        reported = {r.metric_type: r.metric_value for r in results}
+        expected = {
+            k: v for k, v in conformance_run.metrics.items() if k != "loss" and math.isfinite(v)
+        }
+        assert set(reported) == set(expected), f"card metrics {reported}, run {expected}"
+        for name, value in expected.items():
+            assert reported[name] == pytest.approx(value, abs=1e-4)
+        assert all(r.task_type == task.pipeline_tag for r in results)
+
+    def test_two_process_eval_equals_one_process(
+        self, conformance_run: ConformanceRun, tmp_path: Path
+    ) -> None:
+        import torch.distributed
+
+        if not torch.distributed.is_available():
+            pytest.skip("torch has no torch.distributed here")
+        model_dir = str(conformance_run.run_dir / "model")
+        two = json.loads(_eval_in_processes(self, model_dir, 2))
+        # The run's final evaluation is one process's (test_eval_reports_the_declared_metrics
+        # checks that it equals a fresh one).
+        one = conformance_run.metrics
+        assert set(two) == set(one)
+        assert two == pytest.approx(one, rel=1e-5, nan_ok=True)
+
+
+def batch_size(batch: Any) -> int:
+    """Examples in a collated batch: the first dimension of its first tensor."""
+    for value in batch.values():
+        if hasattr(value, "shape") and value.ndim > 0:
+            return int(value.shape[0])
+    raise AssertionError("collate returned no tensor")
+
+
+def _assert_same(alone: Any, batched: Any, where: str) -> None:
+    """Equal, floats within 1e-6: a padded batch may differ in the last float bits only."""
+    if isinstance(alone, float) and isinstance(batched, float):
+        assert alone == pytest.approx(batched, abs=1e-6), f"{where}: {alone} != {batched}"
+    elif isinstance(alone, dict) and isinstance(batched, dict):
+        assert alone.keys() == batched.keys(), f"{where}: keys {alone.keys()} != {batched.keys()}"
+        for key in alone:
+            _assert_same(alone[key], batched[key], f"{where}[{key!r}]")
+    elif isinstance(alone, list) and isinstance(batched, list):
+        assert len(alone) == len(batched), f"{where}: {alone} != {batched}"
+        for i, (a, b) in enumerate(zip(alone, batched, strict=True)):
+            _assert_same(a, b, f"{where}[{i}]")
+    else:
+        assert alone == batched, f"{where}: {alone!r} != {batched!r} (in the batch)"
+
+
+def _eval_in_processes(kit: TaskConformance, model_dir: str, processes: int) -> str:
+    """``nlptasks eval --json`` of the model under ``torchrun`` with only the plugin under
+    test loaded, as a fresh process (the way a user's multi-process evaluation runs)."""
+    args = [
+        "-m",
+        "nlptasks.testing.conformance",
+        kit.task,
+        model_dir,
+        "--plugin",
+        kit.plugin_spec(),
+    ]
+    if kit.builtins:
+        args.append("--builtins")
+    # --standalone: a free port of its own, so parallel kit runs on one host do not collide.
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    env = {
+        **os.environ,
+        # The plugin under test may be a module of the test suite, not an installed package.
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, *launcher, *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, f"only the main process prints: {done.stdout!r}"
+    return lines[0]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m nlptasks.testing.conformance TASK MODEL_DIR --plugin SPEC``: evaluate with only
+    that plugin loaded; the main process prints the metrics as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m nlptasks.testing.conformance")
+    parser.add_argument("task")
+    parser.add_argument("model_dir")
+    parser.add_argument("--plugin", required=True)
+    parser.add_argument("--builtins", action="store_true")
+    args = parser.parse_args(argv)
+
+    from nlptasks.plugins import manager as plugins
+    from nlptasks.runner import evaluate_model
+
+    with plugins.isolated([args.plugin], builtins=args.builtins):
+        result = evaluate_model(args.task, args.model_dir, None, [])
+    if result.main_process:
+        print(json.dumps(result.metrics))
+
+
+if __name__ == "__main__":
+    main()

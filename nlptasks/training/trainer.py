@@ -1,0 +1,670 @@
+"""The one shared training loop, on accelerate.
+
+Reads top to bottom: set-up (seed, accelerator, data order, optimizer, schedule), then for
+each optimizer step: gather the micro-batches of one accumulation window, forward, loss
+normalised by the targets of the whole window, backward, clip, optimizer and scheduler step;
+periodically evaluate, log and checkpoint. The same code runs on CPU, one GPU or many
+processes started by ``torchrun`` / ``accelerate launch`` (DDP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import shlex
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors import SafetensorError
+from torch.utils.data import DataLoader
+
+from nlptasks.errors import NlpTasksError, RunInterrupted
+from nlptasks.events import EventLog
+from nlptasks.task import declared_metrics
+from nlptasks.training import checkpoints
+from nlptasks.training.precision import resolve
+from nlptasks.training.sampling import LengthGroupedBatchSampler
+
+if TYPE_CHECKING:
+    import datasets
+
+    from nlptasks.evaluation.evaluator import Evaluator
+    from nlptasks.recipes import TrainConfig
+    from nlptasks.task import Task
+
+
+@dataclass
+class TrainResult:
+    """What a training run did and the metrics of its final (best) model."""
+
+    global_step: int
+    epochs: float
+    train_loss: float
+    metrics: dict[str, float]
+    best_step: int | None
+    best_metric: float | None
+    stopped_early: bool
+    examples_seen: int
+    train_seconds: float
+    """Wall time of the whole training loop, its evaluations and checkpoints included."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_seconds: float = 0.0
+    """The part of ``train_seconds`` spent in evaluations."""
+
+
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    """An Accelerator for the recipe's precision (``auto`` resolved for this hardware);
+    refuses fp16 without a GPU in one line."""
+    precision = resolve(config.mixed_precision)
+    from accelerate.state import AcceleratorState, GradientState
+
+    # accelerate keeps one global state per process and refuses a second Accelerator with
+    # other settings; a notebook or test session runs many recipes, so start each one afresh
+    # (the distributed set-up, PartialState, is kept).
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    # Without an accelerator device, cpu=True is what makes torchrun's processes form a
+    # gloo process group; otherwise each would silently train alone.
+    return Accelerator(mixed_precision=precision, cpu=not _has_accelerator_device())
+
+
+def _has_accelerator_device() -> bool:
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return bool((xpu and xpu.is_available()) or (mps and mps.is_available()))
+
+
+class Trainer:
+    """Fine-tunes ``model`` on ``train_dataset`` for ``task`` with the recipe's settings."""
+
+    def __init__(
+        self,
+        task: Task,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        config: TrainConfig,
+        train_dataset: datasets.Dataset | None,
+        evaluator: Evaluator | None = None,
+        events: EventLog | None = None,
+        checkpoint_dir: Path | None = None,
+        accelerator: Accelerator | None = None,
+    ) -> None:
+        self.task = task
+        self.tokenizer = tokenizer
+        self.config = config
+        self.train_dataset = train_dataset
+        self.evaluator = evaluator
+        self.checkpoint_dir = checkpoint_dir
+        # One accelerator per run: the evaluator's, when there is one.
+        self.accelerator = (
+            accelerator
+            or (evaluator.accelerator if evaluator else None)
+            or make_accelerator(config)
+        )
+        self.events = events or EventLog(None, enabled=self.accelerator.is_main_process)
+        # The recipe guarantees batch_size is a multiple of the accumulation steps.
+        self.micro_batch_size = config.batch_size // config.gradient_accumulation_steps
+        self.model = model
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._scheduler: Any = None
+
+    # ----------------------------------------------------------------------------- training
+    def train(
+        self, stop: StopRequests | None = None, resume_from: Path | None = None
+    ) -> TrainResult:
+        """Train; on SIGINT/SIGTERM finish the current step, save ``last`` and raise
+        :class:`RunInterrupted`, so an interrupted run loses at most one step.
+
+        ``stop`` is the caller's signal handler when it covers more than training (the runner
+        covers the final save too); ``resume_from`` is a checkpoint to continue exactly from.
+        """
+        if stop is not None:
+            return self._train(stop, resume_from)
+        with StopRequests() as own:
+            return self._train(own, resume_from)
+
+    def _train(self, stop: StopRequests, resume_from: Path | None) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
+        set_seed(cfg.seed)
+        best = _BestTracker.for_task(self.task, cfg)
+        sampler, loop = self._plan()
+        optimizer, scheduler = self._setup_optimization(loop)
+        stopped_early = False
+        if resume_from is not None:
+            if self._resume(resume_from, loop, best):
+                # The signal came after the step but before its evaluation: evaluate now, as
+                # the unbroken run did, or the best checkpoint and early stopping would differ.
+                stopped_early = self._evaluate_and_checkpoint(loop, best)
+            stopped_early = stopped_early or best.patience_exhausted()
+        loop.reset_window(time.perf_counter())
+        loop.started = loop.window_started  # speed and ETA count training, not set-up
+        for epoch, index, window in self._windows(sampler, *loop.position):
+            if stopped_early or loop.step >= loop.total_steps:  # resumed at the very end
+                break
+            self.model.train()
+            loss = self._optimizer_step(window, optimizer)
+            if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            examples = sum(_batch_size(b) for b in window) * acc.num_processes
+            loop.record(loss, examples, epoch + min(1.0, (index + 1) / loop.steps_per_epoch))
+            # Where a resumed run picks up: the next window of this epoch, or the next epoch.
+            loop.position = (
+                (epoch, index + 1) if index + 1 < loop.steps_per_epoch else (epoch + 1, 0)
+            )
+            self._log_step(loop, float(scheduler.get_last_lr()[0]))
+            if stop.requested(acc):
+                self._stop_for_signal(loop, stop, best, self._evaluation_due(loop, index))
+            if self._evaluation_due(loop, index) and self._evaluate_and_checkpoint(loop, best):
+                break  # early stopping
+            saved = bool(best.history) and best.history[-1]["step"] == loop.step
+            if cfg.save_every and loop.step % cfg.save_every == 0 and not saved:
+                self._save_checkpoint("last", loop, best, best.last_metrics)
+            if loop.step == loop.total_steps:
+                break
+        return self._finish(loop, best)
+
+    def _resume(self, path: Path, loop: _Loop, best: _BestTracker) -> bool:
+        """Continue exactly where the checkpoint at ``path`` stopped; True if the evaluation
+        of its step is still to be done."""
+        state = json.loads((path / checkpoints.STATE_FILE).read_text())
+        saved_with = int(state.get("num_processes", 1))
+        if saved_with != self.accelerator.num_processes:
+            # The data is sharded by process: another count would replay or skip examples.
+            raise NlpTasksError(
+                f"This run was trained on {saved_with} process(es); resume it with the same "
+                f"number (e.g. torchrun --nproc_per_node {saved_with} -m nlptasks.cli resume "
+                f"RUN), not {self.accelerator.num_processes}."
+            )
+        checkpoints.load_into(path, self.accelerator, self.model, self._optimizer, self._scheduler)
+        loop.step = int(state["step"])
+        loop.epoch = float(state["epoch"])
+        loop.position = (int(state["position"]["epoch"]), int(state["position"]["index"]))
+        loop.examples_seen = int(state["examples_seen"])
+        loop.loss_sum = float(state["loss_sum"])
+        loop.earlier_seconds = float(state.get("train_seconds", 0.0))
+        loop.eval_seconds = float(state.get("eval_seconds", 0.0))
+        best.restore(state["best"])
+        self.events.emit("resume", step=loop.step, checkpoint=str(path))
+        return bool(state.get("pending_evaluation"))
+
+    def _plan(self) -> tuple[LengthGroupedBatchSampler, _Loop]:
+        """The data order and the length of training."""
+        cfg, acc = self.config, self.accelerator
+        assert self.train_dataset is not None
+        # Our own sampler shards batches across processes, so every process takes the same
+        # number of steps and the order depends only on the seed and epoch.
+        sampler = LengthGroupedBatchSampler(
+            self.train_dataset["length"],
+            self.micro_batch_size,
+            seed=cfg.seed,
+            group_by_length=cfg.group_by_length,
+            num_replicas=acc.num_processes,
+            rank=acc.process_index,
+        )
+        if len(sampler) == 0:
+            raise NlpTasksError(
+                f"The training data ({len(self.train_dataset)} examples) is smaller than one "
+                f"batch per process. Lower train.batch_size or add data."
+            )
+        steps_per_epoch = math.ceil(len(sampler) / cfg.gradient_accumulation_steps)
+        total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        return sampler, _Loop(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+    def _setup_optimization(
+        self, loop: _Loop
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        cfg, acc = self.config, self.accelerator
+        optimizer = self._make_optimizer()
+        warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * loop.total_steps)
+        scheduler = self._make_scheduler(optimizer, warmup, loop.total_steps)
+        # The scheduler is not passed to prepare(): accelerate would step it once per process.
+        self.model, optimizer = acc.prepare(self.model, optimizer)
+        self._optimizer, self._scheduler = optimizer, scheduler  # checkpoints save them
+        self.events.emit(
+            "train_start",
+            total_steps=loop.total_steps,
+            steps_per_epoch=loop.steps_per_epoch,
+            micro_batch_size=self.micro_batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            num_processes=acc.num_processes,
+            warmup_steps=warmup,
+            fused_optimizer=bool(optimizer.defaults.get("fused")),
+            mixed_precision=acc.mixed_precision,
+        )
+        return optimizer, scheduler
+
+    def _log_step(self, loop: _Loop, learning_rate: float) -> None:
+        """A ``step`` event every ``log_every`` steps (and the last); the display moves
+        every step."""
+        if loop.step % self.config.log_every and loop.step != loop.total_steps:
+            self.events.progress(step=loop.step, epoch=round(loop.epoch, 4))
+            return
+        now = time.perf_counter()
+        elapsed = now - loop.started
+        self.events.emit(
+            "step",
+            step=loop.step,
+            total_steps=loop.total_steps,
+            epoch=round(loop.epoch, 4),
+            loss=loop.window_loss / loop.window_steps,
+            learning_rate=learning_rate,
+            examples_per_second=loop.window_examples / max(now - loop.window_started, 1e-9),
+            elapsed_seconds=elapsed,
+            eta_seconds=elapsed / loop.step * (loop.total_steps - loop.step),
+        )
+        loop.reset_window(now)
+
+    def _stop_for_signal(
+        self, loop: _Loop, stop: StopRequests, best: _BestTracker, evaluation_due: bool
+    ) -> None:
+        """Save ``last`` (noting an evaluation that was due, which the resumed run does
+        first), record the interruption and raise :class:`RunInterrupted`."""
+        self._save_checkpoint("last", loop, best, best.last_metrics, evaluation_due)
+        self.events.emit("interrupted", step=loop.step, signal=stop.signal_name)
+        if self.checkpoint_dir is not None and self.config.save_checkpoints:
+            launcher = "nlptasks"
+            if self.accelerator.num_processes > 1:
+                launcher = (
+                    f"torchrun --nproc_per_node {self.accelerator.num_processes} -m nlptasks.cli"
+                )
+            kept = (
+                f"saved in {self.checkpoint_dir / 'last'}. Resume with: {launcher} resume "
+                f"{shlex.quote(str(self.checkpoint_dir.parent))}"
+            )
+        else:
+            kept = "nothing was saved (train.save_checkpoints=false). Start a new run."
+        raise RunInterrupted(
+            f"Interrupted by {stop.signal_name} at step {loop.step} of {loop.total_steps}; {kept}",
+            exit_code=stop.exit_code,
+        )
+
+    def _evaluation_due(self, loop: _Loop, index: int) -> bool:
+        if self.evaluator is None:
+            return False
+        every = self.config.eval_every
+        end_of_epoch = index + 1 == loop.steps_per_epoch
+        due = (every and loop.step % every == 0) or (not every and end_of_epoch)
+        return bool(due) or loop.step == loop.total_steps
+
+    def _evaluate_and_checkpoint(self, loop: _Loop, best: _BestTracker) -> bool:
+        """Evaluate, keep the best and last checkpoints; True when early stopping is due."""
+        assert self.evaluator is not None
+        final = loop.step == loop.total_steps
+        generate = self.evaluator.generation_due(len(best.history) + 1, final)
+        started = time.perf_counter()
+        metrics = self.evaluator.evaluate(self.model, generate=generate)
+        loop.eval_seconds += time.perf_counter() - started
+        improved = best.update(loop.step, round(loop.epoch, 4), metrics)
+        self.events.emit(
+            "eval", step=loop.step, epoch=round(loop.epoch, 4), metrics=metrics, is_best=improved
+        )
+        if improved:
+            self._save_checkpoint("best", loop, best, metrics)
+        self._save_checkpoint("last", loop, best, metrics)
+        if best.patience_exhausted():
+            self.events.emit(
+                "early_stop",
+                step=loop.step,
+                reason=f"{best.metric} did not improve for {best.patience} evaluations",
+            )
+            return True
+        return False
+
+    def _finish(self, loop: _Loop, best: _BestTracker) -> TrainResult:
+        train_seconds = loop.earlier_seconds + time.perf_counter() - loop.started
+        if self.evaluator is None:
+            self._save_checkpoint("last", loop, best, {})
+        metrics = best.last_metrics
+        # The final model is the best checkpoint: reload it if training moved past it.
+        saved = self.config.save_checkpoints and self.checkpoint_dir is not None
+        if best.step is not None and best.step != loop.step and saved:
+            assert self.checkpoint_dir is not None
+            try:
+                checkpoints.load_weights(self.checkpoint_dir / "best", self.accelerator, self.model)
+                metrics = best.metrics_at(best.step)
+            except (OSError, SafetensorError, NlpTasksError) as exc:
+                # A damaged best checkpoint must not cost the whole run: keep the last model.
+                warnings.warn(
+                    f"The best checkpoint (step {best.step}) is unusable ({exc}); the final "
+                    f"model is the last one (step {loop.step}).",
+                    stacklevel=2,
+                )
+        self.events.emit(
+            "train_end",
+            step=loop.step,
+            best_step=best.step,
+            train_seconds=train_seconds,
+            stopped_early=best.stopped_early,
+        )
+        return TrainResult(
+            global_step=loop.step,
+            epochs=round(loop.step / loop.steps_per_epoch, 4),
+            train_loss=loop.loss_sum / max(loop.step, 1),
+            metrics=metrics,
+            best_step=best.step,
+            best_metric=best.value,
+            stopped_early=best.stopped_early,
+            examples_seen=loop.examples_seen,
+            train_seconds=train_seconds,
+            history=best.history,
+            eval_seconds=loop.eval_seconds,
+        )
+
+    def _windows(
+        self, sampler: LengthGroupedBatchSampler, first_epoch: int = 0, first_index: int = 0
+    ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]]]]:
+        """(epoch, index, window) for each accumulation window, epoch after epoch, from window
+        ``first_index`` of ``first_epoch``: a window is a list of up to
+        ``gradient_accumulation_steps`` micro-batches on the device, and ``index`` the
+        optimizer step within its epoch."""
+        assert self.train_dataset is not None
+        for epoch in itertools.count(first_epoch):
+            index = first_index if epoch == first_epoch else 0
+            sampler.set_epoch(epoch)
+            # A resumed epoch starts at its window: earlier batches are skipped by index
+            # arithmetic in the sampler, never loaded.
+            sampler.start = index * self.config.gradient_accumulation_steps
+            # Its own generator: a DataLoader draws a seed from the global RNG for every new
+            # iterator, and a resumed run makes one mid-epoch where the unbroken run did not,
+            # which would shift every later dropout mask.
+            loader = DataLoader(
+                self.train_dataset,
+                batch_sampler=sampler,
+                collate_fn=self.task.collate,
+                generator=torch.Generator(),
+            )
+            window: list[dict[str, torch.Tensor]] = []
+            for batch in loader:
+                window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
+                if len(window) == self.config.gradient_accumulation_steps:
+                    yield epoch, index, window
+                    index += 1
+                    window = []
+            if window:  # the last, shorter window of the epoch
+                yield epoch, index, window
+
+    def _optimizer_step(
+        self, window: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer
+    ) -> float:
+        """Forward and backward over one accumulation window, clip, step; return its loss.
+
+        Losses are summed per batch and divided by the targets of the whole window on all
+        processes, so accumulation 4 x 8 equals batch 32 even when batches differ in size.
+        """
+        acc = self.accelerator
+        counts = [self.task.count_targets(b) for b in window]
+        total = acc.reduce(
+            torch.tensor(float(sum(counts)), device=acc.device), reduction="sum"
+        ).item()
+        if total == 0:
+            return 0.0
+        # DDP averages gradients over processes; multiplying by their number undoes that.
+        scale = acc.num_processes / total
+        window_loss = 0.0
+        for i, batch in enumerate(window):
+            last = i == len(window) - 1
+            # Skip the gradient all-reduce on all but the last micro-batch of the window.
+            context = acc.no_sync(self.model) if not last else contextlib.nullcontext()
+            with context:
+                loss_sum = self.task.compute_loss(self.model, batch)
+                acc.backward(loss_sum * scale)
+            window_loss += loss_sum.detach().float().item()
+        # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops at
+        # the same step (a lone raise would leave the others waiting in a collective), and
+        # before the optimizer writes NaNs into the weights.
+        loss = acc.reduce(torch.tensor(window_loss, device=acc.device), reduction="sum").item()
+        if not math.isfinite(loss):
+            raise NlpTasksError(
+                "The training loss became NaN or infinite. Lower train.learning_rate or use "
+                "train.mixed_precision=no."
+            )
+        if self.config.max_grad_norm:
+            acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        optimizer.step()
+        return loss / total
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        # No weight decay on biases and LayerNorm weights, as in the transformers examples.
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        try:
+            # The fused kernel does the whole update in one pass (CPU and CUDA in torch >= 2.4).
+            return torch.optim.AdamW(groups, lr=self.config.learning_rate, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+
+    def _make_scheduler(
+        self, optimizer: torch.optim.Optimizer, warmup: int, total: int
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        from transformers import get_scheduler
+
+        name: str = self.config.scheduler
+        if name == "constant":
+            name = "constant_with_warmup"  # warmup applies to every schedule
+        return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+    # --------------------------------------------------------------------------- evaluation
+    def evaluate(self, generate: bool = False) -> dict[str, float]:
+        """Metrics of the current model on the eval set (all processes take part)."""
+        if self.evaluator is None:
+            raise NlpTasksError("This trainer has no eval data to evaluate on.")
+        return self.evaluator.evaluate(self.model, generate=generate)
+
+    # -------------------------------------------------------------------------- checkpoints
+    def _save_checkpoint(
+        self,
+        kind: str,
+        loop: _Loop,
+        best: _BestTracker,
+        metrics: dict[str, float],
+        pending_evaluation: bool = False,
+    ) -> None:
+        if not self.config.save_checkpoints or self.checkpoint_dir is None:
+            return
+        acc = self.accelerator
+        state = {
+            "step": loop.step,
+            "epoch": loop.epoch,
+            "position": {"epoch": loop.position[0], "index": loop.position[1]},
+            "examples_seen": loop.examples_seen,
+            "loss_sum": loop.loss_sum,
+            "train_seconds": loop.earlier_seconds + time.perf_counter() - loop.started,
+            "eval_seconds": loop.eval_seconds,
+            "total_steps": loop.total_steps,
+            "metrics": metrics,
+            "best": best.snapshot(),
+            "pending_evaluation": pending_evaluation,
+        }
+
+        def write_model(path: Path) -> None:
+            acc.unwrap_model(self.model).save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+
+        target = checkpoints.save(
+            self.checkpoint_dir,
+            kind,
+            acc,
+            write_model,
+            self._optimizer,
+            self._scheduler,
+            state,
+        )
+        if target is not None:
+            self.events.emit("checkpoint", kind=kind, step=loop.step, path=str(target))
+            if kind == "last" and self.config.save_total_limit:
+                checkpoints.keep_numbered(target, loop.step, self.config.save_total_limit)
+
+
+@dataclass
+class _Loop:
+    """Counters of the training loop and of the current logging window."""
+
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0
+    epoch: float = 0.0
+    examples_seen: int = 0
+    loss_sum: float = 0.0
+    position: tuple[int, int] = (0, 0)
+    """(epoch, window index) of the next optimizer step."""
+    earlier_seconds: float = 0.0
+    """Training time before this process resumed the run."""
+    eval_seconds: float = 0.0
+    """Time spent in evaluations, resumed runs' earlier ones included."""
+    window_loss: float = 0.0
+    window_steps: int = 0
+    window_examples: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    window_started: float = field(default_factory=time.perf_counter)
+
+    def record(self, loss: float, examples: int, epoch: float) -> None:
+        self.step += 1
+        self.epoch = epoch
+        self.examples_seen += examples
+        self.loss_sum += loss
+        self.window_loss += loss
+        self.window_steps += 1
+        self.window_examples += examples
+
+    def reset_window(self, now: float) -> None:
+        self.window_loss, self.window_steps, self.window_examples = 0.0, 0, 0
+        self.window_started = now
+
+
+@dataclass
+class _BestTracker:
+    """The best evaluation so far by ``metric``, and patience for early stopping."""
+
+    metric: str
+    greater_is_better: bool
+    patience: int | None
+    value: float | None = None
+    step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def for_task(cls, task: Any, config: TrainConfig) -> _BestTracker:
+        # The direction is the task's declaration, never a guess from the metric's name.
+        metric = config.metric_for_best or task.main_metric
+        spec = declared_metrics(task).get(metric)
+        if spec is None:
+            raise NlpTasksError(
+                f"train.metric_for_best '{metric}' is not a metric of task '{task.name}' "
+                f"(it has {', '.join(declared_metrics(task))})."
+            )
+        return cls(metric, spec.greater_is_better, config.early_stopping_patience)
+
+    def update(self, step: int, epoch: float, metrics: dict[str, float]) -> bool:
+        """Record an evaluation; True if it is the best so far. An evaluation without the
+        metric (a generation metric on a loss-only evaluation) neither improves nor counts
+        against patience."""
+        self.last_metrics = metrics
+        self.history.append({"step": step, "epoch": epoch, **metrics})
+        value = metrics.get(self.metric)
+        if value is None:
+            return False
+        better = self.value is None or (
+            value > self.value if self.greater_is_better else value < self.value
+        )
+        if better:
+            self.value, self.step = value, step
+            self.evals_without_improvement = 0
+        else:
+            self.evals_without_improvement += 1
+        return better
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this tracker (for exact resume)."""
+        return {
+            "value": self.value,
+            "step": self.step,
+            "evals_without_improvement": self.evals_without_improvement,
+            "last_metrics": self.last_metrics,
+            "history": self.history,
+            "stopped_early": self.stopped_early,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.value, self.step = saved["value"], saved["step"]
+        self.evals_without_improvement = int(saved["evals_without_improvement"])
+        self.last_metrics = dict(saved["last_metrics"])
+        self.history = list(saved["history"])
+        self.stopped_early = bool(saved.get("stopped_early", False))
+
+    def patience_exhausted(self) -> bool:
+        if self.patience is not None and self.evals_without_improvement >= self.patience:
+            self.stopped_early = True
+        return self.stopped_early
+
+    def metrics_at(self, step: int) -> dict[str, float]:
+        record = next(h for h in self.history if h["step"] == step)
+        return {k: v for k, v in record.items() if k not in ("step", "epoch")}
+
+
+def _batch_size(batch: dict[str, torch.Tensor]) -> int:
+    return int(next(iter(batch.values())).shape[0])
+
+
+class StopRequests:
+    """Turns SIGINT/SIGTERM into a flag the run checks at safe points (after each training
+    step; the final save finishes first). A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self.exit_code = 130
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        # Signal handlers can only be set from the main thread (not in a notebook worker).
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            # The second signal: the user does not want to wait for the step or the save.
+            # Files are written atomically, so what is on disk stays whole.
+            raise SystemExit(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum  # the shell's convention: 130 SIGINT, 143 SIGTERM
+
+    def requested(self, accelerator: Accelerator) -> bool:
+        """True on every process as soon as any process got a signal (all stop together)."""
+        local = self.signal_name is not None
+        if accelerator.num_processes == 1:
+            return local
+        flag = torch.tensor(float(local), device=accelerator.device)
+        anyone = accelerator.reduce(flag, reduction="sum").item() > 0
+        if anyone and self.signal_name is None:
+            self.signal_name = "a signal to another process"
+        return bool(anyone)
