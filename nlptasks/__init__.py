@@ -29,34 +29,49 @@ from nlptasks.recipes import (
     NoOptions,
     Recipe,
     TrainConfig,
+    build_dataclass,
     load_recipe,
     register_recipe_folder,
 )
-from nlptasks.task import GeneratingTask, MetricSpec, Task
+from nlptasks.task import (
+    Collates,
+    EvalContext,
+    Generates,
+    MetricSpec,
+    ReadsSources,
+    Scores,
+    Step,
+    Task,
+    TaskInfo,
+    WritesSamples,
+)
+from nlptasks.version import __version__
 
 if TYPE_CHECKING:
-    from nlptasks.evaluation.evaluator import (
+    from nlptasks.batching import (
         PAD_INDEX,
-        CollectOutputs,
-        EvalContext,
-        ExampleStatistics,
-        MetricAccumulator,
         concat_padded,
         length_sorted_batches,
+        pad_features,
+        predict_batches,
     )
+    from nlptasks.evaluation.adapter import StatisticsMetric
     from nlptasks.events import Reporter
+    from nlptasks.generating import generation_kwargs, sampling_seed, seeded
     from nlptasks.runner import EvalResult, RunResult
 
 # Names whose modules import torch: loaded on first use, so `import nlptasks` (and so
 # `nlptasks --help`) stays light.
 _LAZY = {
-    "PAD_INDEX": "nlptasks.evaluation.evaluator",
-    "CollectOutputs": "nlptasks.evaluation.evaluator",
-    "EvalContext": "nlptasks.evaluation.evaluator",
-    "ExampleStatistics": "nlptasks.evaluation.evaluator",
-    "MetricAccumulator": "nlptasks.evaluation.evaluator",
-    "concat_padded": "nlptasks.evaluation.evaluator",
-    "length_sorted_batches": "nlptasks.evaluation.evaluator",
+    "PAD_INDEX": "nlptasks.batching",
+    "concat_padded": "nlptasks.batching",
+    "length_sorted_batches": "nlptasks.batching",
+    "pad_features": "nlptasks.batching",
+    "predict_batches": "nlptasks.batching",
+    "generation_kwargs": "nlptasks.generating",
+    "sampling_seed": "nlptasks.generating",
+    "seeded": "nlptasks.generating",
+    "StatisticsMetric": "nlptasks.evaluation.adapter",
     "EvalResult": "nlptasks.runner",
     "RunResult": "nlptasks.runner",
 }
@@ -70,51 +85,59 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nlptasks' has no attribute '{name}'")
 
 
-__version__ = "0.1.0"
-
 __all__ = [
     "PAD_INDEX",
-    "CollectOutputs",
+    "Collates",
     "ConfigError",
     "DataConfig",
     "DataError",
     "DuplicateNameError",
     "EvalContext",
     "EvalResult",
-    "ExampleStatistics",
-    "GeneratingTask",
     "GenerationConfig",
-    "MetricAccumulator",
+    "Generates",
     "MetricSpec",
     "ModelError",
     "NlpTasksError",
     "NoOptions",
     "PluginError",
+    "ReadsSources",
     "Recipe",
     "RunDirectoryError",
     "RunInterrupted",
     "RunResult",
+    "Scores",
+    "StatisticsMetric",
+    "Step",
     "Task",
+    "TaskInfo",
     "TrainConfig",
     "UnknownNameError",
+    "WritesSamples",
     "__version__",
+    "build_dataclass",
     "cache_dir",
     "concat_padded",
     "evaluate",
     "fingerprint",
-    "load_file",
+    "generation_kwargs",
     "hookimpl",
     "hookspec",
     "length_sorted_batches",
+    "load_file",
     "load_pretrained",
-    "position_limit",
     "load_recipe",
+    "pad_features",
+    "position_limit",
     "predict",
+    "predict_batches",
     "register_recipe_folder",
     "resolve_column",
     "resolve_model",
-    "tokenizer_digest",
     "run",
+    "sampling_seed",
+    "seeded",
+    "tokenizer_digest",
 ]
 
 

@@ -44,42 +44,43 @@ def cache_dir() -> Path:
     return path
 
 
+ReadSource = Callable[[str, Callable[[], "datasets.Dataset | None"]], "datasets.Dataset | None"]
+"""A task's ``read_source`` bound to its recipe: ``(source, load) -> rows or None``."""
+
+
 def load_splits(
     config: DataConfig,
     need_train: bool = True,
-    reader: Callable[[datasets.Dataset, str], datasets.Dataset] | None = None,
-    source_reader: Callable[[str], datasets.Dataset | None] | None = None,
+    read_source: ReadSource | None = None,
 ) -> datasets.DatasetDict:
     """Load the ``train`` and ``eval`` splits the recipe's data section describes.
 
     With ``need_train=False`` (evaluation only) the train split is loaded only when the eval
-    split must be held out of it. ``reader`` (a task's ``read_examples``) turns each loaded
-    source into one row per example before eval data is held out and sizes are capped.
-    ``source_reader`` (a task's ``read_source``) may load a source (``train`` or ``eval``)
-    itself, from files the core does not know (line-aligned parallel text); it wins over the
-    data section for that source.
+    split must be held out of it. ``read_source`` (a task's, ``ReadsSources``) gives the rows
+    of each source (``train`` or ``eval``), one per example, from what the data section holds
+    for it (``load()``) or from files only the task knows; it runs before eval data is held
+    out and sizes are capped.
     """
     import datasets
 
-    def read(dataset: datasets.Dataset | None, source: str) -> datasets.Dataset | None:
-        return reader(dataset, source) if reader is not None and dataset is not None else dataset
-
-    def own(source: str) -> datasets.Dataset | None:
-        return source_reader(source) if source_reader is not None else None
+    def read(source: str, load: Callable[[], datasets.Dataset | None]) -> datasets.Dataset | None:
+        return read_source(source, load) if read_source is not None else load()
 
     # An eval file wins over every other eval source, whatever the training data is.
-    evaluation = own("eval")
-    if evaluation is None and config.eval_path:
-        evaluation = read(load_file(config.eval_path), "eval")
+    evaluation = read("eval", lambda: load_file(config.eval_path) if config.eval_path else None)
     eval_given = evaluation is not None
     train = None
     if need_train or evaluation is None:
-        train = own("train")
-        if train is None:
-            train, evaluation = _load_train_source(config, evaluation, need_train)
-            train = read(train, "train")
-            if not eval_given:
-                evaluation = read(evaluation, "eval")
+        # A named dataset holds both splits: loading the train source may find the eval one.
+        found: dict[str, datasets.Dataset | None] = {}
+
+        def load_train() -> datasets.Dataset | None:
+            found["train"], found["eval"] = _load_train_source(config, evaluation, need_train)
+            return found["train"]
+
+        train = read("train", load_train)
+        if not eval_given and found.get("eval") is not None:
+            evaluation = read("eval", lambda: found["eval"])
 
     if evaluation is None:
         assert train is not None

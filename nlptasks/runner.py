@@ -1,6 +1,10 @@
 """One run along the flow: recipe -> registry -> data -> task -> trainer -> results; and the
 ``eval`` and ``predict`` verbs.
 
+``run_recipe`` reads like a table of contents (torchtune's ``recipe_main``): check what can be
+checked before loading, prepare (data, model, features), open the run directory, train, take
+the final evaluation, write the results. Each step is one function below it.
+
 The CLI and the Python API (``nlptasks.run`` / ``evaluate`` / ``predict``) all call these
 functions, so a run from a notebook equals a run from the shell.
 """
@@ -13,7 +17,7 @@ import functools
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
 from nlptasks import data, models
+from nlptasks.batching import collate_for
 from nlptasks.errors import (
     ConfigError,
     DataError,
@@ -33,12 +38,12 @@ from nlptasks.errors import (
     first_line,
 )
 from nlptasks.evaluation import uncertainty
-from nlptasks.evaluation.evaluator import Evaluator
+from nlptasks.evaluation.evaluator import Evaluation, Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
-from nlptasks.plugins.registry import get_registries
+from nlptasks.plugins.registry import load_task
 from nlptasks.recipes import LoraConfig, Recipe, load_recipe, read_yaml, with_absolute_paths
-from nlptasks.runs import results
-from nlptasks.task import declared_metrics
+from nlptasks.runs import results, rundir
+from nlptasks.task import ReadsSources, WritesSamples, declared_metrics
 from nlptasks.training import checkpoints, lora, precision
 from nlptasks.training.trainer import StopRequests, Trainer, make_accelerator
 
@@ -69,11 +74,6 @@ class EvalResult:
     """95% bootstrap interval ``[low, high]`` of each metric (main process only)."""
 
 
-def load_task(name: str) -> Any:
-    """A new instance of the registered task ``name`` (tasks are made with no arguments)."""
-    return get_registries().tasks.get(name).load()()
-
-
 def run(
     task: str,
     recipe: str | None = None,
@@ -100,6 +100,7 @@ class PreparedRun:
     features: dict[str, Any]
     accelerator: Any
     evaluator: Any
+    collate: Any
 
 
 def prepare_run(recipe: Recipe) -> PreparedRun:
@@ -110,11 +111,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     _quiet_libraries()
     task = load_task(recipe.task)
     model_path = models.resolve_model(recipe.model)
-    splits = data.load_splits(
-        recipe.data,
-        reader=getattr(task, "read_examples", None),
-        source_reader=_source_reader(task, recipe),
-    )
+    splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
     splits = task.prepare_data(splits, recipe)
     # After prepare_data: a task's metrics may depend on its options (SQuAD 2.0 adds some).
     _check_metric_for_best(recipe, task)
@@ -133,9 +130,21 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     with accelerator.main_process_first():
         # The main process tokenises first and fills the cache; the others read it.
         features = {name: task.preprocess(s, tokenizer, recipe) for name, s in splits.items()}
-    evaluator = Evaluator(task, tokenizer, recipe, splits["eval"], features["eval"], accelerator)
+    collate = collate_for(task, tokenizer)
+    evaluator = Evaluator(
+        task, tokenizer, recipe, splits["eval"], features["eval"], accelerator, collate
+    )
     return PreparedRun(
-        task, recipe, model_path, model, tokenizer, splits, features, accelerator, evaluator
+        task,
+        recipe,
+        model_path,
+        model,
+        tokenizer,
+        splits,
+        features,
+        accelerator,
+        evaluator,
+        collate,
     )
 
 
@@ -150,75 +159,27 @@ def run_recipe(
     started = time.time()
     # The run directory's recipe.yaml must name the same files from any working directory.
     recipe = with_absolute_paths(recipe)
-    output = resume_dir or (Path(output_dir).parent if output_dir else Path(recipe.output_dir))
-    results.check_room(output, models.resolve_model(recipe.model), recipe.train)
-    checkpoint = None
-    if resume_dir is not None:  # before any loading: a run without checkpoints fails at once
-        checkpoint, _ = checkpoints.find_resumable(resume_dir / "checkpoints")
+    checkpoint = _check_before_loading(recipe, output_dir, resume_dir)
     prepared = prepare_run(recipe)
-    accelerator = prepared.accelerator
-    main = accelerator.is_main_process
-    # Every process knows the run directory (all take part in checkpoints); the main one
-    # alone writes the rest.
-    if resume_dir is not None:
-        run_dir = resume_dir
-    else:
-        run_dir = _make_run_dir(accelerator, output_dir, recipe)
-        if main:
-            results.write_text(run_dir / "recipe.yaml", results.recipe_yaml(recipe))
+    run_dir = _open_run_dir(prepared, output_dir, resume_dir)
+    main = prepared.accelerator.is_main_process
     events = EventLog(run_dir / "events.jsonl", reporter if main else QuietReporter(), enabled=main)
     # The signal handler covers the whole run, the final save included: a signal there lets
     # the (short) save finish, so the run directory is whole either way.
     with StopRequests() as stop:
         try:
-            events.emit(
-                "run_start",
-                task=recipe.task,
-                recipe=recipe.name,
-                model=recipe.model,
-                run_dir=str(run_dir),
-                train_examples=len(prepared.examples["train"]),
-                eval_examples=len(prepared.examples["eval"]),
-                train_features=len(prepared.features["train"]),
-                eval_features=len(prepared.features["eval"]),
-                **dict(
-                    zip(
-                        ("trainable_parameters", "parameters"),
-                        lora.trainable_parameters(prepared.model),
-                        strict=True,
-                    )
-                ),
-                device=str(accelerator.device),
-                num_processes=accelerator.num_processes,
-                mixed_precision=accelerator.mixed_precision,
-                resumed_from=str(checkpoint) if checkpoint else None,
-            )
-            trainer = Trainer(
-                prepared.task,
-                prepared.model,
-                prepared.tokenizer,
-                recipe.train,
-                prepared.features["train"],
-                prepared.evaluator,
-                events=events,
-                checkpoint_dir=run_dir / "checkpoints",
-                accelerator=accelerator,
-            )
+            _announce(events, prepared, run_dir, checkpoint)
+            trainer = _make_trainer(prepared, events, run_dir)
             # Samples from before fine-tuning (not on a resumed run: its model is trained).
-            before = None
-            if main and checkpoint is None:
-                # On the run's device (training would move it there anyway).
-                before = _samples(prepared, prepared.model.to(accelerator.device))
+            before = _samples_before(prepared) if main and checkpoint is None else None
             outcome = trainer.train(stop=stop, resume_from=checkpoint)
-            metrics = _final_metrics(trainer, outcome.metrics)
+            evaluation = _final_evaluation(trainer, outcome)
             summary: dict[str, Any] = {}
             if main:
-                final = accelerator.unwrap_model(trainer.model)
-                after = _samples(prepared, final)
-                if after:
-                    results.write_samples(run_dir / "samples.jsonl", before, after)
-                summary = results.write_run(run_dir, prepared, final, outcome, metrics, started)
-            events.emit("run_end", run_dir=str(run_dir), metrics=metrics)
+                summary = _write_results(
+                    prepared, trainer, outcome, evaluation, run_dir, before, started
+                )
+            events.emit("run_end", run_dir=str(run_dir), metrics=evaluation.metrics)
         except RunInterrupted:
             raise  # its own "interrupted" event is written
         except Exception as exc:
@@ -228,7 +189,7 @@ def run_recipe(
             raise
         finally:
             events.close()
-        accelerator.wait_for_everyone()
+        prepared.accelerator.wait_for_everyone()
     if stop.signal_name is not None:
         # The run is complete: exit 0 (a scheduler must not requeue it), and say so.
         warnings.warn(
@@ -236,20 +197,106 @@ def run_recipe(
             f"its results are complete in {run_dir}.",
             stacklevel=2,
         )
-    return RunResult(run_dir if main else None, metrics, summary)
+    return RunResult(run_dir if main else None, evaluation.metrics, summary)
+
+
+def _check_before_loading(
+    recipe: Recipe, output_dir: str | None, resume_dir: Path | None
+) -> Path | None:
+    """What fails without loading anything: room on disk, and (for a resume) a whole
+    checkpoint to resume from, which this returns."""
+    output = resume_dir or (Path(output_dir).parent if output_dir else Path(recipe.output_dir))
+    rundir.check_room(output, models.resolve_model(recipe.model), recipe.train)
+    if resume_dir is None:
+        return None
+    checkpoint, _ = checkpoints.find_resumable(resume_dir / "checkpoints")
+    return checkpoint
+
+
+def _open_run_dir(prepared: PreparedRun, output_dir: str | None, resume_dir: Path | None) -> Path:
+    """The run directory, on every process (all take part in checkpoints): a resumed run's
+    own, or a new one holding the resolved recipe (written by the main process alone)."""
+    if resume_dir is not None:
+        return resume_dir
+    run_dir = _make_run_dir(prepared.accelerator, output_dir, prepared.recipe)
+    if prepared.accelerator.is_main_process:
+        rundir.write_text(run_dir / "recipe.yaml", rundir.recipe_yaml(prepared.recipe))
+    return run_dir
+
+
+def _announce(
+    events: EventLog, prepared: PreparedRun, run_dir: Path, checkpoint: Path | None
+) -> None:
+    """The ``run_start`` event: what is about to be trained, on what, with what data."""
+    recipe, accelerator = prepared.recipe, prepared.accelerator
+    trainable, total = lora.trainable_parameters(prepared.model)
+    events.emit(
+        "run_start",
+        task=recipe.task,
+        recipe=recipe.name,
+        model=recipe.model,
+        run_dir=str(run_dir),
+        train_examples=len(prepared.examples["train"]),
+        eval_examples=len(prepared.examples["eval"]),
+        train_features=len(prepared.features["train"]),
+        eval_features=len(prepared.features["eval"]),
+        trainable_parameters=trainable,
+        parameters=total,
+        device=str(accelerator.device),
+        num_processes=accelerator.num_processes,
+        mixed_precision=accelerator.mixed_precision,
+        resumed_from=str(checkpoint) if checkpoint else None,
+    )
+
+
+def _make_trainer(prepared: PreparedRun, events: EventLog, run_dir: Path) -> Trainer:
+    return Trainer(
+        prepared.task,
+        prepared.model,
+        prepared.tokenizer,
+        prepared.recipe.train,
+        prepared.features["train"],
+        prepared.evaluator,
+        events=events,
+        checkpoint_dir=run_dir / "checkpoints",
+        accelerator=prepared.accelerator,
+        collate=prepared.collate,
+    )
+
+
+def _samples_before(prepared: PreparedRun) -> list[dict[str, Any]] | None:
+    # On the run's device (training would move it there anyway).
+    return _samples(prepared, prepared.model.to(prepared.accelerator.device))
+
+
+def _write_results(
+    prepared: PreparedRun,
+    trainer: Trainer,
+    outcome: Any,
+    evaluation: Evaluation,
+    run_dir: Path,
+    before: list[dict[str, Any]] | None,
+    started: float,
+) -> dict[str, Any]:
+    """Samples, model, card, results.json and predictions.jsonl of the finished run (the
+    main process only)."""
+    final = prepared.accelerator.unwrap_model(trainer.model)
+    after = _samples(prepared, final)
+    if after:
+        results.write_samples(run_dir / "samples.jsonl", before, after)
+    return results.write_run(run_dir, prepared, final, outcome, evaluation, started)
 
 
 def _samples(prepared: PreparedRun, model: Any) -> list[dict[str, Any]] | None:
     """The task's sample outputs (``Task.samples``, optional) of ``model``, generated under
     ``torch.inference_mode`` in the run's precision; None for a task without samples."""
-    sampler = getattr(prepared.task, "samples", None)
-    if not callable(sampler):
+    if not isinstance(prepared.task, WritesSamples):
         return None
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), prepared.accelerator.autocast():
-            return list(sampler(model, prepared.tokenizer, prepared.recipe))
+            return list(prepared.task.samples(model, prepared.tokenizer, prepared.recipe))
     finally:
         if was_training:
             model.train()
@@ -307,27 +354,21 @@ def _exclusive(folder: Path) -> Iterator[None]:
         handle.close()
 
 
-def _source_reader(task: Any, recipe: Recipe) -> Callable[[str], Any] | None:
+def _source_reader(task: Any, recipe: Recipe) -> data.ReadSource | None:
     """The task's optional ``read_source`` bound to the recipe (files only it can read)."""
-    method = getattr(task, "read_source", None)
-    return functools.partial(method, recipe) if callable(method) else None
+    return functools.partial(task.read_source, recipe) if isinstance(task, ReadsSources) else None
 
 
-def _final_metrics(trainer: Any, metrics: dict[str, float]) -> dict[str, float]:
-    """The final model's metrics, generation metrics included: the best checkpoint may come
-    from an evaluation that did not generate (``generation.every``)."""
-    if not metrics:
-        return dict(trainer.evaluate(generate=True))
-    needed = {n for n, s in declared_metrics(trainer.task).items() if s.needs_generation}
-    if trainer.evaluator.can_generate and not needed <= set(metrics):
-        return dict(trainer.evaluate(generate=True))
-    # The intervals and predictions.jsonl need the per-example statistics of the evaluation
-    # that gave these metrics; a best checkpoint from long ago (or from before a resume)
-    # has none kept: evaluate the final model again (every process decides alike).
-    _, losses = trainer.evaluator.examples_for(metrics)
-    if losses is None:
-        return dict(trainer.evaluate(generate=True))
-    return metrics
+def _final_evaluation(trainer: Trainer, outcome: Any) -> Evaluation:
+    """The final model's evaluation, generation metrics included: the best checkpoint may
+    come from an evaluation that did not generate (``generation.every``), and one from
+    before a resume is not held in memory; either way the final model is evaluated again
+    (every process decides alike)."""
+    evaluation: Evaluation | None = outcome.evaluation
+    assert trainer.evaluator is not None  # a run always has eval data
+    if evaluation is None or (trainer.evaluator.can_generate and not evaluation.generated):
+        return trainer.evaluate(generate=True)
+    return evaluation
 
 
 def evaluate_model(
@@ -346,30 +387,36 @@ def evaluate_model(
     task = load_task(task_name)
     resolved = model_recipe(task_name, model_dir, recipe, overrides)
     with models.remote_code(resolved.trust_remote_code):
-        model, tokenizer = task.load_trained(model_dir)
+        model, tokenizer = task.build_model(model_dir, resolved, trained=True)
+    model.eval()
     models.check_tokenizer(model, tokenizer, model_dir)
     splits = data.load_splits(
-        resolved.data,
-        need_train=False,
-        reader=getattr(task, "read_examples", None),
-        source_reader=_source_reader(task, resolved),
+        resolved.data, need_train=False, read_source=_source_reader(task, resolved)
     )
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
     accelerator = make_accelerator(resolved.train)
-    evaluator = Evaluator(task, tokenizer, resolved, splits["eval"], features, accelerator)
-    metrics = evaluator.evaluate(accelerator.prepare(model), generate=True)
+    evaluator = Evaluator(
+        task,
+        tokenizer,
+        resolved,
+        splits["eval"],
+        features,
+        accelerator,
+        collate_for(task, tokenizer),
+    )
+    evaluation = evaluator.evaluate(accelerator.prepare(model), generate=True)
     result = EvalResult(
-        metrics,
+        evaluation.metrics,
         len(splits["eval"]),
         model_dir,
         resolved,
         accelerator.mixed_precision,
         accelerator.is_main_process,
-        evaluator.signatures,
+        evaluation.signatures,
     )
     if accelerator.is_main_process:
-        found = uncertainty.of_evaluation(task, evaluator, metrics, resolved.train)
+        found = uncertainty.of_evaluation(task, evaluation, resolved.train)
         result.intervals = {name: [i.low, i.high] for name, i in found.intervals.items()}
         results.record_evaluation(task, result)
     return result
@@ -391,7 +438,7 @@ def predict(
     field). Runs under ``torch.inference_mode`` in the precision of the model's recipe unless
     ``mixed_precision`` says otherwise; ``overrides`` change that recipe (e.g. generation
     settings); ``labels`` name each record's origin in error messages (``in.jsonl line 3``).
-    ``stream(text)``, for a task with ``predict_stream``, receives generated text as it comes.
+    ``stream(text)`` receives generated text as it comes, from a task that generates.
     """
     _quiet_libraries()
     if isinstance(records, (str, bytes)):
@@ -413,16 +460,13 @@ def predict(
         else precision.resolve(resolved.train.mixed_precision)
     )
     with models.remote_code(resolved.trust_remote_code):
-        model, tokenizer = task.load_trained(model_dir)
+        model, tokenizer = task.build_model(model_dir, resolved, trained=True)
+    model.eval()
     models.check_tokenizer(model, tokenizer, model_dir)
     if torch.cuda.is_available():
         model.to("cuda")
     with precision.inference(chosen, model.device):
-        streamer = getattr(task, "predict_stream", None)
-        if stream is not None and callable(streamer):
-            # One record at a time, its text written as it is generated.
-            return [streamer(model, tokenizer, r, resolved, stream) for r in checked]
-        return list(task.predict(model, tokenizer, checked, resolved))
+        return list(task.predict(model, tokenizer, checked, resolved, stream))
 
 
 def check_records(
@@ -432,14 +476,15 @@ def check_records(
 ) -> list[Mapping[str, Any]]:
     """Records with every input field the task declares; one line naming what is missing
     (and where: ``labels[i]``, else ``input i``)."""
-    fields = tuple(getattr(task, "input_fields", ("text",)))
+    fields = task.info.input_fields
+    name = task.info.name
     checked: list[Mapping[str, Any]] = []
     for number, record in enumerate(records, 1):
         where = labels[number - 1] if labels else f"Input {number}"
         if isinstance(record, str):
             if len(fields) != 1:
                 raise NlpTasksError(
-                    f"{where} is a plain string, but task '{task.name}' needs the fields "
+                    f"{where} is a plain string, but task '{name}' needs the fields "
                     f"{', '.join(fields)}. Give a JSON object with them."
                 )
             record = {fields[0]: record}
@@ -451,7 +496,7 @@ def check_records(
         missing = [f for f in fields if f not in record or record[f] is None]
         if missing:
             raise NlpTasksError(
-                f"{where} has no '{missing[0]}' field (task '{task.name}' needs "
+                f"{where} has no '{missing[0]}' field (task '{name}' needs "
                 f"{', '.join(fields)}). Add it."
             )
         not_text = [f for f in fields if not isinstance(record[f], str)]
@@ -514,11 +559,11 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
     if accelerator.is_main_process:
         try:
             if output_dir is not None:
-                path = results.new_run_dir(
+                path = rundir.new_run_dir(
                     output_dir, recipe.task, recipe.name or "recipe", exact=True
                 )
             else:
-                path = results.new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
+                path = rundir.new_run_dir(recipe.output_dir, recipe.task, recipe.name or "recipe")
             outcome = [("ok", str(path))]
         except NlpTasksError as exc:
             outcome = [("error", str(exc))]

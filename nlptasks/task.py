@@ -1,33 +1,42 @@
-"""The Task protocol: what a task plugin provides to the shared trainer, evaluation and runner.
+"""The Task protocol: what a task plugin gives the shared trainer, evaluation and runner.
 
-Tasks plug in by implementing this protocol; there is no trainer subclassing and no base
-class. ``docs/plugins.md`` says when each method is called and what state a task may keep;
-the built-in sentiment plugin (``plugins/sentiment/task.py``) is the worked example.
+A task is a class with one declaration and eight methods; there is no trainer subclassing and
+no base class. ``docs/plugins.md`` says when each is called; ``docs/examples/topic_task.py``
+is a whole task in under 80 lines, and the built-in sentiment plugin
+(``nlptasks/builtins/sentiment/task.py``) the worked example.
 
-A run calls, in order, on one instance made with ``TaskClass()``: ``prepare_data`` ->
-``build_model`` -> ``preprocess`` (each split) -> the trainer's ``collate`` /
-``count_targets`` / ``compute_loss`` per batch and, at each evaluation, ``new_metrics`` ->
-(``eval_step`` [+ ``generate_step``] per batch -> ``add_batch``) -> ``compute``. ``nlptasks
-eval`` calls ``load_trained`` -> ``prepare_data`` -> ``preprocess`` -> evaluation;
-``nlptasks predict`` calls ``load_trained`` -> ``predict``.
+``nlptasks run`` calls, on one instance made with ``TaskClass()``: ``prepare_data`` ->
+``build_model`` -> ``preprocess`` (each split) -> ``forward`` per batch, for training and
+evaluation alike -> at each evaluation ``score`` (the outputs of every eval batch) and
+``aggregate`` (summed statistics -> metrics). ``nlptasks eval`` calls ``build_model(...,
+trained=True)`` -> ``prepare_data`` -> ``preprocess`` -> evaluation; ``nlptasks predict``
+calls ``build_model(..., trained=True)`` -> ``predict``.
+
+There is one metric path: ``score`` gives each example statistics that add up (1 if correct,
+a question's F1, a sentence's n-gram counts) and ``aggregate`` turns their sums over any set
+of examples into the metrics. The reported metrics (whole eval set), the bootstrap intervals
+(resamples), ``nlptasks compare`` (paired resamples) and ``predictions.jsonl`` all come from
+it, so they are always about the same numbers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import datasets
     import torch
 
-    from nlptasks.evaluation.evaluator import EvalContext, MetricAccumulator
-    from nlptasks.recipes import GenerationConfig, Recipe
+    from nlptasks.recipes.schema import GenerationConfig, Recipe
+
+from nlptasks.recipes.schema import NoOptions
 
 Batch = Mapping[str, Any]
 Record = Mapping[str, Any]
+Outputs = Mapping[str, "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -51,121 +60,192 @@ LOSS = MetricSpec("loss", greater_is_better=False, low=0.0, description="mean ev
 it."""
 
 
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a task declares about itself; the core reads it without running the task."""
+
+    name: str
+    pipeline_tag: str
+    """transformers pipeline / Hub tag of the trained model: the model card's tag, and the
+    Auto class that loads it (``text-classification`` -> ``AutoModelForSequenceClassification``)."""
+    metrics: tuple[MetricSpec, ...]
+    """Every metric an evaluation reports besides ``loss``. The first one picks the best
+    checkpoint unless the recipe's ``train.metric_for_best`` says otherwise."""
+    input_fields: tuple[str, ...] = ("text",)
+    """The fields of a record given to ``predict`` (``("text",)``, ``("question",
+    "context")``); the core checks them before calling the task."""
+    options: type = NoOptions
+    """A dataclass of the task's own settings, validated as the recipe's ``options:`` (its
+    optional ``problems()`` returns what is wrong, one line each)."""
+    default_recipe: str = "default"
+    """The recipe ``nlptasks run TASK`` uses without ``--recipe``."""
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0].name if self.metrics else LOSS.name
+
+
+@dataclass
+class Step:
+    """One forward pass over a batch, for training and evaluation alike.
+
+    Training sums ``loss`` over the accumulation window and divides the gradients by the
+    summed ``count`` of every process (torchtune's way), so accumulation 4 x 8 equals batch
+    32 even when batches hold different numbers of targets. Evaluation keeps both per example
+    (the eval loss, perplexity and the loss intervals come from them) and hands ``outputs``
+    to ``score``.
+    """
+
+    loss: torch.Tensor
+    """Each example's summed loss, shape (batch,); it carries the gradient in training."""
+    count: torch.Tensor | None = None
+    """Each example's number of loss targets (tokens, or 1), shape (batch,); None: 1 each."""
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Small per-example tensors for ``score`` (predicted ids, n-best spans), first dimension
+    = batch; never a whole vocabulary's logits. They may differ in their second dimension
+    between batches: evaluation pads them with ``PAD_INDEX`` (-100)."""
+
+
+@dataclass
+class Scores:
+    """What one evaluation says about each eval example.
+
+    ``statistics[i]`` are numbers that add up across examples; ``aggregate`` turns their sums
+    into metrics. ``records[i]`` is what a person reads about example ``i`` (its prediction
+    and reference), JSON-serialisable: a line of ``predictions.jsonl``.
+    """
+
+    records: list[dict[str, Any]]
+    statistics: list[dict[str, float]]
+    signatures: dict[str, str] = field(default_factory=dict)
+    """How a metric was computed, by metric name (sacreBLEU's signature): kept in results."""
+
+
+@dataclass
+class EvalContext:
+    """What ``score`` may use besides the outputs."""
+
+    examples: datasets.Dataset
+    """The raw eval examples, as ``prepare_data`` returned them (references, contexts, ids)."""
+    features: datasets.Dataset
+    """The eval features, as ``preprocess`` returned them: output row ``i`` is feature ``i``."""
+    tokenizer: Any
+    recipe: Recipe
+    generated: bool = False
+    """Whether this evaluation ran ``generate_step`` (generation metrics are due)."""
+    losses: Any = None
+    """Each feature's summed loss and number of targets, a (features, 2) float64 tensor:
+    what loss-based statistics (perplexity per block) are made of."""
+
+
 @runtime_checkable
 class Task(Protocol):
-    """A task plugin: data shape, model head, loss, metrics and predictions."""
+    """A task plugin: data shape, model, one forward step, metrics, predictions."""
 
-    name: ClassVar[str]
-    default_recipe: ClassVar[str]
-    """Recipe used by ``nlptasks run TASK`` without ``--recipe``."""
-    metrics: ClassVar[tuple[MetricSpec, ...]]
-    """Every metric an evaluation reports besides ``loss``, with its direction."""
-    main_metric: ClassVar[str]
-    """Metric that picks the best checkpoint unless the recipe says otherwise."""
-    input_fields: ClassVar[tuple[str, ...]]
-    """The fields of a record given to ``predict`` (``("text",)``, ``("question",
-    "context")``); ``nlptasks predict`` checks them before calling the task."""
-    options_class: ClassVar[type]
-    """A dataclass of the task's own settings, validated as the recipe's ``options:``."""
-    pipeline_tag: ClassVar[str]
-    """transformers pipeline / Hub tag of the trained model (for the model card)."""
+    info: TaskInfo
+    """A class attribute; a task whose metrics depend on its options (SQuAD 2.0 adds some)
+    may replace it on the instance in ``prepare_data``."""
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
     ) -> datasets.DatasetDict:
         """Check and normalise the raw ``train`` / ``eval`` splits (raise DataError naming
-        the fix); learn what the data says (e.g. labels). The result is what evaluation
-        hands back as ``context.examples``.
+        the fix); learn what the data says (e.g. labels). The result is ``context.examples``.
 
-        ``trained_model`` is given when evaluating an existing model, whose labels rule.
+        ``trained_model`` is given when evaluating a trained model, whose labels rule.
         """
         ...
 
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        """Return (model, tokenizer) ready to fine-tune, from a local path or hub id."""
-        ...
-
-    def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
-        """Return (model, tokenizer) saved by a previous run (for eval and predict)."""
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        """Return (model, tokenizer) from a local path or hub id: a base model to fine-tune,
+        or with ``trained=True`` a model a run saved (for eval and predict), whose head and
+        labels are kept as they are."""
         ...
 
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
         """Tokenise one split into features; keep a ``length`` column (tokens per feature)
-        for length-grouped batches. A feature may map to several per example (QA windows)."""
+        for length-grouped batches. A feature may map to several per example (QA windows).
+        Features are padded into batches by the core (``pad_features``) unless the task
+        collates them itself (``Collates``)."""
         ...
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Pad a list of features into one batch (dynamic padding)."""
+    def forward(self, model: torch.nn.Module, batch: Batch) -> Step:
+        """One forward pass: each example's summed loss, its target count, and the small
+        outputs ``score`` needs. The same call trains and evaluates."""
         ...
 
-    def count_targets(self, batch: Batch) -> int:
-        """How many loss terms (examples, tokens) a batch holds; the loss is averaged by it."""
+    def score(self, outputs: Outputs, context: EvalContext) -> Scores:
+        """Per-example statistics (and readable records) of one evaluation, from the outputs
+        of every eval batch, in feature order."""
         ...
 
-    def compute_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        """The loss of a batch, summed (not averaged) over its targets."""
-        ...
-
-    def eval_step(self, model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """Per-example tensors (first dimension = batch) for the metrics.
-
-        ``loss`` holds each example's summed loss and the optional ``loss_count`` its number
-        of targets (default 1); the eval loss is their ratio over the whole set. Tensors may
-        differ in their second dimension between batches and processes: evaluation pads them
-        with ``nlptasks.evaluation.evaluator.PAD_INDEX`` (-100) before gathering.
-        """
-        ...
-
-    def new_metrics(self, context: EvalContext) -> MetricAccumulator:
-        """A fresh accumulator for one evaluation: evaluation calls its ``add_batch`` with
-        each gathered batch of outputs and then ``compute(context)``."""
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """The task's metrics (not ``loss``) from statistics summed over any multiset of
+        examples: the whole eval set gives the reported metrics, a bootstrap resample that
+        resample's. Non-additive metrics (corpus BLEU, a correlation) are computed from the
+        sums that make them up."""
         ...
 
     def predict(
-        self, model: torch.nn.Module, tokenizer: Any, records: Sequence[Record], recipe: Recipe
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Record],
+        recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """One JSON-serialisable prediction per record, in input order. Called under
-        ``torch.inference_mode`` and the recipe's precision."""
+        """One JSON-serialisable prediction per record, in input order, under
+        ``torch.inference_mode`` and the recipe's precision. A task that generates text may
+        call ``write`` with text as it comes (``nlptasks predict`` in a terminal)."""
         ...
 
-    def model_card_info(self) -> dict[str, Any]:
-        """Facts for the model card's body (e.g. label names)."""
-        ...
-
-
-class ReadsExamples(Protocol):
-    """Optional: a task whose files hold examples nested (official SQuAD JSON)."""
-
-    def read_examples(self, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
-        """One row per example, from one loaded source (``train`` or ``eval``), before eval
-        data is held out and ``data.max_*_examples`` caps the sizes."""
+    def model_card(self) -> dict[str, Any]:
+        """Facts for the model card's body (e.g. label names); a ``"metadata"`` key, if any,
+        holds front-matter fields (e.g. ``language``)."""
         ...
 
 
+# ------------------------------------------------------------------- optional capabilities
+@runtime_checkable
+class Collates(Protocol):
+    """Optional: batches the core's padding cannot make (left-padded prompts)."""
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Pad a list of features into one batch of tensors."""
+        ...
+
+
+@runtime_checkable
+class Generates(Protocol):
+    """Optional: evaluation by generated text (BLEU of translations), on the schedule of the
+    recipe's ``generation.every``."""
+
+    def generate_step(
+        self, model: torch.nn.Module, batch: Batch, settings: GenerationConfig
+    ) -> dict[str, torch.Tensor]:
+        """Per-example tensors from ``model.generate`` (``model`` is unwrapped), e.g. the
+        generated ids; gathered and given to ``score`` like ``forward``'s outputs."""
+        ...
+
+
+@runtime_checkable
 class ReadsSources(Protocol):
-    """Optional: data in files only the task can read (line-aligned parallel text)."""
+    """Optional: data the core cannot read alone (nested SQuAD JSON, line-aligned files)."""
 
-    def read_source(self, recipe: Recipe, source: str) -> datasets.Dataset | None:
-        """The rows of one source (``train`` or ``eval``) from files the task's options name,
-        or None to let the core load it from the recipe's data section."""
+    def read_source(
+        self, recipe: Recipe, source: str, load: Callable[[], datasets.Dataset | None]
+    ) -> datasets.Dataset | None:
+        """The rows of one source (``train`` or ``eval``), one per example, before eval data
+        is held out and sizes are capped. ``load()`` gives what the recipe's data section
+        holds for that source (None when it holds none)."""
         ...
 
 
-class ScoresExamples(Protocol):
-    """Optional: metrics from per-example statistics, for confidence intervals, the run's
-    ``predictions.jsonl`` and ``nlptasks compare``. The task's metric accumulator provides
-    the statistics (``example_statistics(context)``, see ``CollectOutputs``'s
-    ``examples_fn``)."""
-
-    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
-        """The task's metrics (not ``loss``) from per-example statistics summed over any
-        multiset of examples: the whole eval set gives the reported metrics, a bootstrap
-        resample gives that resample's."""
-        ...
-
-
+@runtime_checkable
 class WritesSamples(Protocol):
     """Optional: outputs a person can read, from before and after fine-tuning."""
 
@@ -176,35 +256,48 @@ class WritesSamples(Protocol):
         ...
 
 
-class StreamsPredictions(Protocol):
-    """Optional: predictions written piece by piece (``nlptasks predict`` in a terminal)."""
+def task_info(task: Any, name: str = "") -> TaskInfo:
+    """The ``TaskInfo`` of a task class or instance, or a one-line PluginError."""
+    info = getattr(task, "info", None)
+    if not isinstance(info, TaskInfo):
+        from nlptasks.errors import PluginError
 
-    def predict_stream(
-        self,
-        model: torch.nn.Module,
-        tokenizer: Any,
-        record: Record,
-        recipe: Recipe,
-        write: Callable[[str], None],
-    ) -> dict[str, Any]:
-        """``predict`` for one record, calling ``write`` with text as it comes, then "\\n"."""
-        ...
+        label = name or getattr(task, "__name__", type(task).__name__)
+        raise PluginError(
+            f"Task '{label}' has no 'info' (a nlptasks.TaskInfo). Declare it on the class: "
+            f"info = TaskInfo(name=..., pipeline_tag=..., metrics=(...))."
+        )
+    return info
 
 
-class GeneratingTask(Task, Protocol):
-    """A task with generation-based evaluation (BLEU, exact match of generated answers)."""
+def check_step(task: Any, step: Any, rows: int) -> Step:
+    """``forward``'s result for a batch of ``rows`` examples, or a one-line PluginError
+    naming the broken rule (training and evaluation check alike)."""
+    import torch
 
-    def generate_step(
-        self, model: torch.nn.Module, batch: Batch, settings: GenerationConfig
-    ) -> dict[str, torch.Tensor]:
-        """Per-example tensors from ``model.generate`` (``model`` is unwrapped), e.g. the
-        generated ids; padded, gathered and added to the metrics like ``eval_step``'s."""
-        ...
+    from nlptasks.errors import PluginError
+
+    name = task.info.name
+    if not isinstance(step, Step):
+        raise PluginError(
+            f"Task '{name}': forward() must return nlptasks.Step(loss, count, outputs), not "
+            f"{type(step).__name__}."
+        )
+    for what, value in (("loss", step.loss), ("count", step.count)):
+        if value is None and what == "count":
+            continue
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (rows,):
+            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise PluginError(
+                f"Task '{name}': forward's {what} must hold one number per example, shape "
+                f"({rows},), got {found}. Sum each example's loss; do not average the batch."
+            )
+    return step
 
 
 def declared_metrics(task: Any) -> dict[str, MetricSpec]:
     """``loss`` and the task's own metrics by name."""
     specs: dict[str, MetricSpec] = {LOSS.name: LOSS}
-    for spec in getattr(task, "metrics", ()):
+    for spec in task.info.metrics:
         specs[spec.name] = spec
     return specs

@@ -113,7 +113,7 @@ def test_paired_needs_the_same_examples() -> None:
 
 
 def test_sentiment_statistics_give_sklearn_accuracy_and_macro_f1() -> None:
-    """metrics_from_statistics of the sentiment task on summed per-example counts equals
+    """The sentiment task's score and aggregate, on summed per-example counts, equal
     sklearn on the predictions, for three classes of which one is never predicted."""
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -126,7 +126,7 @@ def test_sentiment_statistics_give_sklearn_accuracy_and_macro_f1() -> None:
     task.label_names = ["neg", "neu", "pos"]
     import torch
 
-    from nlptasks.evaluation.evaluator import EvalContext
+    from nlptasks.task import EvalContext
 
     context = EvalContext(  # only the texts are read
         examples={"text": [str(i) for i in range(200)]},
@@ -135,9 +135,9 @@ def test_sentiment_statistics_give_sklearn_accuracy_and_macro_f1() -> None:
         recipe=None,  # type: ignore[arg-type]
     )
     outputs = {"predictions": torch.tensor(predicted), "references": torch.tensor(gold)}
-    stats = task._example_statistics(outputs, context)
+    stats = task.score(outputs, context)
     names, matrix = bootstrap.statistics_matrix(stats.statistics)
-    found = task.metrics_from_statistics(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
+    found = task.aggregate(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
     assert found["accuracy"] == pytest.approx(accuracy_score(gold, predicted))
     assert found["macro_f1"] == pytest.approx(f1_score(gold, predicted, average="macro"))
     assert stats.records[0] == {
@@ -168,7 +168,5 @@ def test_qa_statistics_give_the_official_scores() -> None:
             }
         )
     names, matrix = bootstrap.statistics_matrix(rows)
-    found = QaTask().metrics_from_statistics(
-        dict(zip(names, matrix.sum(axis=0).tolist(), strict=True))
-    )
+    found = QaTask().aggregate(dict(zip(names, matrix.sum(axis=0).tolist(), strict=True)))
     assert found == pytest.approx(squad_scores(predictions, golds, v2=True))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from nlptasks.testing import make_tiny_bert
+from nlptasks.testing.processes import run_nlptasks
 from tests.conftest import sst2_rows
 
 pytestmark = pytest.mark.slow
@@ -34,47 +32,10 @@ def test_two_processes_equal_one_process_with_the_global_batch(
         "train.mixed_precision=no",  # weights compared to 1e-4: bf16 rounding would hide that
         "--quiet",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "nlptasks.cli",
-            "run",
-            "sentiment",
-            *common,
-            "train.batch_size=16",
-            "--output-dir",
-            str(tmp_path / "ddp"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    run_nlptasks(
+        "run", "sentiment", *common, "train.batch_size=16", "-o", str(tmp_path / "ddp"), processes=2
     )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nlptasks.cli",
-            "run",
-            "sentiment",
-            *common,
-            "train.batch_size=32",
-            "--output-dir",
-            str(tmp_path / "single"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
+    run_nlptasks("run", "sentiment", *common, "train.batch_size=32", "-o", str(tmp_path / "single"))
 
     ddp_results = json.loads((tmp_path / "ddp/results.json").read_text())
     single_results = json.loads((tmp_path / "single/results.json").read_text())

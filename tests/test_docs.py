@@ -1,6 +1,8 @@
 """The plugin author's reference (docs/plugins.md) follows the code: every hook the plugin
 manager knows and every method of the Task protocols has a docstring, a test, and an entry on
-the page with its exact signature (as datasette's test_docs.py does for its hooks)."""
+the page with its exact signature (as datasette's test_docs.py does for its hooks). The
+page's quick-start plugin is docs/examples/topic_task.py, shown verbatim and run here: a
+training run, eval, predict and the conformance kit."""
 
 from __future__ import annotations
 
@@ -13,21 +15,27 @@ import pytest
 
 from nlptasks import task as protocols
 from nlptasks.plugins.manager import get_plugin_manager
+from nlptasks.testing import TaskConformance, TinyData
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+QUICKSTART = ROOT / "docs" / "examples" / "topic_task.py"
+QUICKSTART_RECIPE = ROOT / "docs" / "examples" / "topic.yaml"
+QUICKSTART_PLUGIN = "docs.examples.topic_task"  # its import path from the checkout
 TESTS = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "tests").rglob("*.py")))
-TASKS = TESTS + "\n".join(
-    p.read_text(encoding="utf-8") for p in sorted((ROOT / "nlptasks" / "builtins").rglob("*.py"))
+TASKS = "\n".join(
+    [TESTS, QUICKSTART.read_text(encoding="utf-8")]
+    + [
+        p.read_text(encoding="utf-8")
+        for p in sorted((ROOT / "nlptasks" / "builtins").rglob("*.py"))
+    ]
 )
 PROTOCOLS = (
     protocols.Task,
-    protocols.ReadsExamples,
+    protocols.Collates,
+    protocols.Generates,
     protocols.ReadsSources,
-    protocols.ScoresExamples,
     protocols.WritesSamples,
-    protocols.StreamsPredictions,
-    protocols.GeneratingTask,
 )
 
 
@@ -60,7 +68,6 @@ def test_the_plugin_manager_knows_the_hooks() -> None:
         "register_tasks",
         "register_models",
         "register_datasets",
-        "register_metrics",
         "register_recipes",
         "register_commands",
         "on_event",
@@ -94,8 +101,8 @@ def test_every_task_method_has_a_docstring_a_test_and_its_entry(name: str) -> No
 def test_the_page_documents_no_method_the_protocols_lack() -> None:
     """An entry for a method that is gone (or renamed) fails too: the docs follow the code."""
     documented = set(re.findall(r"^#### `(\w+)\(self", PAGE, flags=re.MULTILINE))
-    # model_card_data is read by the card; problems() belongs to the options dataclass.
-    known = set(protocol_methods()) | {"model_card_data", "problems"}
+    # problems() belongs to the options dataclass (TaskInfo.options), not to the task.
+    known = set(protocol_methods()) | {"problems"}
     assert documented <= known, f"documented but not in nlptasks.task: {documented - known}"
     hooks = set(re.findall(r"^### `(\w+)\(", PAGE, flags=re.MULTILINE))
     assert hooks <= set(hook_specs()), f"documented but not a hook: {hooks - set(hook_specs())}"
@@ -167,3 +174,143 @@ def test_contributing_smallest_plugin_works(
     evals = [[str(e["step"]), str(e["metrics"]["accuracy"])] for e in events if e["type"] == "eval"]
     logged = [line.split(",") for line in (tmp_path / "evaluations.csv").read_text().splitlines()]
     assert logged == evals and len(evals) == 2
+
+
+def test_the_page_documents_the_declaration_and_the_metric_path() -> None:
+    """``info`` and the data classes a task builds are on the page with their fields in the
+    code's order (``TaskInfo(name, pipeline_tag, ...)``), and every field of ``EvalContext``."""
+    import dataclasses
+
+    assert "#### `info: ClassVar[TaskInfo]`" in PAGE
+    for cls in (protocols.TaskInfo, protocols.MetricSpec, protocols.Step, protocols.Scores):
+        start = PAGE.index(f"`{cls.__name__}(") + 1
+        documented = re.findall(r"[(,]\s*(\w+)", PAGE[start : PAGE.index("`", start)])
+        assert documented == [f.name for f in dataclasses.fields(cls)], cls.__name__
+    for field in dataclasses.fields(protocols.EvalContext):
+        assert f"`{field.name}`" in PAGE, f"docs/plugins.md does not name EvalContext.{field.name}"
+
+
+# ------------------------------------------------------------------ the quick-start plugin
+def _fenced_after(text: str, heading: str) -> str:
+    """The first fenced block after ``heading``."""
+    section = text.split(heading, 1)[1]
+    return re.search(r"```\w*\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_the_quick_start_shows_the_plugin_the_suite_runs() -> None:
+    """The page's quick start is the file these tests run, verbatim, and its recipe too; its
+    task is under 80 lines, as the page says."""
+    source = QUICKSTART.read_text(encoding="utf-8")
+    assert _fenced_after(PAGE, "### `docs/examples/topic_task.py`") == source
+    recipe = QUICKSTART_RECIPE.read_text(encoding="utf-8")
+    assert _fenced_after(PAGE, "### `docs/examples/topic.yaml`") == recipe
+    task = source[source.index("class TopicTask") :].strip().splitlines()
+    assert len(task) < 80, f"the quick-start task has {len(task)} lines"
+    assert f"the task ({len(task)} lines)" in PAGE
+    # The conformance test the page shows is the one at the end of this file.
+    blocks = re.findall(r"```python\n(.*?)```", PAGE, re.S)
+    [kit] = [block for block in blocks if block.startswith("class TestQuickstart(")]
+    assert kit in Path(__file__).read_text(encoding="utf-8")
+    # Built on the public API alone.
+    imported = set(re.findall(r"^(?:from|import) (nlptasks\S*)", source, flags=re.MULTILINE))
+    assert imported == {"nlptasks"}, imported
+
+
+def test_quickstart_trains_evaluates_and_predicts(
+    cli: Any, isolated_plugins: Any, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """The quick-start plugin, loaded as a plugin, trains on its own dataset through its
+    recipe; eval, predictions.jsonl and predict agree with one another."""
+    import json
+
+    import nlptasks
+
+    isolated_plugins(QUICKSTART_PLUGIN)
+    listed = cli("list", "datasets").output
+    assert "topic-headlines" in listed
+    cli("recipes", "validate", "topic/default")
+    run_dir = tmp_path / "run"
+    cli(
+        "run",
+        "topic",
+        f"model={tiny_bert}",
+        "train.max_steps=6",
+        "train.eval_every=3",
+        "-o",
+        str(run_dir),
+        "-q",
+    )
+    model = run_dir / "model"
+    config = json.loads((model / "config.json").read_text())
+    assert config["id2label"] == {"0": "business", "1": "science", "2": "sport"}
+    assert config["label2id"] == {"business": 0, "science": 1, "sport": 2}
+
+    events = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    # 96 headlines, a quarter held out (data.eval_fraction in the recipe).
+    assert events[0]["train_examples"] == 72 and events[0]["eval_examples"] == 24
+    assert [e["step"] for e in events if e["type"] == "eval"] == [3, 6]
+
+    metrics = json.loads(cli("eval", "topic", "--model", str(model), "--json").stdout)
+    assert set(metrics) == {"loss", "accuracy"}
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0.0
+    # One record per eval headline; their statistics add up to the reported accuracy.
+    rows = [json.loads(x) for x in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and {r["reference"] for r in rows} <= {"business", "science", "sport"}
+    right = sum(r["prediction"] == r["reference"] for r in rows)
+    assert sum(r["statistics"]["correct"] for r in rows) == right
+    assert metrics["accuracy"] == pytest.approx(right / 24)
+
+    # predict: one answer per record, in input order, the label evaluation gave each text.
+    texts = [r["text"] for r in rows]
+    predicted = nlptasks.predict("topic", str(model), texts, batch_size=5)
+    assert [p["text"] for p in predicted] == texts
+    assert [p["topic"] for p in predicted] == [r["prediction"] for r in rows]
+    assert all(0.0 < p["score"] <= 1.0 for p in predicted)
+    # The CLI gives the same, one JSON line per input.
+    lines = cli("predict", "topic", "--model", str(model), texts[0], texts[1]).stdout
+    assert [json.loads(x)["topic"] for x in lines.splitlines()] == [
+        p["topic"] for p in predicted[:2]
+    ]
+
+
+def test_quickstart_data_problems_are_one_line(
+    cli: Any, isolated_plugins: Any, tiny_bert: Path, tmp_path: Path
+) -> None:
+    """A file without the label column, or with a label the training data lacks, is a
+    DataError naming it, not a traceback."""
+    isolated_plugins(QUICKSTART_PLUGIN)
+    train, other = tmp_path / "train.jsonl", tmp_path / "other.jsonl"
+    train.write_text(
+        '{"text": "the cup today", "label": "sport"}\n' * 4
+        + '{"text": "tax", "label": "business"}\n'
+    )
+    other.write_text('{"text": "the cell today", "topic": "science"}\n')
+    base = [
+        "run",
+        "topic",
+        f"model={tiny_bert}",
+        f"data.train_path={train}",
+        "-o",
+        str(tmp_path / "r"),
+    ]
+    result = cli(*base, f"data.eval_path={other}", exit_code=1)
+    assert "The eval data has no column 'label'." in result.output
+    other.write_text('{"text": "the cell today", "label": "science"}\n')
+    result = cli(*base, f"data.eval_path={other}", exit_code=1)
+    assert "The eval data has labels the model lacks: ['science']." in result.output
+
+
+class TestQuickstart(TaskConformance):
+    """The conformance kit on the quick-start plugin, with its own registered dataset."""
+
+    task = "topic"
+    plugin = "docs.examples.topic_task"
+
+    def tiny_data(self, folder: Path) -> TinyData:
+        import nlptasks
+        from docs.examples.topic_task import headlines
+
+        texts = list(headlines(nlptasks.DataConfig())["text"])
+        # Records of different lengths, the longest first: padding must change no answer.
+        records = [{"text": "a new report on the telescope and the league"}, {"text": "cup"}]
+        return TinyData(overrides=[], texts=texts + [r["text"] for r in records], records=records)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -154,6 +155,7 @@ def test_chat_loss_covers_the_assistant_turns_only(tokenizer) -> None:
 def test_perplexity_is_exp_of_the_token_weighted_loss_whatever_the_batching(
     tiny_lm, wiki_small
 ) -> None:
+    from nlptasks.batching import collate_for
     from nlptasks.evaluation.evaluator import Evaluator
     from nlptasks.recipes import load_recipe
     from nlptasks.training.trainer import make_accelerator
@@ -191,10 +193,28 @@ def test_perplexity_is_exp_of_the_token_weighted_loss_whatever_the_batching(
             features["eval"],
             features["eval"],
             make_accelerator(recipe.train),
+            collate_for(task, tokenizer),  # the core's padding: the task has no collate
         )
-        metrics = evaluator.evaluate(model)
+        evaluation = evaluator.evaluate(model)
+        metrics = evaluation.metrics
         assert metrics["perplexity"] == pytest.approx(expected, rel=1e-5)
         assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-9)
+        # One record per block: its own summed loss and tokens, which add up to the total.
+        records = evaluation.scores.records
+        assert [r["tokens"] for r in records] == [n - 1 for n in lengths]
+        assert sum(r["loss"] for r in records) == pytest.approx(total, rel=1e-5)
+
+
+def test_perplexity_of_no_tokens_is_nan_and_of_a_huge_loss_infinite() -> None:
+    from nlptasks.builtins.generation.task import GenerationTask
+
+    task = GenerationTask()
+    assert math.isnan(task.aggregate({"loss": 0.0, "tokens": 0.0})["perplexity"])
+    assert math.isnan(task.aggregate({})["perplexity"])
+    assert task.aggregate({"loss": 800.0, "tokens": 1.0}) == {"perplexity": math.inf}
+    assert task.aggregate({"loss": 3.0, "tokens": 2.0})["perplexity"] == pytest.approx(
+        math.exp(1.5)
+    )
 
 
 # -------------------------------------------------------------------------------- LoRA
@@ -446,20 +466,33 @@ def test_streamed_text_is_the_generated_text(trained_lm: Path) -> None:
     assert "".join(chunks) == "".join(p["generated_text"] + "\n" for p in plain)
     assert len(chunks) > 2  # written piece by piece, not at the end
 
-    # The task's predict_stream itself, as the runner calls it.
+    # The task's predict itself, as the runner calls it, with several records.
     from nlptasks.runner import load_task, model_recipe
     from nlptasks.training import precision
 
     task = load_task("generation")
     recipe = model_recipe("generation", str(trained_lm), None, [])
-    model, tokenizer = task.load_trained(str(trained_lm))
+    model, tokenizer = task.build_model(str(trained_lm), recipe, trained=True)
+    model.eval()
     direct: list[str] = []
     chosen = precision.resolve(recipe.train.mixed_precision)
+    records = [{"prompt": " = Homarus"}, {"prompt": " The lobster"}]
     with precision.inference(chosen, model.device):
-        record = task.predict_stream(
-            model, tokenizer, {"prompt": " = Homarus"}, recipe, direct.append
-        )
-    assert record == plain[0] and "".join(direct) == plain[0]["generated_text"] + "\n"
+        predicted = task.predict(model, tokenizer, records, recipe, direct.append)
+    assert predicted == plain and direct == chunks  # the same pieces, in input order
+
+
+def test_beam_search_writes_each_text_whole(trained_lm: Path) -> None:
+    from nlptasks.runner import predict
+
+    prompts = [" = Homarus", " The lobster"]
+    overrides = ["generation.num_beams=2", "generation.max_new_tokens=6"]
+    chunks: list[str] = []
+    streamed = predict(
+        "generation", str(trained_lm), prompts, 2, None, overrides, stream=chunks.append
+    )
+    assert streamed == predict("generation", str(trained_lm), prompts, 2, None, overrides)
+    assert chunks == [p["generated_text"] + "\n" for p in streamed]
 
 
 def test_decoding_flags_become_generation_settings(trained_lm: Path) -> None:
@@ -522,7 +555,7 @@ def test_token_weighted_accumulation_2x4_equals_batch_8(tiny_lm, tmp_path) -> No
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
 
-    def one_step(accumulation: int) -> dict:
+    def one_step(accumulation: int) -> tuple[dict, float, Any]:
         recipe = load_recipe(
             "generation",
             "smollm2",

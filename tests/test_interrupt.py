@@ -13,14 +13,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+from nlptasks.testing.processes import nlptasks_command, offline_env, run_nlptasks
+
+ENV = offline_env()
 
 
 def _args(model: Path, files: tuple[Path, Path], *extra: str) -> list[str]:
@@ -41,9 +42,9 @@ RESUMABLE = ("train.max_steps=40", "train.batch_size=32", "train.eval_every=5",
              "train.save_every=2", "train.log_every=1", "train.learning_rate=1e-3")  # fmt: skip
 
 
-def _start(launcher: list[str], args: list[str], run_dir: Path) -> subprocess.Popen[str]:
+def _start(processes: int, args: list[str], run_dir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*launcher, "-m", "nlptasks.cli", "run", *args, "--output-dir", str(run_dir), "--json"],
+        [*nlptasks_command(processes), "run", *args, "--output-dir", str(run_dir), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -80,10 +81,8 @@ def _kill_tree(pid: int) -> None:
             os.kill(victim, signal.SIGKILL)
 
 
-def _cli(launcher: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*launcher, "-m", "nlptasks.cli", *args], capture_output=True, text=True, env=ENV
-    )
+def _cli(processes: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_nlptasks(*args, processes=processes, env=ENV, check=False)
 
 
 def _same_weights(a: Path, b: Path, folder: str = "model") -> None:
@@ -101,7 +100,7 @@ def test_signal_saves_last_checkpoint_and_exits_cleanly(
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=100000", "train.log_every=1",
                  "train.batch_size=8")  # fmt: skip
-    process = _start([sys.executable], args, run_dir)
+    process = _start(1, args, run_dir)
     _wait_for_step(process, 1)
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
@@ -126,11 +125,11 @@ def test_resume_after_a_kill_is_bitwise_the_unbroken_run(
     how: str, tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
 ) -> None:
     args = _args(tiny_bert, sst2_small, *RESUMABLE)
-    unbroken = _cli([sys.executable], "run", *args, "--output-dir", str(tmp_path / "a"), "-q")
+    unbroken = _cli(1, "run", *args, "--output-dir", str(tmp_path / "a"), "-q")
     assert unbroken.returncode == 0, unbroken.stderr
 
     broken = tmp_path / "b"
-    process = _start([sys.executable], args, broken)
+    process = _start(1, args, broken)
     step = random.Random(os.getpid()).randint(3, 17)  # anywhere, mid-epoch or not
     _wait_for_step(process, step)
     if how == "SIGKILL":
@@ -140,7 +139,7 @@ def test_resume_after_a_kill_is_bitwise_the_unbroken_run(
     process.communicate(timeout=120)
     assert not (broken / "results.json").exists()
 
-    resumed = _cli([sys.executable], "resume", str(broken), "-q")
+    resumed = _cli(1, "resume", str(broken), "-q")
     assert resumed.returncode == 0, resumed.stderr
     _same_weights(tmp_path / "a", broken)  # the final model: the best checkpoint
     _same_weights(tmp_path / "a", broken, "checkpoints/last")  # and the weights of step 40
@@ -153,7 +152,7 @@ def test_resume_after_a_kill_is_bitwise_the_unbroken_run(
     starts = [e for e in events if e["type"] == "run_start"]
     assert len(starts) == 2 and starts[1]["resumed_from"].endswith("checkpoints/last")
     # Resuming a finished run is refused in one line.
-    again_resumed = _cli([sys.executable], "resume", str(broken))
+    again_resumed = _cli(1, "resume", str(broken))
     assert again_resumed.returncode == 1 and "finished already" in again_resumed.stderr
 
 
@@ -164,15 +163,14 @@ def test_two_processes_resume_bitwise(sst2_small: tuple[Path, Path], tmp_path: P
 
     model = make_tiny_bert(tmp_path / "tiny", [t for t, _ in sst2_rows("train", 2000)])
     args = _args(model, sst2_small, *RESUMABLE, "train.batch_size=16")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    unbroken = _cli(torchrun, "run", *args, "--output-dir", str(tmp_path / "a"), "-q")
+    unbroken = _cli(2, "run", *args, "--output-dir", str(tmp_path / "a"), "-q")
     assert unbroken.returncode == 0, unbroken.stderr[-3000:]
     broken = tmp_path / "b"
-    process = _start(torchrun, args, broken)
+    process = _start(2, args, broken)
     _wait_for_step(process, 9)
     _kill_tree(process.pid)
     process.communicate(timeout=120)
-    resumed = _cli(torchrun, "resume", str(broken), "-q")
+    resumed = _cli(2, "resume", str(broken), "-q")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _same_weights(tmp_path / "a", broken)
     _same_weights(tmp_path / "a", broken, "checkpoints/last")
@@ -184,7 +182,7 @@ def test_a_corrupt_last_checkpoint_falls_back_with_a_message(
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=4", "train.eval_every=2",
                  "train.batch_size=16", "train.learning_rate=1e-12")  # fmt: skip
-    process = _start([sys.executable], [*args[:-1], "train.max_steps=100000"], run_dir)
+    process = _start(1, [*args[:-1], "train.max_steps=100000"], run_dir)
     _wait_for_step(process, 5)
     _kill_tree(process.pid)
     process.communicate(timeout=120)
@@ -207,7 +205,7 @@ def test_signal_during_the_final_save_leaves_a_whole_run(
     complete, so it exits 0 (a scheduler must not requeue it) with a warning."""
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=3", "train.batch_size=16")
-    process = _start([sys.executable], args, run_dir)
+    process = _start(1, args, run_dir)
     assert process.stdout is not None
     for line in process.stdout:
         if json.loads(line)["type"] == "train_end":
@@ -229,7 +227,7 @@ def test_a_second_sigint_stops_at_once(
     run_dir = tmp_path / "run"
     args = _args(tiny_bert, sst2_small, "train.max_steps=100000", "train.log_every=1",
                  "train.batch_size=8", "train.eval_every=1000")  # fmt: skip
-    process = _start([sys.executable], args, run_dir)
+    process = _start(1, args, run_dir)
     _wait_for_step(process, 2)
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGINT)  # impatient: no waiting for the step or the save

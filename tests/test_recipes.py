@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -11,11 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_every_shipped_recipe_loads_and_validates() -> None:
-    paths = sorted((REPO / "recipes").rglob("*.yaml"))
+    paths = sorted((REPO / "nlptasks" / "builtins").glob("*/recipes/*.yaml"))
     assert len(paths) == 11  # update when adding recipes: a glob that finds nothing must fail
     for path in paths:
-        recipe = load_recipe(path.parent.name, str(path))
-        assert recipe.task == path.parent.name
+        task = path.parent.parent.name  # nlptasks/builtins/TASK/recipes/NAME.yaml
+        recipe = load_recipe(task, str(path))
+        assert recipe.task == task
         assert recipe.model
         first = path.read_text().splitlines()[0]
         assert first.startswith("#"), f"{path} must open with a comment showing the command"
@@ -403,3 +406,137 @@ def test_validate_takes_the_task_from_the_file_not_its_folder(tmp_path: Path) ->
     no_task.write_text("model: m\n")
     result = CliRunner().invoke(cli, ["recipes", "validate", str(no_task)])
     assert result.exit_code == 1 and "has no 'task:' key" in result.output
+
+
+@dataclass
+class _Inner:
+    size: int = 1
+
+
+@dataclass
+class _Section:
+    # Type hints are resolved from the module, so the classes live at its top level.
+    name: str
+    rate: float = 0.5
+    mode: Literal["a", "b"] = "a"
+    inner: _Inner = field(default_factory=_Inner)
+    extra: Any = None
+
+
+def test_build_dataclass_is_typed_and_reports_every_problem() -> None:
+    from nlptasks.recipes import build_dataclass
+
+    built, problems = build_dataclass(_Section, {"name": 3, "rate": "2e-5", "inner": {"size": 2}})
+    assert problems == [] and built == _Section("3", 2e-5, "a", _Inner(2))
+    built, problems = build_dataclass(
+        _Section,
+        {"rate": "fast", "mode": "c", "inner": {"sise": 1}, "nme": "x"},
+        "sec",
+        overridden={"sec.rate"},
+    )
+    assert built is None
+    assert problems == [
+        "'sec.rate' (set by an override) must be a number, got str 'fast'.",
+        "'sec.mode' must be one of 'a', 'b', got str 'c'.",
+        "unknown key 'sec.inner.sise'. Did you mean 'sec.inner.size'?",
+        "unknown key 'sec.nme'. Did you mean 'sec.name'?",
+        "missing required key 'sec.name'. Add 'sec.name: ...'.",
+    ]
+    assert build_dataclass(_Section, [1], "sec") == (
+        None,
+        ["'sec' must be a mapping, got list [1]."],
+    )
+    # A field declared Any takes a dataclass by its dotted key, with its defaults when absent.
+    built, problems = build_dataclass(_Section, {"name": "n"}, field_types={"extra": _Inner})
+    assert problems == [] and built is not None and built.extra == _Inner(1)
+    built, problems = build_dataclass(
+        _Section, {"name": "n", "extra": {"size": "x"}}, field_types={"extra": _Inner}
+    )
+    assert problems == ["'extra.size' must be an integer, got str 'x'."]
+
+
+def test_each_section_checks_its_own_values() -> None:
+    from nlptasks.recipes import (
+        DataConfig,
+        Expectation,
+        GenerationConfig,
+        LoraConfig,
+        Recipe,
+        TrainConfig,
+    )
+
+    sections = (DataConfig(), TrainConfig(), GenerationConfig(), LoraConfig())
+    assert all(section.problems() == [] for section in sections)
+    assert TrainConfig(batch_size=30, gradient_accumulation_steps=4).problems() == [
+        "'train.batch_size' (30) must be a multiple of 'train.gradient_accumulation_steps' (4)."
+    ]
+    assert DataConfig(max_length=1).problems() == ["'data.max_length' must be at least 2."]
+    assert GenerationConfig(top_p=0).problems() == ["'generation.top_p' must be in (0, 1]."]
+    assert LoraConfig(target_modules=[]).problems() == [
+        "'lora.target_modules' must name at least one module (or be left out)."
+    ]
+    assert Expectation().problems() == [
+        "'expect' needs bounds: 'expect.min' or 'expect.max' (metric: value)."
+    ]
+    assert Expectation(min={"a": 2.0}, max={"a": 1.0}).problems() == [
+        "'expect.min.a' (2.0) is above 'expect.max.a' (1.0)."
+    ]
+
+    # A recipe gathers its sections' problems, in order, the task's options' among them.
+    @dataclass
+    class Options:
+        size: int = 0
+
+        def problems(self) -> list[str]:
+            return ["'options.size' must be at least 1"] if self.size < 1 else []
+
+    bad = Recipe(
+        task="t",
+        model="m",
+        train=TrainConfig(epochs=0),
+        lora=LoraConfig(r=0),
+        options=Options(),
+        expect=Expectation(max={"loss": float("nan")}),
+    )
+    problems = bad.problems()
+    assert problems[:2] == [
+        "'train.epochs' must be a number above 0.",
+        "'lora.r' must be at least 1.",
+    ]
+    assert problems[2] == "'options.size' must be at least 1."  # a full stop is added
+    assert problems[3] == "'expect.max.loss' must be a finite number, not nan."
+    assert len(problems) == 4
+
+
+def test_recipe_modules_import_alone_without_cycles() -> None:
+    import ast
+    import subprocess
+    import sys
+
+    package = REPO / "nlptasks" / "recipes"
+    allowed = {  # each module imports only the ones before it
+        "schema": set(),
+        "builder": set(),
+        "lookup": set(),
+        "overrides": {"schema", "builder"},
+        "loading": {"schema", "builder", "lookup", "overrides"},
+    }
+    assert {p.stem for p in package.glob("*.py")} == {"__init__", *allowed}
+    for name, deps in allowed.items():
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {
+            node.module.rsplit(".", 1)[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("nlptasks.recipes.")
+        }
+        assert imported <= deps, f"nlptasks.recipes.{name} imports {imported - deps}"
+        if name == "builder":  # it knows nothing of nlptasks at all
+            assert not any(
+                (node.module or "").startswith("nlptasks")
+                for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)
+            )
+        code = f"import nlptasks.recipes.{name}, sys; assert 'torch' not in sys.modules"
+        subprocess.run([sys.executable, "-c", code], check=True)

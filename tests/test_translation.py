@@ -13,12 +13,18 @@ import pytest
 import sacrebleu
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from nlptasks import DataError
 from nlptasks.builtins.generation.data import IGNORE
 from nlptasks.builtins.translation.data import read_parallel, read_tsv
-from nlptasks.builtins.translation.metrics import SacreBleu, corpus_scores
+from nlptasks.builtins.translation.metrics import (
+    sacrebleu_metric,
+    scores_from_statistics,
+    sentence_statistics,
+    signatures,
+)
+from nlptasks.builtins.translation.task import PromptedTranslator
 from nlptasks.cli import cli
 from nlptasks.testing import make_tiny_bart, make_tiny_gpt2
 from tests.conftest import SHARED_DATA
@@ -63,7 +69,7 @@ def parallel(tmp_path: Path) -> list[str]:
     return [f"options.{k}={v}" for k, v in files.items()]
 
 
-def invoke(*args: str) -> object:
+def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
 
@@ -114,10 +120,10 @@ def _task_and_splits(model: Path, overrides: list[str]):
 
     recipe = load_recipe("translation", "smollm2", [f"model={model}", *overrides])
     task = load_task("translation")
-    splits = data.load_splits(recipe.data, source_reader=_source_reader(task, recipe))
+    splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
     if recipe.options.source_path:  # the files the options name are the training data
         assert (
-            task.read_source(recipe, "train")["source"]
+            task.read_source(recipe, "train", lambda: None)["source"]
             == read_parallel(recipe.options.source_path, recipe.options.target_path)["source"]
         )
     return task, task.prepare_data(splits, recipe), recipe
@@ -186,17 +192,25 @@ def test_bleu_and_chrf_equal_sacrebleu_with_its_signature() -> None:
     references = lines("newstest2016.ro", 60)
     # Hypotheses that are partly right: every other word dropped from half of them.
     hypotheses = [" ".join(r.split()[::2]) if i % 2 else r for i, r in enumerate(references)]
-    scores, signatures = corpus_scores(hypotheses, references)
+    rows = sentence_statistics(hypotheses, references)
+    sums = {key: sum(row[key] for row in rows) for key in rows[0]}
+    scores = scores_from_statistics(sums)
     assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score)
     assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [references]).score)
     assert 20 < scores["bleu"] < 90  # neither perfect nor nothing
-    assert signatures["bleu"] == (
+    assert signatures()["bleu"] == (
         f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
     )
-    assert signatures["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|")
-    as_metric = SacreBleu().compute(predictions=hypotheses, references=references)
-    assert as_metric["bleu"] == pytest.approx(scores["bleu"])
-    assert as_metric["signatures"] == signatures
+    assert signatures()["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|")
+    for name, metric in (("bleu", sacrebleu.BLEU()), ("chrf", sacrebleu.CHRF())):
+        metric.corpus_score(hypotheses, [references])
+        assert signatures()[name] == str(metric.get_signature())
+    # The same two functions as an evaluate.Metric, fed in batches.
+    metric = sacrebleu_metric()
+    metric.add_batch(predictions=hypotheses[:25], references=references[:25])
+    metric.add_batch(predictions=hypotheses[25:], references=references[25:])
+    assert metric.compute() == pytest.approx(scores)
+    assert scores_from_statistics({}) == {}  # an evaluation that did not translate
 
 
 # ---------------------------------------------------------------- prompted (decoder-only)
@@ -226,7 +240,7 @@ def test_prompted_models_learn_the_target_only(tmp_path: Path, chat: bool) -> No
         ],
     )
     model, tokenizer = task.build_model(str(model_dir), recipe)
-    assert task.chat is chat and not task.seq2seq
+    assert isinstance(task.translator, PromptedTranslator) and task.translator.chat is chat
     features = task.preprocess(splits["train"], tokenizer, recipe)
     for row, feature in zip(splits["train"], features, strict=True):
         labels = feature["labels"]
@@ -242,7 +256,8 @@ def test_prompted_models_learn_the_target_only(tmp_path: Path, chat: bool) -> No
         assert ("<|im_start|>assistant" in prompt) is chat
     batch = task.collate([features[i] for i in range(len(features))])
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    loss = task.compute_loss(model, batch)
+    step = task.forward(model, batch)
+    assert step.loss.shape == step.count.shape == (len(features),)
     # By hand: cross-entropy of each target token given everything before it.
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     total = torch.zeros(())
@@ -250,18 +265,14 @@ def test_prompted_models_learn_the_target_only(tmp_path: Path, chat: bool) -> No
         for t in range(1, batch["labels"].shape[1]):
             if batch["labels"][r, t] != IGNORE:
                 total += F.cross_entropy(logits[r, t - 1], batch["labels"][r, t])
-    assert loss.item() == pytest.approx(total.item(), rel=1e-5)
-    assert task.count_targets(batch) == sum(
-        len([t for t in f["labels"] if t != IGNORE]) for f in features
-    )
+    assert step.loss.sum().item() == pytest.approx(total.item(), rel=1e-5)
+    assert step.count.tolist() == [len([t for t in f["labels"] if t != IGNORE]) for f in features]
 
 
 def test_eval_generates_as_many_tokens_as_the_data_needs(
     tiny_mt: Path, parallel: list[str]
 ) -> None:
     """Not transformers' 20-token default (t5-small looked like 7 BLEU: transformers #10032)."""
-    from nlptasks.evaluation.evaluator import EvalContext
-
     task, splits, recipe = _task_and_splits(
         tiny_mt, ["options.source_lang=en", "options.target_lang=ro", *parallel]
     )
@@ -269,8 +280,8 @@ def test_eval_generates_as_many_tokens_as_the_data_needs(
     features = task.preprocess(splits["eval"], tokenizer, recipe)
     longest = max(len(ids) for ids in features["labels"])
     assert longest > 40
-    task.new_metrics(EvalContext(splits["eval"], features, tokenizer, recipe))
-    assert task.eval_new_tokens == min(128, -(-longest * 12 // 10) + 5)
+    budget = min(128, -(-longest * 12 // 10) + 5)
+    assert set(features["max_new_tokens"]) == {budget}  # the split's, in every feature
     seen: dict[str, object] = {}
     real_generate = model.generate
 
@@ -278,9 +289,9 @@ def test_eval_generates_as_many_tokens_as_the_data_needs(
         seen.update(kwargs)
         return real_generate(**kwargs)
 
-    model.generate = spy  # type: ignore[method-assign]
+    model.generate = spy
     task.generate_step(model.eval(), task.collate([features[0]]), recipe.generation)
-    assert seen["max_new_tokens"] == task.eval_new_tokens > 20
+    assert seen["max_new_tokens"] == budget > 20
 
 
 # ------------------------------------------------------------------------ end to end
@@ -333,6 +344,7 @@ def test_a_tiny_bart_runs_end_to_end(trained_mt: Path) -> None:
     AutoTokenizer.from_pretrained(trained_mt / "model")
     card = (trained_mt / "README.md").read_text()
     assert "pipeline_tag: translation" in card and "type: bleu" in card
+    assert "encoder-decoder" in card and "en -> ro" in card  # the task's model_card()
 
     # The reported scores are sacreBLEU's on what predict generates for the eval sources.
     sources = lines("newstest2016.en", 24)
@@ -389,6 +401,14 @@ def test_predict_reads_text_lines_in_order(
     assert [r["text"] for r in rows] == sources
     # Cut to options.max_source_length (128) tokens at most; the rest is each line's own text.
     assert all(s.startswith(r["translation"][:40]) for r, s in zip(rows, sources, strict=True))
+    # A translation is printed whole, as JSON with its source, even to a terminal: the task
+    # writes nothing while it translates.
+    from nlptasks.runner import predict
+
+    written: list[str] = []
+    outputs = predict("translation", str(trained_mt / "model"), sources, 3, stream=written.append)
+    assert [o["text"] for o in outputs] == sources and written == []
+    assert all(s.startswith(o["translation"][:40]) for o, s in zip(outputs, sources, strict=True))
     write_lines(path, [sources[0], "", sources[1]])
     empty = invoke("predict", "translation", "--model", str(trained_mt / "model"), "-i", str(path))
     assert empty.exit_code == 1 and "line 2" in empty.output
@@ -402,6 +422,39 @@ def test_greedy_and_beam_predictions(trained_mt: Path) -> None:
     beams = invoke("predict", "translation", "--model", str(trained_mt / "model"), *sources)
     assert greedy.exit_code == 0 and beams.exit_code == 0, greedy.output + beams.output
     assert len(greedy.output.strip().splitlines()) == 3
+
+
+def test_seeded_sampling_gives_the_same_text_whatever_the_batch(trained_mt: Path) -> None:
+    """predict --seed: the same seed gives the same translations (in any batch), another
+    seed others; generation.seed reaches generate() through the core's sampling_seed."""
+    sources = lines("newstest2016.en", 4, start=300)
+
+    def sample(seed: int, batch_size: int) -> list[str]:
+        result = invoke(
+            "predict",
+            "translation",
+            "--model",
+            str(trained_mt / "model"),
+            *sources,
+            "--temperature",
+            "5",  # a flat distribution: a barely trained model would mostly stop at once
+            "--top-k",
+            "0",
+            "--num-beams",
+            "1",
+            "--seed",
+            str(seed),
+            "--batch-size",
+            str(batch_size),
+        )
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["translation"] for line in result.output.splitlines()]
+
+    first = sample(1, 4)
+    assert any(first)
+    assert sample(1, 4) == first
+    assert sample(1, 3) == first  # each text samples alone from the seed
+    assert sample(2, 4) != first
 
 
 @pytest.mark.slow
@@ -470,21 +523,20 @@ def test_an_unknown_language_code_is_refused(tiny_mt: Path) -> None:
     """A multilingual (mBART-style) tokenizer: its language codes are special tokens."""
     from transformers import AutoTokenizer
 
-    from nlptasks.builtins.translation.task import TranslationOptions, TranslationTask
+    from nlptasks.builtins.translation.task import Seq2SeqTranslator, TranslationOptions
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_mt)
     tokenizer.add_special_tokens({"additional_special_tokens": ["en_XX", "ro_RO"]})
     tokenizer.src_lang = "en_XX"  # what marks mBART / NLLB / M2M tokenizers
     tokenizer.tgt_lang = "ro_RO"
-    task = TranslationTask()
     options = TranslationOptions(source_lang="en", target_lang="ro", target_lang_code="ro_RO")
     with pytest.raises(DataError, match="'en' is not a language code this tokenizer knows") as e:
-        task.configure(tokenizer, options)
+        Seq2SeqTranslator(tokenizer, options, None, "mbart")
     assert "It knows en_XX, ro_RO." in str(e.value)
     options.source_lang_code = "en_XX"
-    task.configure(tokenizer, options)
+    translator = Seq2SeqTranslator(tokenizer, options, None, "mbart")
     assert tokenizer.src_lang == "en_XX"
-    assert task.forced_bos_token_id == tokenizer.convert_tokens_to_ids("ro_RO")
+    assert translator.forced_bos_token_id == tokenizer.convert_tokens_to_ids("ro_RO")
 
 
 def test_a_prompted_model_refuses_an_input_longer_than_its_context(tmp_path: Path) -> None:
@@ -510,6 +562,7 @@ def test_a_prompted_model_refuses_an_input_longer_than_its_context(tmp_path: Pat
         "--quiet",
     )
     assert result.exit_code == 0, result.output
+    assert "decoder-only, prompted" in (tmp_path / "run" / "README.md").read_text()
     long_text = " ".join(lines("newstest2016.en", 4))
     refused = invoke(
         "predict", "translation", "--model", str(tmp_path / "run" / "model"), long_text
@@ -536,7 +589,7 @@ def test_t5_models_get_their_task_prefix(
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_mt)
-    config = T5Config(
+    config = T5Config(  # type: ignore[call-arg]  # decoder_start_token_id: a PretrainedConfig kwarg
         vocab_size=len(tokenizer),
         d_model=32,
         d_ff=64,

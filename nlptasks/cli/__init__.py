@@ -18,7 +18,6 @@ import click
 import yaml
 from safetensors import SafetensorError
 
-from nlptasks import __version__
 from nlptasks.errors import NlpTasksError, RunInterrupted, first_line
 from nlptasks.events import JsonReporter, QuietReporter, RichReporter, strict_json
 from nlptasks.plugins.manager import call_hook, plugin_infos
@@ -31,6 +30,7 @@ from nlptasks.recipes import (
     read_yaml,
     validate,
 )
+from nlptasks.version import __version__
 
 LIST_KINDS = ("tasks", "recipes", "models", "datasets", "metrics")
 
@@ -345,12 +345,11 @@ def predict(
         max_new_tokens, temperature, top_p, top_k, repetition_penalty, num_beams, seed, greedy
     )
     # A generating task writes its text as it comes when a person watches a terminal;
-    # anything else (a file, a pipe) gets JSON lines.
-    streaming = sys.stdout.isatty() and callable(
-        getattr(get_registries().tasks.get(task).load(), "predict_stream", None)
-    )
+    # anything else (a file, a pipe, a task that writes nothing) gets JSON lines.
+    written: list[str] = []
 
     def write(text: str) -> None:
+        written.append(text)
         click.echo(text, nl=False)
 
     predictions = predict_records(
@@ -361,9 +360,9 @@ def predict(
         mixed_precision,
         [*overrides, *decoding],
         labels,
-        stream=write if streaming else None,
+        stream=write if sys.stdout.isatty() else None,
     )
-    if streaming:
+    if written:
         return
     for item in predictions:
         click.echo(json.dumps(item, ensure_ascii=False))
@@ -465,9 +464,13 @@ def list_command(kind: str | None, as_json: bool) -> None:
         nlptasks list recipes
     """
     regs = get_registries()
-    kinds = [kind] if kind else list(LIST_KINDS)
+    # Metrics are declared by the task classes, which import torch: listed when asked for.
+    kinds = [kind] if kind else [k for k in LIST_KINDS if k != "metrics"]
     rows: dict[str, list[dict[str, str]]] = {}
     for name in kinds:
+        if name == "metrics":
+            rows[name] = _metric_rows(regs)
+            continue
         registry = getattr(regs, name)
         rows[name] = []
         for e in registry:
@@ -486,13 +489,38 @@ def list_command(kind: str | None, as_json: bool) -> None:
     console = Console()
     for name, entries in rows.items():
         # Metrics, like recipes, are keyed by task: two tasks may each have an "accuracy".
-        caption = "TASK/NAME: one task's; a bare NAME: every task's" if name == "metrics" else None
+        caption = "TASK/NAME: the metrics each task reports" if name == "metrics" else None
         table = Table(title=name, title_justify="left", show_lines=False, caption=caption)
         for column in ("name", "plugin", "description"):
             table.add_column(column)
         for entry in entries:
             table.add_row(entry["name"], entry["plugin"], entry["description"])
         console.print(table)
+
+
+def _metric_rows(regs: Any) -> list[dict[str, str]]:
+    """Each task's declared metrics (``TaskInfo.metrics``), its loss first."""
+    from nlptasks.errors import NlpTasksError
+    from nlptasks.task import declared_metrics
+
+    rows = []
+    for entry in regs.tasks:
+        try:
+            specs = declared_metrics(entry.load())
+        except NlpTasksError as exc:  # one broken task plugin must not hide the others
+            click.secho(f"Warning: {first_line(exc)}", fg="yellow", err=True)
+            continue
+        for spec in specs.values():
+            better = "higher" if spec.greater_is_better else "lower"
+            text = spec.description or spec.name
+            rows.append(
+                {
+                    "name": f"{entry.name}/{spec.name}",
+                    "plugin": entry.plugin,
+                    "description": f"{text} ({better} is better)",
+                }
+            )
+    return rows
 
 
 def _describe(entry: Any) -> str:
@@ -760,7 +788,3 @@ def _load_plugin_commands() -> None:
     except NlpTasksError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(1)
-
-
-if __name__ == "__main__":  # `python -m nlptasks.cli` / `torchrun -m nlptasks.cli`
-    main()

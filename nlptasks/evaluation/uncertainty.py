@@ -1,8 +1,8 @@
 """The per-example side of a final evaluation: bootstrap intervals of every metric and the
 rows of ``predictions.jsonl``.
 
-Task metrics are resampled over examples, from the statistics the task's accumulator gives
-(``example_statistics``) and its ``metrics_from_statistics``. The loss is resampled over
+Task metrics are resampled over examples, from the statistics the task's ``score`` gives and
+its ``aggregate``: the path the reported metrics take. The loss is resampled over
 features (an example for every task but QA, whose windows are features), from each feature's
 summed loss and target count, which the core keeps itself.
 """
@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nlptasks.evaluation import bootstrap
 from nlptasks.recipes import TrainConfig
+
+if TYPE_CHECKING:
+    from nlptasks.evaluation.evaluator import Evaluation
 
 LEVEL = 0.95
 
@@ -45,25 +48,24 @@ def _loss(sums: Mapping[str, float]) -> dict[str, float]:
     return {"loss": sums.get("loss", 0.0) / count if count else math.nan}
 
 
-def of_evaluation(
-    task: Any, evaluator: Any, metrics: Mapping[str, float], config: TrainConfig
-) -> Uncertainty:
-    """Intervals and predictions of the evaluation that gave ``metrics``."""
-    examples, losses = evaluator.examples_for(metrics)
+def of_evaluation(task: Any, evaluation: Evaluation, config: TrainConfig) -> Uncertainty:
+    """Intervals and predictions of one evaluation."""
     found = Uncertainty()
     resamples, seed = config.bootstrap_resamples, config.bootstrap_seed
-    if losses is not None and resamples:
-        rows = [{"loss": loss, "count": count} for loss, count in losses.tolist() if count]
+    if resamples:
+        rows = [
+            {"loss": loss, "count": count} for loss, count in evaluation.losses.tolist() if count
+        ]
         found.intervals.update(bootstrap.intervals(rows, _loss, resamples, seed, LEVEL))
-    reduce = getattr(task, "metrics_from_statistics", None)
-    if examples is None or not callable(reduce):
+    scores = evaluation.scores
+    if not scores.statistics:
         return found
     if resamples:
         found.intervals.update(
-            bootstrap.intervals(examples.statistics, reduce, resamples, seed, LEVEL)
+            bootstrap.intervals(scores.statistics, task.aggregate, resamples, seed, LEVEL)
         )
     found.predictions = [
         {"index": i, **record, "statistics": stats}
-        for i, (record, stats) in enumerate(zip(examples.records, examples.statistics, strict=True))
+        for i, (record, stats) in enumerate(zip(scores.records, scores.statistics, strict=True))
     ]
     return found

@@ -56,21 +56,6 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_metrics(register: Callable[..., None]) -> None:
-    """Register metrics (``evaluate.Metric`` subclasses or compatible objects).
-
-    Metric names are scoped by task: a metric is registered as ``TASK/NAME`` for each of its
-    ``tasks`` (e.g. ``sentiment/accuracy``), so a plugin may call its own task's metric
-    ``accuracy`` without clashing with another task's; only two ``accuracy`` metrics for one
-    task conflict. A metric with no ``tasks`` is shared by every task under its bare name.
-
-    Args:
-        register: ``register(name, target, description="", tasks=())`` where ``target`` is a
-            class or ``"module:attr"`` string and ``tasks`` the task names it is for.
-    """
-
-
-@hookspec
 def register_recipes(register: Callable[..., None]) -> None:
     """Register recipe files.
 

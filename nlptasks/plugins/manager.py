@@ -58,11 +58,6 @@ class PluginLoadWarning(UserWarning):
     """A plugin that failed to load and was skipped."""
 
 
-_manager: pluggy.PluginManager | None = None
-_infos: dict[str, PluginInfo] = {}
-_generation = 0
-
-
 @dataclass(frozen=True)
 class _Isolation:
     """What an isolated manager holds instead of the built-ins and entry points."""
@@ -72,22 +67,44 @@ class _Isolation:
     builtins: bool
 
 
-_isolation: _Isolation | None = None
+@dataclass
+class PluginState:
+    """Everything nlptasks knows about its plugins, in one object: the pluggy manager (made
+    on first use), where each plugin came from, what an isolated manager holds, and what is
+    built from the plugins (the registries), which is dropped whenever the plugins change."""
+
+    isolation: _Isolation | None = None
+    manager: pluggy.PluginManager | None = None
+    infos: dict[str, PluginInfo] = field(default_factory=dict)
+    derived: dict[str, Any] = field(default_factory=dict)
+    """Built from the plugins and valid while they stay the same (``get_registries``)."""
+
+    def changed(self) -> None:
+        self.derived.clear()
+
+
+_state = PluginState()
+
+
+def state() -> PluginState:
+    """The current plugin state, its manager loaded."""
+    get_plugin_manager()
+    return _state
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """Return the plugin manager, loading plugins on first use."""
-    global _manager
-    if _manager is None:
-        _manager = _load()
-    return _manager
+    if _state.manager is None:
+        _state.manager = _load(_state)
+        _state.changed()
+    return _state.manager
 
 
 def plugin_infos() -> list[PluginInfo]:
     """Describe every loaded plugin, built-ins first."""
     pm = get_plugin_manager()
     infos = []
-    for name, info in _infos.items():
+    for name, info in _state.infos.items():
         plugin = pm.get_plugin(name)
         if plugin is None:
             continue
@@ -96,14 +113,8 @@ def plugin_infos() -> list[PluginInfo]:
     return infos
 
 
-def generation() -> int:
-    """A counter that changes whenever the set of plugins changes (registries use it)."""
-    return _generation
-
-
 def register_plugin(plugin: object, name: str, distribution: str | None = None) -> None:
     """Register a plugin object (a module or instance) by hand, e.g. from a test fixture."""
-    global _generation
     pm = get_plugin_manager()
     pm.register(plugin, name=name)
     try:
@@ -111,27 +122,24 @@ def register_plugin(plugin: object, name: str, distribution: str | None = None) 
     except pluggy.PluginValidationError:
         pm.unregister(plugin, name=name)  # leave the manager as it was
         raise
-    _infos[name] = PluginInfo(name, distribution)
-    _generation += 1
+    _state.infos[name] = PluginInfo(name, distribution)
+    _state.changed()
 
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered with :func:`register_plugin`."""
-    global _generation
     pm = get_plugin_manager()
     plugin = pm.get_plugin(name)
     if plugin is not None:
         pm.unregister(plugin, name=name)
-    _infos.pop(name, None)
-    _generation += 1
+    _state.infos.pop(name, None)
+    _state.changed()
 
 
 def reset() -> None:
     """Forget all plugins; the next use loads them again (reads the environment anew)."""
-    global _manager, _generation
-    _manager = None
-    _infos.clear()
-    _generation += 1
+    global _state
+    _state = PluginState(isolation=_state.isolation)
 
 
 @contextlib.contextmanager
@@ -145,19 +153,15 @@ def isolated(
     entry point (loaded as users get it), else a module's import path. A plugin under test
     that is itself a built-in (``"nlptasks.builtins.qa"``) needs no ``builtins=True``.
     """
-    global _isolation, _manager, _generation
+    global _state
     resolved = tuple(_resolve(plugin) for plugin in plugins)
-    # The manager of before comes back as it was (plugins registered by hand included).
-    previous = (_isolation, _manager, dict(_infos))
-    _isolation = _Isolation(resolved, builtins)
-    reset()
+    # The state of before comes back as it was (plugins registered by hand included).
+    previous = _state
+    _state = PluginState(isolation=_Isolation(resolved, builtins))
     try:
         yield get_plugin_manager()
     finally:
-        _isolation, _manager = previous[0], previous[1]
-        _infos.clear()
-        _infos.update(previous[2])
-        _generation += 1
+        _state = previous
 
 
 def _resolve(plugin: object | str) -> tuple[str, object, str | None, str | None]:
@@ -194,14 +198,15 @@ def _resolve(plugin: object | str) -> tuple[str, object, str | None, str | None]
     return plugin.rsplit(".", 1)[-1], module, "nlptasks" if builtin else None, None
 
 
-def _load() -> pluggy.PluginManager:
-    global _generation
+def _load(state: PluginState) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     # No pm.enable_tracing(): pluggy's tracer only sees pm.hook.X() calls, which nlptasks
     # never makes; call_hook traces each implementation itself (to stderr, see there).
-    under_test = {id(p[1]) for p in _isolation.plugins} if _isolation else set()
-    if _isolation is None or _isolation.builtins:
+    isolation, infos = state.isolation, state.infos
+    infos.clear()  # a load that failed before (strict mode) may have left some
+    under_test = {id(p[1]) for p in isolation.plugins} if isolation else set()
+    if isolation is None or isolation.builtins:
         for module_name in DEFAULT_PLUGINS:
             module = importlib.import_module(module_name)
             if id(module) in under_test:
@@ -209,13 +214,13 @@ def _load() -> pluggy.PluginManager:
             # Short names ("sentiment") read well in `nlptasks list`; the module path does not.
             name = module_name.rsplit(".", 1)[-1]
             pm.register(module, name=name)
-            _infos[name] = PluginInfo(name, "nlptasks", _own_version(), builtin=True)
-    if _isolation is None:
-        _load_entry_points(pm)
+            infos[name] = PluginInfo(name, "nlptasks", _own_version(), builtin=True)
+    if isolation is None:
+        _load_entry_points(pm, infos)
     else:
-        for name, plugin, dist, version in _isolation.plugins:
+        for name, plugin, dist, version in isolation.plugins:
             if pm.has_plugin(name):
-                taken = _infos.get(name)
+                taken = infos.get(name)
                 other = "a built-in" if taken and taken.builtin else "another plugin under test"
                 raise PluginError(
                     f"Two plugins would both be named '{name}' (a plugin under test and "
@@ -224,7 +229,7 @@ def _load() -> pluggy.PluginManager:
                 )
             pm.register(plugin, name=name)
             builtin = dist == "nlptasks"
-            _infos[name] = PluginInfo(
+            infos[name] = PluginInfo(
                 name, dist, version or (_own_version() if builtin else None), builtin
             )
     # A misspelled hook name in a plugin would otherwise be ignored silently.
@@ -232,11 +237,10 @@ def _load() -> pluggy.PluginManager:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"{exc} Fix the hook name (see 'nlptasks plugins --all').") from exc
-    _generation += 1
     return pm
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> None:
+def _load_entry_points(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
     allow = os.environ.get("NLPTASKS_LOAD_PLUGINS")
     allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
     strict = strict_mode()
@@ -248,7 +252,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         where = f"({dist or 'unknown distribution'} {version or ''})".replace(" )", ")")
         if pm.has_plugin(ep.name):
             # Never let a newcomer displace a plugin already loaded under that name.
-            taken_by = _infos.get(ep.name)
+            taken_by = infos.get(ep.name)
             owner = taken_by.distribution if taken_by else "another plugin"
             problem = f"the name is already used by {owner}. Rename its entry point."
             _report(
@@ -273,7 +277,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 exc,
             )
             continue
-        _infos[ep.name] = PluginInfo(ep.name, dist, version)
+        infos[ep.name] = PluginInfo(ep.name, dist, version)
 
 
 def strict_mode() -> bool:
@@ -298,7 +302,7 @@ def _report(warning: str, error: str, strict: bool, exc: BaseException | None = 
 
 def report_hook_failure(plugin_name: str, hook: str, exc: BaseException) -> None:
     """A plugin's hook raised: one warning line naming it (an error in strict mode)."""
-    info = _infos.get(plugin_name)
+    info = _state.infos.get(plugin_name)
     where = ""
     if info is not None and info.distribution:
         where = (
@@ -397,6 +401,6 @@ def _trace(hook_name: str, plugin_name: str, seconds: float, outcome: str) -> No
 
 
 def _own_version() -> str:
-    from nlptasks import __version__
+    from nlptasks.version import __version__
 
     return __version__

@@ -147,33 +147,37 @@ class Registries:
     tasks: Registry[Any]
     models: Registry[Callable[[], str]]
     datasets: Registry[Any]
-    metrics: Registry[Any]  # keyed "task/name"; a metric for every task by its bare name
     recipes: Registry[Path]  # keyed "task/name"
 
 
-_cache: tuple[int, Registries] | None = None
+def load_task(name: str) -> Any:
+    """A new instance of the registered task ``name`` (tasks are made with no arguments); a
+    task class without its ``TaskInfo`` is one line naming the fix."""
+    from nlptasks.task import task_info
+
+    cls = get_registries().tasks.get(name).load()
+    task_info(cls, name)
+    return cls()
 
 
 def get_registries() -> Registries:
-    """Return the registries, building them from the plugins on first use."""
-    global _cache
-    plugins.get_plugin_manager()  # loads the plugins first: that changes the generation
-    gen = plugins.generation()
-    if _cache is not None and _cache[0] == gen:
-        return _cache[1]
+    """Return the registries, building them from the plugins on first use (and again after
+    the plugins change: the plugin state drops what it derived)."""
+    derived = plugins.state().derived
+    found = derived.get("registries")
+    if isinstance(found, Registries):
+        return found
     regs = Registries(
         tasks=Registry("task", "nlptasks list tasks"),
         models=Registry("model preset", "nlptasks list models"),
         datasets=Registry("dataset", "nlptasks list datasets"),
-        metrics=Registry("metric", "nlptasks list metrics"),
         recipes=Registry("recipe", "nlptasks list recipes"),
     )
     _fill("register_tasks", regs.tasks, _registrar)
     _fill("register_models", regs.models, _model_registrar)
     _fill("register_datasets", regs.datasets, _registrar)
-    _fill("register_metrics", regs.metrics, _metric_registrar)
     _fill("register_recipes", regs.recipes, _recipe_registrar)
-    _cache = (gen, regs)
+    derived["registries"] = regs
     return regs
 
 
@@ -210,19 +214,6 @@ def _model_registrar(registry: Registry[Any], plugin_name: str) -> Callable[...,
             name, target, plugin_name, description, _task_names(tasks), registry.kind, hub_id
         )
         registry.add(entry)
-
-    return register
-
-
-def _metric_registrar(registry: Registry[Any], plugin_name: str) -> Callable[..., None]:
-    def register(name: str, target: Any, description: str = "", tasks: _Tasks = ()) -> None:
-        # Keyed by task, like recipes: two plugins may each call their own task's metric
-        # "accuracy"; a duplicate is a conflict only within one task.
-        if not tasks:
-            registry.add(Entry(name, target, plugin_name, description, (), registry.kind))
-        for task in _task_names(tasks):
-            key = f"{task}/{name}"
-            registry.add(Entry(key, target, plugin_name, description, (task,), registry.kind))
 
     return register
 

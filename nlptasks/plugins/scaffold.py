@@ -125,6 +125,6 @@ def render(text: str, values: dict[str, str]) -> str:
 
 
 def _own_version() -> str:
-    from nlptasks import __version__
+    from nlptasks.version import __version__
 
     return __version__

@@ -1,6 +1,9 @@
 """Model cards built with huggingface_hub (``ModelCard``, ``ModelCardData``, ``EvalResult``),
 so that ``ModelCard.load(path).data.eval_results`` gives back every metric of the run and of
 every later ``nlptasks eval``: the Hub's model-index, which leaderboards read.
+
+:func:`run_model_card` is a finished run's README.md; :func:`model_card` the same card from
+plain values; :func:`add_eval_results` adds a later evaluation to a card.
 """
 
 from __future__ import annotations
@@ -9,9 +12,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from nlptasks.models import base_model_id
+from nlptasks.runs.data_identity import data_source, eval_data_name, eval_split_name, local_data
+from nlptasks.runs.provenance import command_line
+from nlptasks.runs.rundir import recipe_yaml
+
+if TYPE_CHECKING:
+    from nlptasks.recipes import Recipe
+    from nlptasks.task import Task
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,6 @@ def build_card(content: CardContent, results: list[EvalResult]) -> ModelCard:
 
 
 def body(content: CardContent, results: list[EvalResult]) -> str:
-    from nlptasks.runs.results import usage
-
     dataset = content.train_data or "its data"
     origin = content.base_model or content.model_name
     summary = "\n".join(f"- {key}: {value}" for key, value in content.train_summary.items())
@@ -185,3 +195,127 @@ def _result_key(r: EvalResult) -> tuple[Any, ...]:
         examples,
         r.metric_type,
     )
+
+
+def run_model_card(recipe: Recipe, task: Task, summary: dict[str, Any]) -> str:
+    """The model card of a finished run (README.md of the run directory); ``summary`` is its
+    results.json."""
+    facts = dict(task.model_card())
+    metadata = facts.pop("metadata", None) or {}
+    return model_card(
+        run_name=recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}",
+        task=recipe.task,
+        pipeline_tag=task.info.pipeline_tag,
+        base_model=base_model_id(recipe.model),
+        model_name=recipe.model,
+        dataset_name=data_source(recipe),
+        dataset_split=eval_split_name(recipe),
+        eval_data=card_eval_data(recipe, summary["data"]["eval_examples"]),
+        datasets=hub_datasets(recipe),
+        metrics=summary["metrics"]["eval"],
+        intervals=summary.get("confidence_intervals", {}).get("eval"),
+        recipe_yaml=recipe_yaml(recipe),
+        extra=facts,
+        front_matter=dict(metadata),
+        train_summary={k: v for k, v in summary["train"].items() if k != "history"},
+        license=recipe.license,
+        command=reproduce_command(recipe),
+        train_examples=summary["data"]["train_examples"],
+    )
+
+
+def model_card(
+    *,
+    run_name: str,
+    task: str,
+    pipeline_tag: str,
+    base_model: str | None,
+    model_name: str,
+    dataset_name: str,
+    dataset_split: str,
+    metrics: dict[str, float],
+    recipe_yaml: str,
+    extra: dict[str, Any],
+    train_summary: dict[str, Any],
+    front_matter: dict[str, Any] | None = None,
+    dataset_type: str | None = None,
+    dataset_config: str | None = None,
+    intervals: dict[str, list[float]] | None = None,
+    eval_data: EvalData | None = None,
+    datasets: list[str] | None = None,
+    license: str | None = None,
+    command: str | None = None,
+    train_examples: int | None = None,
+) -> str:
+    """A README.md with Hub model-index front matter (the leaderboard format), built with
+    huggingface_hub's ModelCard.
+
+    ``base_model`` is a Hub id (None for a local model: the Hub would reject a path);
+    ``front_matter`` adds task keys such as ``language`` (never replacing ours)."""
+    data = eval_data or EvalData(
+        dataset_name, dataset_type or dataset_name, dataset_split, dataset_config
+    )
+    content = CardContent(
+        run_name=run_name,
+        task=task,
+        pipeline_tag=pipeline_tag,
+        base_model=base_model,
+        model_name=model_name,
+        train_data=dataset_name,
+        # The Hub's `datasets` lists dataset ids: local files have none.
+        datasets=datasets if datasets is not None else ([dataset_type] if dataset_type else []),
+        license=license,
+        recipe_yaml=recipe_yaml,
+        command=command or f"nlptasks run {task} --recipe recipe.yaml",
+        train_summary=train_summary,
+        extra=extra,
+        front_matter=dict(front_matter or {}),
+        train_examples=train_examples,
+    )
+    results = eval_results(task, pipeline_tag, data, metrics, intervals)
+    return str(build_card(content, results))
+
+
+def card_eval_data(recipe: Recipe, examples: int | None) -> EvalData:
+    """The model-index ``dataset`` of an evaluation with this recipe (the run's card and
+    every ``nlptasks eval`` build it here, so the same data is the same entry)."""
+    local = local_data(recipe)
+    name = eval_data_name(recipe)
+    kind = name if local else (recipe.data.dataset or name)
+    config = None if local else recipe.data.dataset_config
+    return EvalData(name, kind, eval_split_name(recipe), config, examples)
+
+
+def hub_datasets(recipe: Recipe) -> list[str]:
+    """The Hub dataset ids a run used (the card's ``datasets``): none for local files or a
+    dataset that an nlptasks plugin registered (its name is no Hub id)."""
+    from nlptasks.plugins.registry import get_registries
+
+    dataset = recipe.data.dataset
+    if not dataset or local_data(recipe) or dataset in get_registries().datasets:
+        return []
+    return [dataset]
+
+
+def reproduce_command(recipe: Recipe) -> str:
+    """The command that re-runs this exact recipe: recipe.yaml holds every resolved value
+    (absolute data paths included), so it does from any directory."""
+    exact = f"# exactly, from the run directory\nnlptasks run {recipe.task} --recipe recipe.yaml"
+    given = command_line()
+    return f"# as it was run\n{given}\n{exact}" if given else exact
+
+
+def usage(task: str, pipeline_tag: str) -> str:
+    """The card's usage snippets: nlptasks always; a transformers pipeline where transformers
+    still has one for the task (version 5 removed question-answering and translation)."""
+    text = f"```bash\nnlptasks predict {task} --model PATH/TO/model --input inputs.jsonl\n```\n\n"
+    try:
+        from transformers.pipelines import SUPPORTED_TASKS
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        SUPPORTED_TASKS = {}
+    if pipeline_tag in SUPPORTED_TASKS:
+        text += (
+            "```python\nfrom transformers import pipeline\n"
+            f'pipe = pipeline("{pipeline_tag}", model="PATH/TO/model")\n```\n\n'
+        )
+    return text

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nlptasks.evaluation import bootstrap
 from nlptasks.errors import NlpTasksError
+from nlptasks.evaluation import bootstrap
 from nlptasks.runs.directory import Run, load_run
 
 # Fields of a prediction row that say which example it is (the same in both runs).
@@ -36,16 +36,13 @@ def compare(path_a: str, path_b: str, resamples: int = 1000, seed: int = 0) -> R
         )
     rows_a, rows_b = a.predictions(), b.predictions()
     _check_same_examples(a, b, rows_a, rows_b)
-    from nlptasks.runner import load_task
+    from nlptasks.plugins.registry import load_task
 
     task = load_task(a.task)
-    reduce = getattr(task, "metrics_from_statistics", None)
-    if not callable(reduce):
-        raise NlpTasksError(f"Task '{a.task}' gives no per-example statistics to compare.")
     found = bootstrap.paired(
         [r["statistics"] for r in rows_a],
         [r["statistics"] for r in rows_b],
-        reduce,
+        task.aggregate,
         resamples=resamples,
         seed=seed,
     )

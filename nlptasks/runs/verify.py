@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from nlptasks.errors import NlpTasksError
-from nlptasks.recipes import Expectation, NoOptions, _build, _expect_problems, read_yaml
+from nlptasks.recipes import Expectation, build_dataclass, read_yaml
 from nlptasks.runs.directory import Run, load_run
 
 
@@ -48,13 +48,11 @@ def expectation(run: Run) -> Expectation:
             f"The recipe of {run.path} has no 'expect:' section, so there is nothing to verify. "
             f"Add one (expect.min / expect.max, reference, data, source) and re-run."
         )
-    problems: list[str] = []
-    built = _build(Expectation, raw, "expect.", problems, NoOptions, frozenset())
+    built, problems = build_dataclass(Expectation, raw, "expect")
     if built is not None:
-        problems += _expect_problems(built)  # bounds that check nothing, NaN bounds
+        problems += built.problems()  # bounds that check nothing, NaN bounds
     if problems or built is None:
         raise NlpTasksError(f"{path}: {problems[0] if problems else 'bad expect section'}")
-    assert isinstance(built, Expectation)
     return built
 
 

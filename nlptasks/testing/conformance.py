@@ -25,16 +25,14 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from nlptasks.testing.processes import run_nlptasks
 from nlptasks.testing.tiny_datasets import TinyData, tiny_dataset
 
 SHAPES = ("encoder", "causal", "seq2seq")
@@ -56,7 +54,7 @@ def make_tiny_model(shape: str, folder: str | Path, texts: Sequence[str], seed: 
     """A tiny random model of a task shape (``encoder``: BERT, ``causal``: GPT-2,
     ``seq2seq``: BART) with a tokenizer trained on ``texts``; no dropout, so a batch's loss
     is the same in training and evaluation."""
-    from nlptasks.testing import make_tiny_bart, make_tiny_bert, make_tiny_gpt2
+    from nlptasks.testing.tiny_models import make_tiny_bart, make_tiny_bert, make_tiny_gpt2
 
     makers = {"encoder": make_tiny_bert, "causal": make_tiny_gpt2, "seq2seq": make_tiny_bart}
     if shape not in makers:
@@ -95,8 +93,6 @@ class TaskConformance:
     overrides: ClassVar[tuple[str, ...]] = ()
     auto_class: ClassVar[str | None] = None
     steps: ClassVar[int] = 3
-    loss_tolerance: ClassVar[float] = 1e-4
-    """Relative: the training and evaluation loss of one batch are the same sum."""
     nan_metrics: ClassVar[tuple[str, ...]] = ()
     """Metrics that may be NaN (undefined) on the tiny data; every other one must be a number."""
 
@@ -157,7 +153,7 @@ class TaskConformance:
         return ConformanceRun(root, run_dir, model, overrides, data, dict(result.metrics))
 
     def _task(self) -> Any:
-        from nlptasks.runner import load_task
+        from nlptasks.plugins.registry import load_task
 
         return load_task(self.task)
 
@@ -166,8 +162,9 @@ class TaskConformance:
         import transformers
 
         task = self._task()
-        name = self.auto_class or AUTO_CLASSES.get(task.pipeline_tag)
-        assert name, f"set auto_class: pipeline tag '{task.pipeline_tag}' names no Auto class"
+        tag = task.info.pipeline_tag
+        name = self.auto_class or AUTO_CLASSES.get(tag)
+        assert name, f"set auto_class: pipeline tag '{tag}' names no Auto class"
         config = transformers.AutoConfig.from_pretrained(folder)
         if name == "AutoModelForSeq2SeqLM" and not config.is_encoder_decoder:
             name = "AutoModelForCausalLM"  # a decoder-only model prompted to translate
@@ -175,17 +172,18 @@ class TaskConformance:
 
     # ------------------------------------------------------------------------- checks
     def test_task_follows_the_protocol(self) -> None:
-        from nlptasks.task import Task
+        from nlptasks.task import Task, TaskInfo
 
         task = self._task()
         assert isinstance(task, Task), "the task lacks Task protocol methods or attributes"
-        assert task.name == self.task
-        names = [spec.name for spec in task.metrics]
+        info = task.info
+        assert isinstance(info, TaskInfo), "info must be a nlptasks.TaskInfo"
+        assert info.name == self.task
+        names = [spec.name for spec in info.metrics]
         assert len(names) == len(set(names)), f"metric names repeat: {names}"
         assert "loss" not in names, "'loss' is reported by every task; do not declare it"
-        assert task.main_metric in {*names, "loss"}, f"main_metric {task.main_metric!r}"
-        assert task.input_fields, "input_fields must name the fields predict reads"
-        assert dataclasses.is_dataclass(task.options_class)
+        assert info.input_fields, "input_fields must name the fields predict reads"
+        assert dataclasses.is_dataclass(info.options)
 
     def test_loads_beside_the_builtins(self) -> None:
         """Installed next to nlptasks, the plugin and its task name clash with no built-in
@@ -195,7 +193,7 @@ class TaskConformance:
 
         with plugins.isolated([self.plugin_spec()], builtins=True):
             entry = get_registries().tasks.get(self.task)  # a clash raises here
-            assert entry.load().name == self.task
+            assert entry.load().info.name == self.task
 
     def test_recipes_validate(self) -> None:
         from nlptasks.plugins.registry import get_registries
@@ -203,7 +201,7 @@ class TaskConformance:
 
         names = [e.name.split("/", 1)[1] for e in get_registries().recipes if self.task in e.tasks]
         assert names, f"the plugin registers no recipe for '{self.task}'"
-        assert self._task().default_recipe in names, "default_recipe is not registered"
+        assert self._task().info.default_recipe in names, "default_recipe is not registered"
         for name in names:
             recipe = load_recipe(self.task, name, [])
             assert recipe.task == self.task
@@ -219,35 +217,54 @@ class TaskConformance:
         saved = {p.name for p in (conformance_run.run_dir / "model").iterdir()}
         assert "config.json" in saved and any(n.endswith(".safetensors") for n in saved), saved
 
-    def test_losses_agree_with_count_targets(self, conformance_run: ConformanceRun) -> None:
-        """``compute_loss`` (training) and ``eval_step`` (evaluation) give the same summed
-        loss on one batch, over ``count_targets`` targets; otherwise the eval loss and the
-        training loss would not be the same quantity."""
+    def test_forward_gives_one_loss_per_example(self, conformance_run: ConformanceRun) -> None:
+        """``forward`` returns a ``Step``: each example's summed loss (with a gradient in
+        training), its target count, and outputs with a row per example; training and
+        evaluation use this one call, so their losses are the same quantity."""
         import torch
 
+        from nlptasks.batching import collate_for
         from nlptasks.recipes import load_recipe
         from nlptasks.runner import prepare_run
+        from nlptasks.task import Step
 
         prepared = prepare_run(load_recipe(self.task, self.recipe, conformance_run.overrides))
         task, model = prepared.task, prepared.model
-        model.eval()
-        for split in ("train", "eval"):
+        collate = collate_for(task, prepared.tokenizer)
+        for split, training in (("train", True), ("eval", False)):
             features = prepared.features[split]
-            batch = task.collate([features[i] for i in range(min(4, len(features)))])
-            with torch.no_grad():
-                summed = task.compute_loss(model, batch).float()
-                outputs = task.eval_step(model, batch)
-            losses = outputs["loss"].float()
-            counts = outputs.get("loss_count", torch.ones_like(losses))
-            assert summed.ndim == 0, "compute_loss must return one number (the sum)"
-            assert losses.shape[0] == batch_size(batch), "eval_step's loss: one per example"
-            assert int(counts.sum()) == task.count_targets(batch), (
-                f"{split}: eval_step's loss_count sums to {int(counts.sum())}, "
-                f"count_targets says {task.count_targets(batch)}"
+            batch = collate([features[i] for i in range(min(4, len(features)))])
+            rows = batch_size(batch)
+            model.train(training)
+            with torch.set_grad_enabled(training):
+                step = task.forward(model, batch)
+            assert isinstance(step, Step), f"{split}: forward returned {type(step).__name__}"
+            assert tuple(step.loss.shape) == (rows,), (
+                f"{split}: loss has shape {tuple(step.loss.shape)}, expected ({rows},)"
             )
-            assert float(losses.sum()) == pytest.approx(float(summed), rel=self.loss_tolerance), (
-                f"{split}: eval_step's losses sum to {float(losses.sum())}, compute_loss {summed}"
+            assert torch.isfinite(step.loss).all(), f"{split}: a loss is not finite"
+            assert step.loss.requires_grad == training, (
+                f"{split}: gradient {step.loss.requires_grad}"
             )
+            if step.count is not None:
+                assert tuple(step.count.shape) == (rows,), f"{split}: count shape"
+                assert bool((step.count >= 0).all()), f"{split}: a negative target count"
+            for key, value in step.outputs.items():
+                assert len(value) == rows, f"{split}: output {key} has {len(value)} rows"
+
+    def test_predictions_add_up_to_the_metrics(self, conformance_run: ConformanceRun) -> None:
+        """The statistics in ``predictions.jsonl``, summed and aggregated, give the metrics in
+        results.json: intervals and ``nlptasks compare`` use exactly the reported numbers."""
+        from nlptasks.evaluation.bootstrap import point_estimate
+
+        rows = [
+            json.loads(line)
+            for line in (conformance_run.run_dir / "predictions.jsonl").read_text().splitlines()
+        ]
+        found = point_estimate([row["statistics"] for row in rows], self._task().aggregate)
+        reported = {k: v for k, v in conformance_run.metrics.items() if k != "loss"}
+        assert set(found) == set(reported), f"aggregate gives {sorted(found)}"
+        assert dict(found) == pytest.approx(reported, rel=1e-9, nan_ok=True)
 
     def test_eval_reports_the_declared_metrics(
         self, conformance_run: ConformanceRun, tmp_path: Path
@@ -284,15 +301,12 @@ class TaskConformance:
         assert schema_problems(results) == []
 
     def test_confidence_intervals_and_predictions(self, conformance_run: ConformanceRun) -> None:
-        """Each metric has a bootstrap interval around its value; a task with per-example
-        statistics (``metrics_from_statistics``) has one for every metric, and the run's
+        """Every metric has a bootstrap interval around its value, and the run's
         ``predictions.jsonl`` holds one line per eval example (or feature, for a task that
         scores features, such as packed text blocks)."""
         results = json.loads((conformance_run.run_dir / "results.json").read_text())
         found = results["confidence_intervals"]["eval"]
-        task = self._task()
-        scores_examples = callable(getattr(task, "metrics_from_statistics", None))
-        expected = set(conformance_run.metrics) if scores_examples else {"loss"}
+        expected = set(conformance_run.metrics)
         assert expected <= set(found), f"intervals for {sorted(found)}, expected {expected}"
         for name in expected:
             value, (low, high) = conformance_run.metrics[name], found[name]
@@ -300,24 +314,24 @@ class TaskConformance:
                 assert low <= value + 1e-9 and value <= high + 1e-9, (
                     f"{name}: {value} [{low}, {high}]"
                 )
-        if scores_examples:
-            lines = (conformance_run.run_dir / "predictions.jsonl").read_text().splitlines()
-            rows = [json.loads(line) for line in lines]
-            # One per example, or per feature where those are the unit (packed text blocks).
-            data = results["data"]
-            assert len(rows) in (data["eval_examples"], data["eval_features"]), len(rows)
-            assert [row["index"] for row in rows] == list(range(len(rows)))
-            assert all(isinstance(row["statistics"], dict) for row in rows)
+        lines = (conformance_run.run_dir / "predictions.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        # One per example, or per feature where those are the unit (packed text blocks).
+        data = results["data"]
+        assert len(rows) in (data["eval_examples"], data["eval_features"]), len(rows)
+        assert [row["index"] for row in rows] == list(range(len(rows)))
+        assert all(isinstance(row["statistics"], dict) for row in rows)
 
     def test_predict_returns_json_records(self, conformance_run: ConformanceRun) -> None:
         import nlptasks
 
         task = self._task()
         records = conformance_run.data.records or [
-            {field: "a tiny test input" for field in task.input_fields}
+            {field: "a tiny test input" for field in task.info.input_fields}
         ]
         for record in records:
-            assert set(record) >= set(task.input_fields), f"record {record} lacks input fields"
+            fields = set(task.info.input_fields)
+            assert set(record) >= fields, f"record {record} lacks input fields"
         predictions = nlptasks.predict(self.task, str(conformance_run.run_dir / "model"), records)
         assert len(predictions) == len(records)
         for prediction in predictions:
@@ -333,12 +347,15 @@ class TaskConformance:
         import torch
         import transformers
 
+        from nlptasks.recipes import load_recipe
+
         model_dir = str(conformance_run.run_dir / "model")
         task = self._task()
         name = self._auto_class(model_dir)
         plain = getattr(transformers, name).from_pretrained(model_dir)
         transformers.AutoTokenizer.from_pretrained(model_dir)
-        ours, _ = task.load_trained(model_dir)
+        recipe = load_recipe(self.task, self.recipe, conformance_run.overrides)
+        ours, _ = task.build_model(model_dir, recipe, trained=True)
         theirs = plain.state_dict()
         for key, tensor in ours.state_dict().items():
             assert key in theirs, f"{name} does not load weight {key}"
@@ -367,7 +384,7 @@ class TaskConformance:
 
         card = ModelCard.load(conformance_run.run_dir / "README.md")
         task = self._task()
-        assert card.data.pipeline_tag == task.pipeline_tag
+        assert card.data.pipeline_tag == task.info.pipeline_tag
         results = card.data.eval_results or []
         reported = {r.metric_type: r.metric_value for r in results}
         expected = {
@@ -376,7 +393,7 @@ class TaskConformance:
         assert set(reported) == set(expected), f"card metrics {reported}, run {expected}"
         for name, value in expected.items():
             assert reported[name] == pytest.approx(value, abs=1e-4)
-        assert all(r.task_type == task.pipeline_tag for r in results)
+        assert all(r.task_type == task.info.pipeline_tag for r in results)
 
     def test_two_process_eval_equals_one_process(
         self, conformance_run: ConformanceRun, tmp_path: Path
@@ -421,29 +438,10 @@ def _assert_same(alone: Any, batched: Any, where: str) -> None:
 def _eval_in_processes(kit: TaskConformance, model_dir: str, processes: int) -> str:
     """``nlptasks eval --json`` of the model under ``torchrun`` with only the plugin under
     test loaded, as a fresh process (the way a user's multi-process evaluation runs)."""
-    args = [
-        "-m",
-        "nlptasks.testing.conformance",
-        kit.task,
-        model_dir,
-        "--plugin",
-        kit.plugin_spec(),
-    ]
+    args = [kit.task, model_dir, "--plugin", kit.plugin_spec()]
     if kit.builtins:
         args.append("--builtins")
-    # --standalone: a free port of its own, so parallel kit runs on one host do not collide.
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-    env = {
-        **os.environ,
-        # The plugin under test may be a module of the test suite, not an installed package.
-        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    done = subprocess.run(
-        [sys.executable, *launcher, *args], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_nlptasks(*args, processes=processes, module="nlptasks.testing.conformance")
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, f"only the main process prints: {done.stdout!r}"
     return lines[0]

@@ -29,9 +29,10 @@ from accelerate.utils import set_seed
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
+from nlptasks.batching import Collate, collate_for
 from nlptasks.errors import NlpTasksError, RunInterrupted
 from nlptasks.events import EventLog
-from nlptasks.task import declared_metrics
+from nlptasks.task import check_step, declared_metrics
 from nlptasks.training import checkpoints
 from nlptasks.training.precision import resolve
 from nlptasks.training.sampling import LengthGroupedBatchSampler
@@ -39,7 +40,7 @@ from nlptasks.training.sampling import LengthGroupedBatchSampler
 if TYPE_CHECKING:
     import datasets
 
-    from nlptasks.evaluation.evaluator import Evaluator
+    from nlptasks.evaluation.evaluator import Evaluation, Evaluator
     from nlptasks.recipes import TrainConfig
     from nlptasks.task import Task
 
@@ -61,6 +62,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     eval_seconds: float = 0.0
     """The part of ``train_seconds`` spent in evaluations."""
+    evaluation: Evaluation | None = None
+    """The evaluation that gave ``metrics``, when this process still holds it (not for a
+    best checkpoint evaluated before a resume)."""
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
@@ -101,8 +105,10 @@ class Trainer:
         events: EventLog | None = None,
         checkpoint_dir: Path | None = None,
         accelerator: Accelerator | None = None,
+        collate: Collate | None = None,
     ) -> None:
         self.task = task
+        self.collate = collate or collate_for(task, tokenizer)
         self.tokenizer = tokenizer
         self.config = config
         self.train_dataset = train_dataset
@@ -120,6 +126,8 @@ class Trainer:
         self.model = model
         self._optimizer: torch.optim.Optimizer | None = None
         self._scheduler: Any = None
+        self._evaluations: dict[int, Evaluation] = {}
+        """This process's evaluations of the best and the latest step, by step."""
 
     # ----------------------------------------------------------------------------- training
     def train(
@@ -306,9 +314,14 @@ class Trainer:
         final = loop.step == loop.total_steps
         generate = self.evaluator.generation_due(len(best.history) + 1, final)
         started = time.perf_counter()
-        metrics = self.evaluator.evaluate(self.model, generate=generate)
+        evaluation = self.evaluator.evaluate(self.model, generate=generate)
+        metrics = evaluation.metrics
         loop.eval_seconds += time.perf_counter() - started
         improved = best.update(loop.step, round(loop.epoch, 4), metrics)
+        # Keep what the final metrics may be: the best step's evaluation and the latest.
+        self._evaluations = {
+            step: e for step, e in self._evaluations.items() if step == best.step
+        } | {loop.step: evaluation}
         self.events.emit(
             "eval", step=loop.step, epoch=round(loop.epoch, 4), metrics=metrics, is_best=improved
         )
@@ -329,6 +342,7 @@ class Trainer:
         if self.evaluator is None:
             self._save_checkpoint("last", loop, best, {})
         metrics = best.last_metrics
+        final_step = loop.step
         # The final model is the best checkpoint: reload it if training moved past it.
         saved = self.config.save_checkpoints and self.checkpoint_dir is not None
         if best.step is not None and best.step != loop.step and saved:
@@ -336,6 +350,7 @@ class Trainer:
             try:
                 checkpoints.load_weights(self.checkpoint_dir / "best", self.accelerator, self.model)
                 metrics = best.metrics_at(best.step)
+                final_step = best.step
             except (OSError, SafetensorError, NlpTasksError) as exc:
                 # A damaged best checkpoint must not cost the whole run: keep the last model.
                 warnings.warn(
@@ -362,6 +377,7 @@ class Trainer:
             train_seconds=train_seconds,
             history=best.history,
             eval_seconds=loop.eval_seconds,
+            evaluation=self._evaluations.get(final_step) if metrics else None,
         )
 
     def _windows(
@@ -384,7 +400,7 @@ class Trainer:
             loader = DataLoader(
                 self.train_dataset,
                 batch_sampler=sampler,
-                collate_fn=self.task.collate,
+                collate_fn=self.collate,
                 generator=torch.Generator(),
             )
             window: list[dict[str, torch.Tensor]] = []
@@ -402,40 +418,49 @@ class Trainer:
     ) -> float:
         """Forward and backward over one accumulation window, clip, step; return its loss.
 
-        Losses are summed per batch and divided by the targets of the whole window on all
-        processes, so accumulation 4 x 8 equals batch 32 even when batches differ in size.
+        As torchtune does: each micro-batch's summed loss is backpropagated as it is, and the
+        gradients are divided once by the targets of the whole window on all processes, so
+        accumulation 4 x 8 equals batch 32 even when batches hold different numbers of
+        targets (tokens), which the task counts in the same forward pass.
         """
         acc = self.accelerator
-        counts = [self.task.count_targets(b) for b in window]
-        total = acc.reduce(
-            torch.tensor(float(sum(counts)), device=acc.device), reduction="sum"
-        ).item()
-        if total == 0:
-            return 0.0
-        # DDP averages gradients over processes; multiplying by their number undoes that.
-        scale = acc.num_processes / total
         window_loss = 0.0
+        targets = 0.0
         for i, batch in enumerate(window):
             last = i == len(window) - 1
             # Skip the gradient all-reduce on all but the last micro-batch of the window.
             context = acc.no_sync(self.model) if not last else contextlib.nullcontext()
             with context:
-                loss_sum = self.task.compute_loss(self.model, batch)
-                acc.backward(loss_sum * scale)
+                step = check_step(
+                    self.task, self.task.forward(self.model, batch), _batch_size(batch)
+                )
+                loss_sum = step.loss.sum()
+                acc.backward(loss_sum)
             window_loss += loss_sum.detach().float().item()
+            targets += float(step.count.sum()) if step.count is not None else len(step.loss)
+        # One all-reduce for both: the NaN check and the targets of every process.
+        totals = acc.reduce(
+            torch.tensor([window_loss, targets], dtype=torch.float64, device=acc.device),
+            reduction="sum",
+        ).tolist()
+        loss, total = totals[0], totals[1]
         # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops at
         # the same step (a lone raise would leave the others waiting in a collective), and
         # before the optimizer writes NaNs into the weights.
-        loss = acc.reduce(torch.tensor(window_loss, device=acc.device), reduction="sum").item()
         if not math.isfinite(loss):
             raise NlpTasksError(
                 "The training loss became NaN or infinite. Lower train.learning_rate or use "
                 "train.mixed_precision=no."
             )
+        if total == 0:
+            # No target in the window: nothing to learn, and no step (as with 0 targets).
+            return 0.0
+        # DDP averages gradients over processes; multiplying by their number undoes that.
+        _scale_gradients(self.model, acc.num_processes / total)
         if self.config.max_grad_norm:
             acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         optimizer.step()
-        return loss / total
+        return float(loss / total)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # No weight decay on biases and LayerNorm weights, as in the transformers examples.
@@ -466,8 +491,8 @@ class Trainer:
         return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
     # --------------------------------------------------------------------------- evaluation
-    def evaluate(self, generate: bool = False) -> dict[str, float]:
-        """Metrics of the current model on the eval set (all processes take part)."""
+    def evaluate(self, generate: bool = False) -> Evaluation:
+        """The current model on the eval set (all processes take part)."""
         if self.evaluator is None:
             raise NlpTasksError("This trainer has no eval data to evaluate on.")
         return self.evaluator.evaluate(self.model, generate=generate)
@@ -570,11 +595,11 @@ class _BestTracker:
     @classmethod
     def for_task(cls, task: Any, config: TrainConfig) -> _BestTracker:
         # The direction is the task's declaration, never a guess from the metric's name.
-        metric = config.metric_for_best or task.main_metric
+        metric = config.metric_for_best or task.info.main_metric
         spec = declared_metrics(task).get(metric)
         if spec is None:
             raise NlpTasksError(
-                f"train.metric_for_best '{metric}' is not a metric of task '{task.name}' "
+                f"train.metric_for_best '{metric}' is not a metric of task '{task.info.name}' "
                 f"(it has {', '.join(declared_metrics(task))})."
             )
         return cls(metric, spec.greater_is_better, config.early_stopping_patience)
@@ -624,6 +649,13 @@ class _BestTracker:
     def metrics_at(self, step: int) -> dict[str, float]:
         record = next(h for h in self.history if h["step"] == step)
         return {k: v for k, v in record.items() if k not in ("step", "epoch")}
+
+
+def _scale_gradients(model: torch.nn.Module, factor: float) -> None:
+    """Multiply every gradient by ``factor`` (torchtune's ``scale_grads``)."""
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad.mul_(factor)
 
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:

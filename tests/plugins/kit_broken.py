@@ -3,85 +3,87 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import nlptasks
-from nlptasks import CollectOutputs, EvalContext, MetricSpec, Recipe
-from nlptasks.builtins.sentiment.task import SentimentTask, _classification_metrics
+from nlptasks import MetricSpec, Recipe, Step, TaskInfo
+from nlptasks.builtins.sentiment.task import SentimentTask
 
 RECIPE = Path(__file__).with_name("kit-broken-recipe.yaml")
+
+
+def _info(name: str, **changes: Any) -> TaskInfo:
+    return dataclasses.replace(SentimentTask.info, name=name, **changes)
 
 
 class ControlTask(SentimentTask):
     """No defect: proves that the failures of the others come from their defects."""
 
-    name: ClassVar[str] = "kit-control"
+    info: ClassVar[TaskInfo] = _info("kit-control")
 
 
 class MeanLossTask(SentimentTask):
-    """compute_loss averages over the batch instead of summing (count_targets says 4)."""
+    """forward averages the batch's loss into one number instead of one per example."""
 
-    name: ClassVar[str] = "kit-mean-loss"
+    info: ClassVar[TaskInfo] = _info("kit-mean-loss")
 
-    def compute_loss(self, model: Any, batch: Any) -> Any:
-        return super().compute_loss(model, batch) / self.count_targets(batch)
+    def forward(self, model: Any, batch: Any) -> Step:
+        step = super().forward(model, batch)
+        return Step(step.loss.mean(), None, step.outputs)
 
 
 class ExtraMetricTask(SentimentTask):
     """Declares a metric that its evaluation never reports."""
 
-    name: ClassVar[str] = "kit-extra-metric"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        *SentimentTask.metrics,
-        MetricSpec("precision", greater_is_better=True, low=0.0, high=1.0),
+    info: ClassVar[TaskInfo] = _info(
+        "kit-extra-metric",
+        metrics=(
+            *SentimentTask.info.metrics,
+            MetricSpec("precision", greater_is_better=True, low=0.0, high=1.0),
+        ),
     )
 
 
 class NeverGeneratedMetricTask(SentimentTask):
     """Declares a generation metric, but cannot generate: evaluation never reports it."""
 
-    name: ClassVar[str] = "kit-never-generated-metric"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        *SentimentTask.metrics,
-        MetricSpec("bleu", greater_is_better=True, low=0.0, high=100.0, needs_generation=True),
+    info: ClassVar[TaskInfo] = _info(
+        "kit-never-generated-metric",
+        metrics=(
+            *SentimentTask.info.metrics,
+            MetricSpec("bleu", greater_is_better=True, low=0.0, high=100.0, needs_generation=True),
+        ),
     )
 
 
 class RandomMetricTask(SentimentTask):
-    """Reports macro_f1 from an unseeded random draw: within its range and declared, but
-    not a function of the predictions (evaluating the same model twice disagrees)."""
+    """aggregate reports macro_f1 from an unseeded random draw: within its range and
+    declared, but not a function of the statistics (the same sums give another number)."""
 
-    name: ClassVar[str] = "kit-random-metric"
+    info: ClassVar[TaskInfo] = _info("kit-random-metric")
 
-    def new_metrics(self, context: EvalContext) -> CollectOutputs:
-        def unseeded(outputs: dict[str, Any], context: EvalContext) -> dict[str, float]:
-            metrics = _classification_metrics(outputs, context)
-            metrics["macro_f1"] = random.SystemRandom().random()
-            return metrics
-
-        return CollectOutputs(unseeded)
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        return {**super().aggregate(sums), "macro_f1": random.SystemRandom().random()}
 
 
 class NanMetricTask(SentimentTask):
     """macro_f1 is always NaN (a 0/0 bug): declared and reported, but never a number."""
 
-    name: ClassVar[str] = "kit-nan-metric"
+    info: ClassVar[TaskInfo] = _info("kit-nan-metric")
 
-    def new_metrics(self, context: EvalContext) -> CollectOutputs:
-        def undefined(outputs: dict[str, Any], context: EvalContext) -> dict[str, float]:
-            return {**_classification_metrics(outputs, context), "macro_f1": float("nan")}
-
-        return CollectOutputs(undefined)
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        return {**super().aggregate(sums), "macro_f1": float("nan")}
 
 
 class UnmaskedPredictTask(SentimentTask):
     """predict pads a batch but drops its attention mask: a short text padded next to a long
     one gets other scores than alone."""
 
-    name: ClassVar[str] = "kit-unmasked-predict"
+    info: ClassVar[TaskInfo] = _info("kit-unmasked-predict")
 
     def predict(
         self,
@@ -89,6 +91,7 @@ class UnmaskedPredictTask(SentimentTask):
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         texts = [str(r["text"]) for r in records]
         batch = tokenizer(texts, padding=True, return_tensors="pt")
@@ -102,7 +105,7 @@ class UnmaskedPredictTask(SentimentTask):
 class BadPredictTask(SentimentTask):
     """predict returns a NaN score, which is not JSON."""
 
-    name: ClassVar[str] = "kit-bad-predict"
+    info: ClassVar[TaskInfo] = _info("kit-bad-predict")
 
     def predict(
         self,
@@ -110,6 +113,7 @@ class BadPredictTask(SentimentTask):
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         results = super().predict(model, tokenizer, records, recipe)
         return [{**result, "score": float("nan")} for result in results]
@@ -118,15 +122,13 @@ class BadPredictTask(SentimentTask):
 class WrongTagTask(SentimentTask):
     """Says question-answering while it saves a sequence-classification model."""
 
-    name: ClassVar[str] = "kit-wrong-tag"
-    pipeline_tag: ClassVar[str] = "question-answering"
+    info: ClassVar[TaskInfo] = _info("kit-wrong-tag", pipeline_tag="question-answering")
 
 
-class UndeclaredMainMetricTask(SentimentTask):
-    """main_metric names a metric the task does not declare."""
+class NoInputFieldsTask(SentimentTask):
+    """Declares no input fields: predict could not say what a record needs."""
 
-    name: ClassVar[str] = "kit-undeclared-main-metric"
-    main_metric: ClassVar[str] = "f1"
+    info: ClassVar[TaskInfo] = _info("kit-no-input-fields", input_fields=())
 
 
 TASKS: tuple[type[SentimentTask], ...] = (
@@ -139,17 +141,17 @@ TASKS: tuple[type[SentimentTask], ...] = (
     UnmaskedPredictTask,
     BadPredictTask,
     WrongTagTask,
-    UndeclaredMainMetricTask,
+    NoInputFieldsTask,
 )
 
 
 @nlptasks.hookimpl
 def register_tasks(register: Callable[..., None]) -> None:
     for task in TASKS:
-        register(task.name, f"{__name__}:{task.__name__}", description=task.__doc__ or "")
+        register(task.info.name, f"{__name__}:{task.__name__}", description=task.__doc__ or "")
 
 
 @nlptasks.hookimpl
 def register_recipes(register: Callable[..., None]) -> None:
     for task in TASKS:
-        register(task.name, task.default_recipe, RECIPE)
+        register(task.info.name, task.info.default_recipe, RECIPE)

@@ -48,15 +48,5 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @nlptasks.hookimpl
-def register_metrics(register: Callable[..., None]) -> None:
-    register(
-        "perplexity",
-        "nlptasks.builtins.generation.task:Perplexity",
-        description="exp of the token-weighted mean eval loss (no model download).",
-        tasks=(TASK,),
-    )
-
-
-@nlptasks.hookimpl
 def register_recipes(register: Callable[..., None]) -> None:
     nlptasks.register_recipe_folder(register, TASK, Path(__file__).parent / "recipes")

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
 
 from nlptasks import (
     DataError,
     EvalContext,
-    ExampleStatistics,
     GenerationConfig,
     MetricSpec,
     Recipe,
+    Scores,
+    Step,
+    TaskInfo,
+    generation_kwargs,
     load_pretrained,
+    pad_features,
     position_limit,
+    predict_batches,
     resolve_column,
+    sampling_seed,
+    seeded,
 )
 from nlptasks.builtins.generation.data import (
     IGNORE,
@@ -72,25 +79,25 @@ class GenerationOptions:
 class GenerationTask:
     """Fine-tunes any causal LM (GPT-2, Llama, SmolLM2, ...) by maximum likelihood."""
 
-    name: ClassVar[str] = "generation"
-    default_recipe: ClassVar[str] = "smollm2"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec(
-            "perplexity",
-            greater_is_better=False,
-            low=1.0,
-            description="exp of the token-weighted mean eval loss",
+    info: ClassVar[TaskInfo] = TaskInfo(
+        name="generation",
+        pipeline_tag="text-generation",
+        metrics=(
+            MetricSpec(
+                "perplexity",
+                greater_is_better=False,
+                low=1.0,
+                description="exp of the token-weighted mean eval loss",
+            ),
         ),
+        input_fields=("prompt",),
+        options=GenerationOptions,
+        default_recipe="smollm2",
     )
-    main_metric: ClassVar[str] = "perplexity"
-    input_fields: ClassVar[tuple[str, ...]] = ("prompt",)
-    options_class: ClassVar[type] = GenerationOptions
-    pipeline_tag: ClassVar[str] = "text-generation"
 
     def __init__(self) -> None:
         self.format = "text"
         self.context_length: int | None = None
-        self.pad_token_id = 0
         self.eos_token_id: int | None = None
 
     # ------------------------------------------------------------------------------- data
@@ -98,8 +105,7 @@ class GenerationTask:
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
     ) -> datasets.DatasetDict:
         options: GenerationOptions = recipe.options
-        first = next(iter(splits.values()))
-        self.format = _detect_format(first, options)
+        self.format = _detect_format(next(iter(splits.values())), options)
         prepared = {}
         for name, split in splits.items():
             if self.format == "text":
@@ -120,22 +126,11 @@ class GenerationTask:
                         f"options.text_column=COLUMN."
                     )
             elif self.format == "completion":
-                for key, column in (
-                    ("options.prompt_column", options.prompt_column),
-                    ("options.completion_column", options.completion_column),
-                ):
-                    resolve_column(split, column, (), key)
-                split = split.select_columns([options.prompt_column, options.completion_column])
-                split = split.rename_columns(
-                    {
-                        k: v
-                        for k, v in (
-                            (options.prompt_column, "prompt"),
-                            (options.completion_column, "completion"),
-                        )
-                        if k != v
-                    }
-                )
+                columns = {"prompt": options.prompt_column, "completion": options.completion_column}
+                for role, column in columns.items():
+                    resolve_column(split, column, (), f"options.{role}_column")
+                split = split.select_columns(list(columns.values()))
+                split = split.rename_columns({c: r for r, c in columns.items() if c != r})
                 for number, row in enumerate(split, 1):
                     if not isinstance(row["completion"], str) or not row["completion"].strip():
                         raise DataError(
@@ -153,8 +148,18 @@ class GenerationTask:
         return datasets.DatasetDict(prepared)
 
     # ------------------------------------------------------------------------------ model
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        model, tokenizer = self.load_trained(model_path, train=True)
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, self.info.name)
+        model = load_pretrained(model_path, AutoModelForCausalLM.from_pretrained, self.info.name)
+        if tokenizer.pad_token_id is None:
+            # Padding is masked out of attention and loss: any id will do; EOS is usual.
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos_token_id = tokenizer.eos_token_id
+        self.context_length = position_limit(model, tokenizer)
+        if trained:  # predict and eval may change max_new_tokens: the samples are not theirs
+            return model, tokenizer
         options: GenerationOptions = recipe.options
         max_new = recipe.generation.max_new_tokens or DEFAULT_NEW_TOKENS
         for number, prompt in enumerate(options.sample_prompts, 1):
@@ -165,19 +170,6 @@ class GenerationTask:
                     f"max_new_tokens {max_new} it does not fit the model's context "
                     f"({self.context_length}). Shorten it."
                 )
-        return model, tokenizer
-
-    def load_trained(self, model_dir: str, train: bool = False) -> tuple[torch.nn.Module, Any]:
-        tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
-        model = load_pretrained(model_dir, AutoModelForCausalLM.from_pretrained, self.name)
-        if tokenizer.pad_token_id is None:
-            # Padding is masked out of attention and loss: any id will do; EOS is usual.
-            tokenizer.pad_token = tokenizer.eos_token
-        self.pad_token_id = tokenizer.pad_token_id or 0
-        self.eos_token_id = tokenizer.eos_token_id
-        self.context_length = position_limit(model, tokenizer)
-        if not train:
-            model.eval()
         return model, tokenizer
 
     def block_size(self, options: GenerationOptions) -> int:
@@ -197,89 +189,72 @@ class GenerationTask:
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
+        """Token blocks (plain text) or one row per record: input_ids, labels (IGNORE where
+        nothing is learned), attention_mask (the core pads it with 0) and length."""
         options: GenerationOptions = recipe.options
         size = self.block_size(options)
         if self.format == "text":
             per_row = options.documents == "rows" or (
                 options.documents == "auto" and not _one_document(recipe)
             )
-            texts = [t for t in dataset["text"] if t]
             eos = self.eos_token_id
-            tokens = document_tokens(texts, tokenizer, eos, per_row)
+            tokens = document_tokens([t for t in dataset["text"] if t], tokenizer, eos, per_row)
             if not per_row and eos is not None:
                 tokens = _then(tokens, [eos])  # the end of the one document
-            blocks = list(pack(tokens, size))
-            rows: dict[str, list[Any]] = {
-                "input_ids": blocks,
-                "labels": blocks,
-                "length": [len(b) for b in blocks],
-            }
+            examples = [(block, block) for block in pack(tokens, size)]
         else:
-            rows = {"input_ids": [], "labels": [], "length": []}
-            for number, row in enumerate(dataset, 1):
-                if self.format == "completion":
-                    ids, labels = completion_example(
-                        _prompt_ids(tokenizer, row["prompt"] or ""),
-                        [
-                            *tokenizer(row["completion"], add_special_tokens=False)["input_ids"],
-                            *([self.eos_token_id] if self.eos_token_id is not None else []),
-                        ],
-                        size,
-                    )
-                else:
-                    messages = check_messages(row["messages"], f"Record {number}")
-                    ids, labels = chat_example(tokenizer, messages, size, f"Record {number}")
-                rows["input_ids"].append(ids)
-                rows["labels"].append(labels)
-                rows["length"].append(len(ids))
-        if not any(label != IGNORE for labels in rows["labels"] for label in labels[1:]):
+            examples = [self._record(tokenizer, row, n, size) for n, row in enumerate(dataset, 1)]
+        if not any(label != IGNORE for _, labels in examples for label in labels[1:]):
             raise DataError(
                 "No token of this data is left to learn from (every completion or assistant "
                 "turn was cut off). Raise options.block_size or shorten the records."
             )
         # Built in memory (packing needs the whole stream): not cached between runs.
-        return datasets.Dataset.from_dict(rows)
+        return datasets.Dataset.from_dict(
+            {
+                "input_ids": [ids for ids, _ in examples],
+                "labels": [labels for _, labels in examples],
+                "attention_mask": [[1] * len(ids) for ids, _ in examples],
+                "length": [len(ids) for ids, _ in examples],
+            }
+        )
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
+    def _record(
+        self, tokenizer: Any, row: Mapping[str, Any], number: int, size: int
+    ) -> tuple[list[int], list[int]]:
+        """(input ids, labels) of a completion or chat record."""
+        if self.format == "completion":
+            completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+            eos = [self.eos_token_id] if self.eos_token_id is not None else []
+            prompt = _prompt_ids(tokenizer, row["prompt"] or "")
+            return completion_example(prompt, [*completion, *eos], size)
+        messages = check_messages(row["messages"], f"Record {number}")
+        return chat_example(tokenizer, messages, size, f"Record {number}")
 
-        def padded(key: str, value: int) -> torch.Tensor:
-            return torch.tensor([f[key] + [value] * (longest - len(f[key])) for f in features])
+    # ---------------------------------------------------------------------------- step
+    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> Step:
+        """Each row's summed next-token loss and its number of targets (position t predicts
+        token t + 1: the first label of a row is never a target)."""
+        return Step(
+            loss=next_token_losses(model, batch).sum(dim=1),
+            count=(batch["labels"][:, 1:] != IGNORE).sum(dim=1),
+        )
 
-        return {
-            "input_ids": padded("input_ids", self.pad_token_id),
-            "attention_mask": torch.tensor(
-                [
-                    [1] * len(f["input_ids"]) + [0] * (longest - len(f["input_ids"]))
-                    for f in features
-                ]
-            ),
-            "labels": padded("labels", IGNORE),
-        }
+    def score(self, outputs: Mapping[str, torch.Tensor], context: EvalContext) -> Scores:
+        """Per eval example (a packed block, or a record): its summed loss and tokens."""
+        rows = context.losses.tolist()
+        return Scores(
+            [{"loss": loss, "tokens": int(tokens)} for loss, tokens in rows],
+            [{"loss": loss, "tokens": tokens} for loss, tokens in rows],
+        )
 
-    # ---------------------------------------------------------------------------- loss
-    def count_targets(self, batch: Mapping[str, Any]) -> int:
-        # Position t predicts token t + 1: the first label of each row is never a target.
-        return int((batch["labels"][:, 1:] != IGNORE).sum())
-
-    def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        return next_token_losses(model, batch).sum()
-
-    def eval_step(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "loss": next_token_losses(model, batch).sum(dim=1),
-            "loss_count": (batch["labels"][:, 1:] != IGNORE).sum(dim=1),
-        }
-
-    def new_metrics(self, context: EvalContext) -> Perplexity:
-        return Perplexity()
-
-    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
         """Perplexity: exp of the summed loss over the summed tokens."""
         tokens = sums.get("tokens", 0.0)
-        if not tokens:
+        if not tokens:  # no targets: undefined, not infinitely bad
             return {"perplexity": math.nan}
         loss = sums.get("loss", 0.0) / tokens
+        # exp overflows past ~709: report infinity rather than fail.
         return {"perplexity": math.exp(loss) if loss < 700 else math.inf}
 
     # ------------------------------------------------------------------------- predict
@@ -289,7 +264,10 @@ class GenerationTask:
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
+        """Each prompt's continuation; with ``write``, each record's text is written as it is
+        generated, then a line break."""
         options: GenerationOptions = recipe.options
         prompts = [self.prompt_text(tokenizer, str(r["prompt"]), options) for r in records]
         outputs = generate(
@@ -300,45 +278,12 @@ class GenerationTask:
             recipe.train.eval_batch_size,
             self.context_length,
             add_special_tokens=not options.chat,
+            write=write,
         )
         return [
             {"prompt": str(r["prompt"]), "generated_text": text}
             for r, text in zip(records, outputs, strict=True)
         ]
-
-    def predict_stream(
-        self,
-        model: torch.nn.Module,
-        tokenizer: Any,
-        record: Mapping[str, Any],
-        recipe: Recipe,
-        write: Callable[[str], None],
-    ) -> dict[str, Any]:
-        """Like ``predict`` for one record, writing the text as it is generated (the CLI does
-        this when its output is a terminal)."""
-        from transformers import TextStreamer
-
-        class _Writer(TextStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                write(text)
-
-        options: GenerationOptions = recipe.options
-        prompt = self.prompt_text(tokenizer, str(record["prompt"]), options)
-        # Beam search keeps several candidates until the end: nothing to stream before that.
-        beams = recipe.generation.num_beams > 1
-        streamer = None if beams else _Writer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        text = generate(
-            model,
-            tokenizer,
-            [prompt],
-            recipe.generation,
-            1,
-            self.context_length,
-            add_special_tokens=not options.chat,
-            streamer=streamer,
-        )[0]
-        write(text + "\n" if beams else "\n")  # one record per line
-        return {"prompt": str(record["prompt"]), "generated_text": text}
 
     def prompt_text(self, tokenizer: Any, prompt: str, options: GenerationOptions) -> str:
         if options.chat and not getattr(tokenizer, "chat_template", None):
@@ -375,31 +320,8 @@ class GenerationTask:
             {"prompt": p, "output": o} for p, o in zip(options.sample_prompts, outputs, strict=True)
         ]
 
-    def model_card_info(self) -> dict[str, Any]:
+    def model_card(self) -> dict[str, Any]:
         return {"data format": self.format}
-
-
-class Perplexity:
-    """exp(token-weighted mean eval loss): evaluation sums losses and counts over every
-    process, so padding, batch sizes and process counts do not change it."""
-
-    def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
-        pass
-
-    def compute(self, context: EvalContext) -> dict[str, float]:
-        loss = context.loss
-        if math.isnan(loss):  # no targets: undefined, not infinitely bad
-            return {"perplexity": math.nan}
-        # exp overflows past ~709: report infinity rather than fail.
-        return {"perplexity": math.exp(loss) if loss < 700 else math.inf}
-
-    def example_statistics(self, context: EvalContext) -> ExampleStatistics:
-        """Per eval example (a packed block, or a record): its summed loss and tokens."""
-        records, statistics = [], []
-        for loss, tokens in context.feature_losses.tolist():
-            records.append({"loss": loss, "tokens": int(tokens)})
-            statistics.append({"loss": loss, "tokens": tokens})
-        return ExampleStatistics(records, statistics)
 
 
 def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -431,10 +353,11 @@ def generate(
     batch_size: int,
     context_length: int | None,
     add_special_tokens: bool = True,
-    streamer: Any = None,
+    write: Callable[[str], None] | None = None,
 ) -> list[str]:
     """The continuation of each prompt (without the prompt), in input order. Batches are
-    left-padded, so every prompt ends where generation starts."""
+    left-padded, so every prompt ends where generation starts. With ``write``, prompts go
+    one at a time in input order, each one's text written as it comes, then a line break."""
     max_new = settings.max_new_tokens or DEFAULT_NEW_TOKENS
     encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
     for number, ids in enumerate(encoded, 1):
@@ -446,41 +369,46 @@ def generate(
             )
         if not ids:
             raise DataError(f"Input {number}'s prompt is empty. Give it text.")
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new,
-        "num_beams": settings.num_beams,
-        "do_sample": settings.do_sample,
-        "repetition_penalty": settings.repetition_penalty,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    if streamer is not None:
-        kwargs["streamer"] = streamer
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        if settings.top_k is not None:  # else the model's generation_config decides
-            kwargs["top_k"] = settings.top_k
-    seeded = settings.do_sample and settings.seed is not None
-    if seeded:
-        # Each prompt samples alone from the seed: the same prompt gives the same text
-        # whatever its batch, its position or the output (terminal or JSON).
-        batch_size = 1
+    kwargs = generation_kwargs(settings, tokenizer.pad_token_id, max_new)
     device = next(model.parameters()).device
+    features = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in encoded]
+    pads = {"input_ids": tokenizer.pad_token_id}
+
+    def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return pad_features(rows, pads, left=("input_ids", "attention_mask"))
+
+    batches: Iterable[tuple[list[int], dict[str, torch.Tensor]]]
+    if write is None:
+        # Seeded: each prompt samples alone from the seed, so the same prompt gives the same
+        # text whatever its batch, its position or the output (terminal or JSON).
+        batches = predict_batches(features, collate, 1 if seeded(settings) else batch_size, device)
+    else:
+        batches = (
+            ([i], {k: v.to(device) for k, v in collate([f]).items()})
+            for i, f in enumerate(features)
+        )
     results: list[str] = [""] * len(prompts)
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        longest = max(len(ids) for ids in chunk)
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (longest - len(i)) + i for i in chunk])
-        mask = torch.tensor([[0] * (longest - len(i)) + [1] * len(i) for i in chunk])
-        # The caller's random state is left as it was.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            if seeded:
-                torch.manual_seed(int(settings.seed or 0))
-            output = model.generate(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs
-            )
-        for offset, row in enumerate(output[:, longest:].tolist()):
-            results[start + offset] = tokenizer.decode(row, skip_special_tokens=True)
+    for indices, batch in batches:
+        # Beam search keeps several candidates until the end: nothing to stream before that.
+        streamer = _Writer(tokenizer, write) if write and settings.num_beams == 1 else None
+        with sampling_seed(settings, device):
+            output = model.generate(**batch, **kwargs, streamer=streamer)
+        for i, row in zip(indices, output[:, batch["input_ids"].shape[1] :].tolist(), strict=True):
+            results[i] = tokenizer.decode(row, skip_special_tokens=True)
+        if write is not None:  # one record per line
+            write("\n" if streamer is not None else results[indices[0]] + "\n")
     return results
+
+
+class _Writer(TextStreamer):
+    """Hands the generated text to ``write`` as it comes."""
+
+    def __init__(self, tokenizer: Any, write: Callable[[str], None]) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.write = write
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self.write(text)
 
 
 def _detect_format(split: datasets.Dataset, options: GenerationOptions) -> str:

@@ -50,22 +50,6 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @nlptasks.hookimpl
-def register_metrics(register: Callable[..., None]) -> None:
-    register(
-        "accuracy",
-        "nlptasks.builtins.sentiment.metrics:Accuracy",
-        description="Fraction of correct predictions (evaluate.Metric, offline).",
-        tasks=(TASK,),
-    )
-    register(
-        "macro_f1",
-        "nlptasks.builtins.sentiment.metrics:MacroF1",
-        description="F1 averaged over classes with equal weight (evaluate.Metric, offline).",
-        tasks=(TASK,),
-    )
-
-
-@nlptasks.hookimpl
 def register_recipes(register: Callable[..., None]) -> None:
     nlptasks.register_recipe_folder(register, TASK, Path(__file__).parent / "recipes")
 

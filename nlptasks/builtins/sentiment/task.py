@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,19 +12,22 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from nlptasks import (
-    CollectOutputs,
     DataError,
     EvalContext,
-    ExampleStatistics,
     MetricSpec,
     Recipe,
+    Scores,
+    Step,
+    TaskInfo,
     fingerprint,
-    length_sorted_batches,
     load_pretrained,
+    pad_features,
     position_limit,
+    predict_batches,
     resolve_column,
     tokenizer_digest,
 )
+from nlptasks.builtins.sentiment.metrics import classification_metrics, label_statistics
 
 TEXT_CANDIDATES = ("text", "sentence", "content", "review")
 # Bump when preprocessing changes so that cached tokenisations are not reused.
@@ -52,16 +55,17 @@ class SentimentOptions:
 class SentimentTask:
     """Fine-tunes any encoder with a classification head; labels live in the model config."""
 
-    name: ClassVar[str] = "sentiment"
-    default_recipe: ClassVar[str] = "minilm"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("accuracy", greater_is_better=True, low=0.0, high=1.0),
-        MetricSpec("macro_f1", greater_is_better=True, low=0.0, high=1.0),
+    info: ClassVar[TaskInfo] = TaskInfo(
+        name="sentiment",
+        pipeline_tag="text-classification",
+        metrics=(
+            MetricSpec("accuracy", greater_is_better=True, low=0.0, high=1.0),
+            MetricSpec("macro_f1", greater_is_better=True, low=0.0, high=1.0),
+        ),
+        input_fields=("text",),
+        options=SentimentOptions,
+        default_recipe="minilm",
     )
-    main_metric: ClassVar[str] = "accuracy"
-    input_fields: ClassVar[tuple[str, ...]] = ("text",)
-    options_class: ClassVar[type] = SentimentOptions
-    pipeline_tag: ClassVar[str] = "text-classification"
 
     def __init__(self) -> None:
         self.label_names: list[str] = []
@@ -159,22 +163,31 @@ class SentimentTask:
         )
 
     # ------------------------------------------------------------------------------ model
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, self.name)
-        model = load_pretrained(
-            model_path,
-            lambda ref, **kw: AutoModelForSequenceClassification.from_pretrained(
-                ref,
-                num_labels=len(self.label_names),
-                id2label=dict(enumerate(self.label_names)),
-                label2id={name: i for i, name in enumerate(self.label_names)},
-                problem_type="single_label_classification",
-                # A checkpoint that already has a head of another size gets a new one.
-                ignore_mismatched_sizes=True,
-                **kw,
-            ),
-            self.name,
-        )
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, "sentiment")
+        if trained:  # its head and labels are the model's own
+            model = load_pretrained(
+                model_path, AutoModelForSequenceClassification.from_pretrained, "sentiment"
+            )
+            id2label = model.config.id2label
+            self.label_names = [id2label[i] for i in range(len(id2label))]
+        else:
+            model = load_pretrained(
+                model_path,
+                lambda ref, **kw: AutoModelForSequenceClassification.from_pretrained(
+                    ref,
+                    num_labels=len(self.label_names),
+                    id2label=dict(enumerate(self.label_names)),
+                    label2id={name: i for i, name in enumerate(self.label_names)},
+                    problem_type="single_label_classification",
+                    # A checkpoint that already has a head of another size gets a new one.
+                    ignore_mismatched_sizes=True,
+                    **kw,
+                ),
+                "sentiment",
+            )
         self._remember(model, tokenizer)
         return model, tokenizer
 
@@ -190,17 +203,6 @@ class SentimentTask:
         if self.max_positions:
             return min(recipe.data.max_length, self.max_positions)
         return recipe.data.max_length
-
-    def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
-        tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
-        model = load_pretrained(
-            model_dir, AutoModelForSequenceClassification.from_pretrained, self.name
-        )
-        id2label = model.config.id2label
-        self.label_names = [id2label[i] for i in range(len(id2label))]
-        self._remember(model, tokenizer)
-        model.eval()
-        return model, tokenizer
 
     # ------------------------------------------------------------------------ features
     def preprocess(
@@ -230,80 +232,28 @@ class SentimentTask:
             desc="Tokenizing",
         )
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        batch: dict[str, torch.Tensor] = {}
-        for key, pad in (
-            ("input_ids", self.pad_token_id),
-            ("attention_mask", 0),
-            ("token_type_ids", 0),
-        ):
-            if key in features[0]:
-                batch[key] = torch.tensor(
-                    [f[key] + [pad] * (longest - len(f[key])) for f in features]
-                )
-        batch["labels"] = torch.tensor([f["labels"] for f in features])
-        return batch
-
-    # ---------------------------------------------------------------------------- loss
-    def count_targets(self, batch: Any) -> int:
-        return int(batch["labels"].shape[0])
-
-    def _logits(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    # --------------------------------------------------------------------------- step
+    def forward(self, model: torch.nn.Module, batch: Any) -> Step:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return model(**inputs).logits.float()
+        logits = model(**inputs).logits.float()
+        return Step(
+            loss=F.cross_entropy(logits, batch["labels"], reduction="none"),
+            outputs={"predictions": logits.argmax(dim=-1), "references": batch["labels"]},
+        )
 
-    def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        return F.cross_entropy(self._logits(model, batch), batch["labels"], reduction="sum")
-
-    def eval_step(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-        logits = self._logits(model, batch)
-        return {
-            "predictions": logits.argmax(dim=-1),
-            "references": batch["labels"],
-            "loss": F.cross_entropy(logits, batch["labels"], reduction="none"),
-        }
-
-    def new_metrics(self, context: EvalContext) -> CollectOutputs:
-        # Class ids are small: keep them all, then compute like an evaluate metric would.
-        return CollectOutputs(_classification_metrics, self._example_statistics)
-
-    def _example_statistics(
-        self, outputs: dict[str, Any], context: EvalContext
-    ) -> ExampleStatistics:
+    def score(self, outputs: Any, context: EvalContext) -> Scores:
         """Per example: its text, predicted and gold label, and counts that add up to
         accuracy and each class's F1."""
-        names = self.label_names
-        texts = context.examples["text"]
-        records, statistics = [], []
+        names, texts = self.label_names, context.examples["text"]
         pairs = zip(outputs["predictions"].tolist(), outputs["references"].tolist(), strict=True)
-        for i, (predicted, gold) in enumerate(pairs):
-            records.append(
-                {"text": texts[i], "prediction": names[predicted], "reference": names[gold]}
-            )
-            counts = {"examples": 1.0, "correct": float(predicted == gold)}
-            if predicted == gold:
-                counts[f"tp/{names[gold]}"] = 1.0
-            else:
-                counts[f"fp/{names[predicted]}"] = 1.0
-                counts[f"fn/{names[gold]}"] = 1.0
-            statistics.append(counts)
-        return ExampleStatistics(records, statistics)
+        records, statistics = [], []
+        for text, (predicted, gold) in zip(texts, pairs, strict=True):
+            records.append({"text": text, "prediction": names[predicted], "reference": names[gold]})
+            statistics.append(label_statistics(names[predicted], names[gold]))
+        return Scores(records, statistics)
 
-    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
-        """Accuracy, and macro-F1 over the classes that occur (as gold or prediction), as
-        sklearn's ``f1_score(average="macro")`` counts them."""
-        classes = {key.split("/", 1)[1] for key in sums if key[:3] in ("tp/", "fp/", "fn/")}
-        f1s = []
-        for name in classes:
-            tp, fp, fn = (sums.get(f"{kind}/{name}", 0.0) for kind in ("tp", "fp", "fn"))
-            if tp + fp + fn > 0:
-                f1s.append(2 * tp / (2 * tp + fp + fn))
-        examples = sums.get("examples", 0.0)
-        return {
-            "accuracy": sums.get("correct", 0.0) / examples if examples else float("nan"),
-            "macro_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
-        }
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        return classification_metrics(sums)
 
     # ------------------------------------------------------------------------- predict
     def predict(
@@ -312,19 +262,22 @@ class SentimentTask:
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        model.eval()
         texts = [str(record["text"]) for record in records]
         max_length = self._max_length(recipe)  # as in evaluation: the same text, the same label
         # Tokenise once, unpadded; then batches of similar length padded only to their own
         # longest text (the pipeline pads every batch of 32 to its longest).
         encoded = tokenizer(texts, truncation=True, max_length=max_length)
-        lengths = [len(ids) for ids in encoded["input_ids"]]
+        features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
+        pad = {"input_ids": self.pad_token_id}
         results: list[dict[str, Any]] = [{} for _ in texts]
-        for indices in length_sorted_batches(lengths, recipe.train.eval_batch_size):
-            rows = [{k: encoded[k][i] for k in encoded} for i in indices]
-            batch = tokenizer.pad(rows, return_tensors="pt")
-            batch = {k: v.to(model.device) for k, v in batch.items()}
+        for indices, batch in predict_batches(
+            features,
+            lambda rows: pad_features(rows, pad),
+            recipe.train.eval_batch_size,
+            next(model.parameters()).device,
+        ):
             probabilities = model(**batch).logits.float().softmax(dim=-1).cpu()
             for i, row in zip(indices, probabilities.tolist(), strict=True):
                 best = max(range(len(row)), key=row.__getitem__)
@@ -336,20 +289,8 @@ class SentimentTask:
                 }
         return results
 
-    def model_card_info(self) -> dict[str, Any]:
+    def model_card(self) -> dict[str, Any]:
         return {"labels": self.label_names}
-
-
-def _classification_metrics(outputs: dict[str, Any], context: EvalContext) -> dict[str, float]:
-    from nlptasks.builtins.sentiment.metrics import Accuracy, MacroF1
-
-    predictions = outputs["predictions"].tolist()
-    references = outputs["references"].tolist()
-    metrics: dict[str, float] = {}
-    for metric in (Accuracy(keep_in_memory=True), MacroF1(keep_in_memory=True)):
-        metric.add_batch(predictions=predictions, references=references)
-        metrics.update(metric.compute() or {})
-    return metrics
 
 
 def _check_text_column(split: datasets.Dataset, column: str | None, key: str) -> None:

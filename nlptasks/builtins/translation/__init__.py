@@ -44,15 +44,5 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @nlptasks.hookimpl
-def register_metrics(register: Callable[..., None]) -> None:
-    register(
-        "sacrebleu",
-        "nlptasks.builtins.translation.metrics:SacreBleu",
-        description="sacreBLEU corpus BLEU and chrF, with signatures (evaluate.Metric, offline).",
-        tasks=(TASK,),
-    )
-
-
-@nlptasks.hookimpl
 def register_recipes(register: Callable[..., None]) -> None:
     nlptasks.register_recipe_folder(register, TASK, Path(__file__).parent / "recipes")

@@ -60,6 +60,28 @@ def read_parallel(
     )
 
 
+def read_own_source(
+    options: Any, train_path: str | None, eval_path: str | None, source: str
+) -> datasets.Dataset | None:
+    """The rows of one source (``train`` or ``eval``) from files the core's loaders do not
+    read: the line-aligned files the options name, or a two-column tsv data file (one with
+    columns of its own, or named by the options, is the core's to read); else None."""
+    if source == "train":
+        files, path, key = (options.source_path, options.target_path), train_path, "data.train_path"
+        keys = ("source", "target")
+    else:
+        files = (options.eval_source_path, options.eval_target_path)
+        path, key, keys = eval_path, "data.eval_path", ("eval_source", "eval_target")
+    if files[0] and files[1]:
+        return read_parallel(files[0], files[1], keys)
+    named = options.source_column or options.target_column
+    if path and path.lower().endswith(".tsv") and not named and tsv_columns(path) == 2:
+        return read_tsv(
+            path, key, (options.source_lang or "", "source"), (options.target_lang or "", "target")
+        )
+    return None
+
+
 def tsv_columns(path_text: str) -> int:
     """How many tab-separated columns the first line of a file has (0 when it is empty)."""
     path = Path(path_text).expanduser()

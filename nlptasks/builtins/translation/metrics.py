@@ -1,10 +1,12 @@
 """Corpus BLEU and chrF from sacreBLEU, offline, with their signatures.
 
-sacreBLEU is the reference implementation WMT reports with; its signature string (``nrefs:1|
-case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``) says exactly how a score was computed,
-so it is stored next to the score in results.json. ``evaluate.load("sacrebleu")`` needs the
-Hub for its script; :class:`SacreBleu` is the same metric as an ``evaluate.Metric`` that works
-offline.
+One metric path: each sentence gets sacreBLEU's statistics (:func:`sentence_statistics`),
+and their sums over any set of sentences give that set's corpus BLEU and chrF
+(:func:`scores_from_statistics`), exactly as sacreBLEU's ``corpus_score`` computes them. The
+signature string (``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``) says how a
+score was computed, so it is stored next to the score in results.json.
+``evaluate.load("sacrebleu")`` needs the Hub for its script; :func:`sacrebleu_metric` is the
+same two functions as an ``evaluate.Metric`` that works offline.
 """
 
 from __future__ import annotations
@@ -13,22 +15,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
-import evaluate
 from sacrebleu.metrics import BLEU, CHRF
 
+from nlptasks import StatisticsMetric
 
-def corpus_scores(
-    hypotheses: Sequence[str], references: Sequence[str]
-) -> tuple[dict[str, float], dict[str, str]]:
-    """(``{"bleu", "chrf"}``, ``{"bleu", "chrf"}`` signatures) of one reference per
-    hypothesis, with sacreBLEU's defaults (13a tokenisation, mixed case, exp smoothing)."""
-    bleu, chrf = BLEU(), CHRF()
-    hyps, refs = list(hypotheses), [list(references)]
-    bleu_score = bleu.corpus_score(hyps, refs)
-    chrf_score = chrf.corpus_score(hyps, refs)
-    scores = {"bleu": float(bleu_score.score), "chrf": float(chrf_score.score)}
-    signatures = {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
-    return scores, signatures
+
+def signatures() -> dict[str, str]:
+    """sacreBLEU's signatures of the BLEU and chrF this module computes (its defaults: 13a
+    tokenisation, mixed case, exp smoothing; one reference)."""
+    found = {}
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+        metric.num_refs = 1  # what scoring sets: every hypothesis here has one reference
+        found[name] = str(metric.get_signature())
+    return found
 
 
 def sentence_statistics(
@@ -46,7 +45,7 @@ def sentence_statistics(
 
 
 def scores_from_statistics(sums: Mapping[str, float]) -> dict[str, float]:
-    """Corpus BLEU and chrF from summed :func:`sentence_statistics`."""
+    """Corpus BLEU and chrF from summed :func:`sentence_statistics` (none from none)."""
     found = {}
     for name, metric in (("bleu", _BLEU), ("chrf", _CHRF)):
         keys = sorted((k for k in sums if k.startswith(f"{name}/")), key=lambda k: int(k[5:]))
@@ -61,19 +60,16 @@ def scores_from_statistics(sums: Mapping[str, float]) -> dict[str, float]:
 _BLEU, _CHRF = BLEU(), CHRF()
 
 
-class SacreBleu(evaluate.Metric):
-    """sacreBLEU corpus BLEU and chrF (one reference per prediction), with signatures."""
-
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__ or "",
-            citation="Post, A Call for Clarity in Reporting BLEU Scores, WMT 2018.",
-            inputs_description="predictions: [str]; references: [str] (one per prediction).",
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
-
-    def _compute(self, predictions: Any, references: Any) -> dict[str, Any]:
-        scores, signatures = corpus_scores(predictions, references)
-        return {**scores, "signatures": signatures}
+def sacrebleu_metric(**kwargs: Any) -> StatisticsMetric:
+    """sacreBLEU corpus BLEU and chrF (one reference per prediction) as an
+    ``evaluate.Metric``: ``sacrebleu_metric().compute(predictions=[...], references=[...])``;
+    :func:`signatures` says how they are computed."""
+    return StatisticsMetric(
+        lambda hypothesis, reference: sentence_statistics([hypothesis], [reference])[0],
+        scores_from_statistics,
+        datasets.Features(
+            {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+        ),
+        description="sacreBLEU corpus BLEU and chrF (13a, mixed case), one reference each.",
+        **kwargs,
+    )

@@ -1,82 +1,68 @@
 """Translation: seq2seq models (Marian, T5, BART, mBART/NLLB/M2M) and decoder-only models
 prompted to translate (SmolLM2), scored by sacreBLEU BLEU and chrF on generated text.
 
-Two model kinds, one task:
+One task, two model kinds; ``build_model`` picks the ``Translator`` of the model it loads:
 
-- **seq2seq** (``config.is_encoder_decoder``): the source (with T5's task prefix) is the
-  encoder input, the target the labels; multilingual tokenizers get their language codes
-  (``src_lang`` / ``tgt_lang``) and generation forces the target language's code first.
-- **decoder-only**: the source goes into a prompt (the tokenizer's chat template when it has
-  one), the target follows it, and only the target (and its EOS) is learned. Generated text
-  is cut at its first line break (one line in, one line out).
+- :class:`Seq2SeqTranslator` (``config.is_encoder_decoder``): the source (with T5's task
+  prefix) is the encoder input, the target the labels; multilingual tokenizers get their
+  language codes (``src_lang`` / ``tgt_lang``) and generation forces the target language's
+  code first.
+- :class:`PromptedTranslator` (decoder-only): the source goes into a prompt (the tokenizer's
+  chat template when it has one), the target follows it, and only the target (and its EOS)
+  is learned. Generated text is cut at its first line break (one line in, one line out).
 
-Generation-based evaluation runs through the core's evaluation path (length-sorted batches,
-gathered across processes); its ``max_new_tokens`` comes from the eval data (the longest
-reference, with room to spare), never from transformers' 20-token default (transformers
-#10032), unless the recipe's ``generation.max_new_tokens`` says otherwise.
+Generation-based evaluation runs through the core's evaluation path; its ``max_new_tokens``
+comes from the eval data (the longest reference, with room to spare), never from
+transformers' 20-token default (transformers #10032), unless the recipe's
+``generation.max_new_tokens`` says otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import datasets
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from nlptasks import (
     DataError,
     EvalContext,
-    ExampleStatistics,
     GenerationConfig,
     MetricSpec,
     Recipe,
+    Scores,
+    Step,
+    TaskInfo,
+    generation_kwargs,
     load_pretrained,
+    pad_features,
     position_limit,
+    predict_batches,
+    sampling_seed,
+    seeded,
 )
 from nlptasks.builtins.generation.data import IGNORE, render_chat
 from nlptasks.builtins.generation.task import next_token_losses, token_losses
-from nlptasks.builtins.translation.data import (
-    EmptyPairs,
-    drop_empty,
-    read_parallel,
-    read_tsv,
-    to_pairs,
-    tsv_columns,
+from nlptasks.builtins.translation.data import drop_empty, read_own_source, to_pairs
+from nlptasks.builtins.translation.languages import (
+    language_code,
+    language_name,
+    language_token_id,
+    refuse_language_codes,
 )
 from nlptasks.builtins.translation.metrics import (
-    corpus_scores,
     scores_from_statistics,
     sentence_statistics,
+    signatures,
 )
-from nlptasks.evaluation.evaluator import length_sorted_batches
-
-LANGUAGE_NAMES = {
-    "ar": "Arabic",
-    "cs": "Czech",
-    "de": "German",
-    "en": "English",
-    "es": "Spanish",
-    "fi": "Finnish",
-    "fr": "French",
-    "hi": "Hindi",
-    "it": "Italian",
-    "ja": "Japanese",
-    "nl": "Dutch",
-    "pt": "Portuguese",
-    "ro": "Romanian",
-    "ru": "Russian",
-    "tr": "Turkish",
-    "zh": "Chinese",
-}
-"""Names used in prompts and T5's prefix (``translate English to Romanian: ``)."""
 
 
 @dataclass
@@ -144,224 +130,346 @@ class TranslationOptions:
 
 
 class TranslationTask:
-    """Fine-tunes and evaluates translation models; BLEU and chrF from sacreBLEU."""
+    """Fine-tunes and evaluates translation models; BLEU and chrF from sacreBLEU. What
+    depends on the model's kind (features, loss, generation) is its ``translator``'s."""
 
-    name: ClassVar[str] = "translation"
-    default_recipe: ClassVar[str] = "smollm2"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec(
-            "bleu",
-            greater_is_better=True,
-            low=0.0,
-            high=100.0,
-            needs_generation=True,
-            description="sacreBLEU corpus BLEU (13a, mixed case) of generated translations",
+    info: ClassVar[TaskInfo] = TaskInfo(
+        name="translation",
+        pipeline_tag="translation",
+        metrics=(
+            MetricSpec(
+                "bleu",
+                greater_is_better=True,
+                low=0.0,
+                high=100.0,
+                needs_generation=True,
+                description="sacreBLEU corpus BLEU (13a, mixed case) of generated translations",
+            ),
+            MetricSpec(
+                "chrf",
+                greater_is_better=True,
+                low=0.0,
+                high=100.0,
+                needs_generation=True,
+                description="sacreBLEU chrF of generated translations",
+            ),
         ),
-        MetricSpec(
-            "chrf",
-            greater_is_better=True,
-            low=0.0,
-            high=100.0,
-            needs_generation=True,
-            description="sacreBLEU chrF of generated translations",
-        ),
+        input_fields=("text",),
+        options=TranslationOptions,
+        default_recipe="smollm2",
     )
-    main_metric: ClassVar[str] = "bleu"
-    input_fields: ClassVar[tuple[str, ...]] = ("text",)
-    options_class: ClassVar[type] = TranslationOptions
-    pipeline_tag: ClassVar[str] = "translation"
 
     def __init__(self) -> None:
-        self.seq2seq = True
-        self.pad_token_id = 0
-        self.eos_token_id: int | None = None
-        self.context_length: int | None = None
-        self.forced_bos_token_id: int | None = None
-        self.prefix = ""
-        self.chat = False
-        self.eval_new_tokens: int | None = None
-        self.options = TranslationOptions()
-        self.model_type = ""
+        self._translator: Translator | None = None
+
+    @property
+    def translator(self) -> Translator:
+        """The model kind's half of the task, chosen by ``build_model``."""
+        if self._translator is None:
+            raise RuntimeError("TranslationTask: call build_model first (it picks the kind).")
+        return self._translator
 
     # ------------------------------------------------------------------------------- data
-    def read_source(self, recipe: Recipe, source: str) -> datasets.Dataset | None:
-        """Parallel files and two-column tsv files, which the core's loaders do not read."""
-        options: TranslationOptions = recipe.options
-        if source == "train":
-            if options.source_path and options.target_path:
-                return read_parallel(options.source_path, options.target_path)
-            path, key = recipe.data.train_path, "data.train_path"
-        else:
-            if options.eval_source_path and options.eval_target_path:
-                return read_parallel(
-                    options.eval_source_path,
-                    options.eval_target_path,
-                    ("eval_source", "eval_target"),
-                )
-            path, key = recipe.data.eval_path, "data.eval_path"
-        # A tsv with named columns of its own (or more than two) is the core's to read.
-        named = options.source_column or options.target_column
-        if path and path.lower().endswith(".tsv") and not named and tsv_columns(path) == 2:
-            return read_tsv(
-                path,
-                key,
-                (options.source_lang or "", "source"),
-                (options.target_lang or "", "target"),
-            )
-        return None
+    def read_source(
+        self, recipe: Recipe, source: str, load: Callable[[], datasets.Dataset | None]
+    ) -> datasets.Dataset | None:
+        """The line-aligned files the options name, or a two-column tsv; else the core's."""
+        data = recipe.data
+        own = read_own_source(recipe.options, data.train_path, data.eval_path, source)
+        return own if own is not None else load()
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
     ) -> datasets.DatasetDict:
         options: TranslationOptions = recipe.options
         assert options.source_lang and options.target_lang  # options.problems() checks
-        policy: EmptyPairs = options.empty_pairs
         prepared = {}
         for name, split in splits.items():
-            pairs = to_pairs(
-                split,
-                options.source_lang,
-                options.target_lang,
-                (options.source_column, options.target_column),
-                name,
-            )
+            columns = (options.source_column, options.target_column)
+            pairs = to_pairs(split, options.source_lang, options.target_lang, columns, name)
             keep = ["source", "target", *(["line"] if "line" in pairs.column_names else [])]
-            prepared[name] = drop_empty(pairs.select_columns(keep), policy, name)
+            prepared[name] = drop_empty(pairs.select_columns(keep), options.empty_pairs, name)
             if len(prepared[name]) == 0:
                 raise DataError(f"The {name} data has no pair with text on both sides.")
         return datasets.DatasetDict(prepared)
 
     # ------------------------------------------------------------------------------ model
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        model, tokenizer = self.load_trained(model_path, train=True)
-        self.configure(tokenizer, recipe.options)
-        return model, tokenizer
-
-    def load_trained(self, model_dir: str, train: bool = False) -> tuple[torch.nn.Module, Any]:
-        config = load_pretrained(_config_source(model_dir), AutoConfig.from_pretrained, self.name)
-        self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
-        self.model_type = str(getattr(config, "model_type", ""))
-        auto = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-        tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
-        model = load_pretrained(model_dir, auto.from_pretrained, self.name)
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        """The model (a base or a trained one: translation adds no head) and its tokenizer;
+        its config says which translator serves it."""
+        name = self.info.name
+        config = load_pretrained(_config_source(model_path), AutoConfig.from_pretrained, name)
+        kind = Seq2SeqTranslator if config.is_encoder_decoder else PromptedTranslator
+        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, name)
+        model = load_pretrained(model_path, kind.auto_class.from_pretrained, name)
         if tokenizer.pad_token_id is None:
             # Padding is masked out of attention and loss: any id will do; EOS is usual.
             tokenizer.pad_token = tokenizer.eos_token
-        self.pad_token_id = tokenizer.pad_token_id or 0
-        self.eos_token_id = tokenizer.eos_token_id
-        self.context_length = position_limit(model, tokenizer)
-        if not train:
-            model.eval()
+        limit = position_limit(model, tokenizer)
+        self._translator = kind(tokenizer, recipe.options, limit, str(config.model_type))
         return model, tokenizer
-
-    def configure(self, tokenizer: Any, options: TranslationOptions) -> None:
-        """Languages, prefix and prompt style for the loaded model and its tokenizer; a
-        setting the model cannot honour is a DataError that says which value to use."""
-        self.options = options
-        limit = self.context_length
-        # Decoder-only models check prompt + target against their context per pair instead.
-        for key in ("max_source_length", "max_target_length"):
-            value = getattr(options, key)
-            if self.seq2seq and limit is not None and value > limit:
-                raise DataError(
-                    f"options.{key} is {value}, more than this model accepts ({limit} tokens). "
-                    f"Set options.{key}={limit} or less."
-                )
-        self.forced_bos_token_id = None
-        if self.seq2seq and hasattr(tokenizer, "src_lang"):  # mBART, NLLB, M2M100
-            source = self._language_code(tokenizer, options, "source")
-            target = self._language_code(tokenizer, options, "target")
-            tokenizer.src_lang = source
-            if hasattr(tokenizer, "tgt_lang"):
-                tokenizer.tgt_lang = target
-            self.forced_bos_token_id = language_token_id(tokenizer, target)
-        else:
-            for key in ("source_lang_code", "target_lang_code"):
-                if getattr(options, key):
-                    raise DataError(
-                        f"options.{key} is set, but this model's tokenizer has no language "
-                        f"codes (only mBART, NLLB and M2M100 tokenizers do). Drop it."
-                    )
-        if options.source_prefix is not None:
-            self.prefix = options.source_prefix
-        elif self.seq2seq and self.model_type == "t5":
-            self.prefix = (
-                f"translate {language_name(options.source_lang)} to "
-                f"{language_name(options.target_lang)}: "
-            )
-        else:
-            self.prefix = ""
-        has_template = bool(getattr(tokenizer, "chat_template", None))
-        if options.chat_template and not has_template:
-            raise DataError(
-                "options.chat_template is true but this model's tokenizer has no chat "
-                "template. Set options.chat_template=false (a plain prompt)."
-            )
-        self.chat = not self.seq2seq and (
-            has_template if options.chat_template is None else options.chat_template
-        )
-
-    def _language_code(self, tokenizer: Any, options: TranslationOptions, side: str) -> str:
-        code = getattr(options, f"{side}_lang_code") or getattr(options, f"{side}_lang")
-        if language_token_id(tokenizer, code) is None:
-            known = language_codes(tokenizer)
-            hint = f" It knows {', '.join(known[:6])}{', ...' if len(known) > 6 else ''}."
-            raise DataError(
-                f"'{code}' is not a language code this tokenizer knows.{hint if known else ''} "
-                f"Set options.{side}_lang_code to the code of the {side} language."
-            )
-        return str(code)
 
     # ------------------------------------------------------------------------ features
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
-        options: TranslationOptions = recipe.options
-        if self.options is not options:  # nlptasks eval preprocesses without build_model
-            self.configure(tokenizer, options)
-        sources, cut = self.source_ids(tokenizer, list(dataset["source"]))
-        targets = tokenizer(text_target=list(dataset["target"]), add_special_tokens=self.seq2seq)[
-            "input_ids"
-        ]
-        if not self.seq2seq and self.eos_token_id is not None:
-            targets = [[*ids, self.eos_token_id] for ids in targets]
+        """One feature per pair; each carries ``max_new_tokens``, what generation needs for
+        this split: its longest target with a fifth to spare (a translation may run longer)."""
+        translator, options = self.translator, self.translator.options
+        sources, cut = translator.source_ids(tokenizer, list(dataset["source"]))
+        targets = translator.target_ids(tokenizer, list(dataset["target"]))
         long_targets = sum(len(ids) > options.max_target_length for ids in targets)
-        targets = [_cut(ids, options.max_target_length, self.eos_token_id) for ids in targets]
+        targets = [_cut(ids, options.max_target_length, translator.eos_token_id) for ids in targets]
         _warn_cut(cut, len(sources), "sources", "options.max_source_length")
         _warn_cut(long_targets, len(targets), "targets", "options.max_target_length")
-        if self.seq2seq:
-            rows = {"input_ids": sources, "labels": targets, "length": [len(s) for s in sources]}
-        else:
-            rows = {"input_ids": [], "labels": [], "prompt_ids": [], "length": []}
-            lines = dataset["line"] if "line" in dataset.column_names else None
-            for number, (prompt, target) in enumerate(zip(sources, targets, strict=True), 1):
-                total = len(prompt) + len(target)
-                if self.context_length is not None and total > self.context_length:
-                    where = f"line {lines[number - 1]}" if lines else f"row {number}"
-                    raise DataError(
-                        f"The pair at {where} has {total} tokens with its prompt, more than the "
-                        f"model's context ({self.context_length}). Lower "
-                        f"options.max_source_length or options.max_target_length (now "
-                        f"{options.max_source_length} and {options.max_target_length})."
-                    )
-                rows["input_ids"].append([*prompt, *target])
-                rows["labels"].append([IGNORE] * len(prompt) + target)
-                rows["prompt_ids"].append(prompt)
-                rows["length"].append(total)
-        return datasets.Dataset.from_dict(rows)
+        lines = dataset["line"] if "line" in dataset.column_names else None
+        features = [
+            translator.feature(source, target, f"line {lines[i]}" if lines else f"row {i + 1}")
+            for i, (source, target) in enumerate(zip(sources, targets, strict=True))
+        ]
+        longest = max((len(ids) for ids in targets), default=1)
+        budget = min(options.max_target_length, math.ceil(longest * 1.2) + 5)
+        columns = {key: [f[key] for f in features] for key in features[0]} if features else {}
+        return datasets.Dataset.from_dict({**columns, "max_new_tokens": [budget] * len(features)})
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Padded on the right, but prompts (decoder-only generation continues them) on the
+        left."""
+        pad = self.translator.pad_token_id
+        return pad_features(
+            features, {"input_ids": pad, "prompt_ids": pad}, left=("prompt_ids", "prompt_mask")
+        )
+
+    # --------------------------------------------------------------------------- step
+    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> Step:
+        """Each pair's summed target-token loss and its number of target tokens."""
+        losses, labels = self.translator.token_losses(model, batch)
+        return Step(loss=losses.sum(dim=1), count=(labels != IGNORE).sum(dim=1))
+
+    def generate_step(
+        self, model: torch.nn.Module, batch: Mapping[str, Any], settings: GenerationConfig
+    ) -> dict[str, torch.Tensor]:
+        budget = int(batch["max_new_tokens"].max())  # the same for every feature of a split
+        return {"generated": self._generate(model, batch, settings, budget)}
+
+    def _generate(
+        self, model: Any, batch: Mapping[str, Any], settings: GenerationConfig, budget: int
+    ) -> torch.Tensor:
+        translator = self.translator
+        kwargs = generation_kwargs(
+            settings, translator.pad_token_id, settings.max_new_tokens or budget
+        )
+        with sampling_seed(settings, next(model.parameters()).device):
+            return translator.generate(model, batch, kwargs)
+
+    def score(self, outputs: Mapping[str, torch.Tensor], context: EvalContext) -> Scores:
+        """Per sentence: source, translation and reference, and sacreBLEU's statistics (their
+        sums give corpus BLEU and chrF); none for an evaluation that did not translate."""
+        if not context.generated:
+            return Scores([], [])
+        decode, tokenizer = self.translator.decode, context.tokenizer
+        hypotheses = [decode(tokenizer, ids) for ids in outputs["generated"].tolist()]
+        sources, references = context.examples["source"], context.examples["target"]
+        records = [
+            {"source": src, "prediction": hyp, "reference": ref}
+            for src, hyp, ref in zip(sources, hypotheses, references, strict=True)
+        ]
+        return Scores(records, sentence_statistics(hypotheses, references), signatures())
+
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Corpus BLEU and chrF from summed sentence statistics (sacreBLEU's own formulas)."""
+        return scores_from_statistics(sums)
+
+    # ------------------------------------------------------------------------- predict
+    def predict(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+        write: Callable[[str], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Each text's translation, in input order. ``write`` is not used: a translation is
+        printed whole, as JSON with its source (batches finish out of input order)."""
+        translator, settings = self.translator, recipe.generation
+        texts = [str(r["text"]) for r in records]
+        sources, cut = translator.source_ids(tokenizer, texts)
+        _warn_cut(cut, len(sources), "inputs", "options.max_source_length")
+        translator.check_room(sources)
+        features = [translator.feature(ids, [], f"input {i}") for i, ids in enumerate(sources, 1)]
+        # Seeded sampling: each text samples alone from the seed (same text, same output).
+        size = 1 if seeded(settings) else recipe.train.eval_batch_size
+        device = next(model.parameters()).device
+        budget = translator.options.max_target_length
+        results = [""] * len(texts)
+        for indices, batch in predict_batches(features, self.collate, size, device):
+            generated = self._generate(model, batch, settings, budget)
+            for i, ids in zip(indices, generated.tolist(), strict=True):
+                results[i] = translator.decode(tokenizer, ids)
+        return [{"text": t, "translation": out} for t, out in zip(texts, results, strict=True)]
+
+    def model_card(self) -> dict[str, Any]:
+        options = self.translator.options
+        languages = f"{options.source_lang} -> {options.target_lang}"
+        return {"languages": languages, **self.translator.card()}
+
+
+class Translator:
+    """What depends on the kind of model: its inputs, loss and generation. Made for one
+    loaded model, tokenizer and options; a setting the model cannot honour is a DataError
+    that says which value to use."""
+
+    auto_class: ClassVar[Any]
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        options: TranslationOptions,
+        context_length: int | None,
+        model_type: str = "",
+    ) -> None:
+        self.options = options
+        self.context_length = context_length
+        self.pad_token_id: int = tokenizer.pad_token_id or 0
+        self.eos_token_id: int | None = tokenizer.eos_token_id
+        self.prefix = options.source_prefix or ""
+        self.configure(tokenizer, model_type)
+        if options.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise DataError(
+                "options.chat_template is true but this model's tokenizer has no chat "
+                "template. Set options.chat_template=false (a plain prompt)."
+            )
+
+    def configure(self, tokenizer: Any, model_type: str) -> None:
+        """The kind's own settings, checked against the model and its tokenizer."""
+        raise NotImplementedError
 
     def source_ids(self, tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Encoder inputs (seq2seq) or prompts (decoder-only) of ``texts``, and how many
-        sources were cut to ``options.max_source_length`` tokens."""
+        """The model inputs of ``texts`` and how many were cut to ``max_source_length``."""
+        raise NotImplementedError
+
+    def target_ids(self, tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids of the targets, as the model learns them (before cutting)."""
+        raise NotImplementedError
+
+    def feature(self, source: list[int], target: list[int], where: str) -> dict[str, Any]:
+        """One feature (``target`` empty when predicting); ``where`` names the pair."""
+        raise NotImplementedError
+
+    def check_room(self, sources: Sequence[list[int]]) -> None:
+        """Before predicting: refuse inputs that leave no room for a translation."""
+
+    def token_losses(
+        self, model: torch.nn.Module, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(each target position's loss, the labels aligned with them), (batch, length)."""
+        raise NotImplementedError
+
+    def generate(
+        self, model: Any, batch: Mapping[str, Any], kwargs: dict[str, Any]
+    ) -> torch.Tensor:
+        """The generated token ids, (batch, new tokens)."""
+        raise NotImplementedError
+
+    def decode(self, tokenizer: Any, ids: Sequence[int]) -> str:
+        """Generated ids (padded with negative ids) as a translation."""
+        return str(tokenizer.decode([i for i in ids if i >= 0], skip_special_tokens=True)).strip()
+
+    def card(self) -> dict[str, Any]:
+        """Model card facts of this kind."""
+        facts = {"model kind": self.kind}
+        if self.prefix:
+            facts["source prefix"] = json.dumps(self.prefix)
+        return facts
+
+
+class Seq2SeqTranslator(Translator):
+    """Encoder-decoder models: source in, target as labels."""
+
+    auto_class = AutoModelForSeq2SeqLM
+    kind = "encoder-decoder"
+
+    def configure(self, tokenizer: Any, model_type: str) -> None:
+        options, limit = self.options, self.context_length
+        for key in ("max_source_length", "max_target_length"):
+            if limit is not None and getattr(options, key) > limit:
+                raise DataError(
+                    f"options.{key} is {getattr(options, key)}, more than this model accepts "
+                    f"({limit} tokens). Set options.{key}={limit} or less."
+                )
+        self.forced_bos_token_id: int | None = None
+        if hasattr(tokenizer, "src_lang"):  # mBART, NLLB, M2M100
+            tokenizer.src_lang = language_code(tokenizer, options, "source")
+            target = language_code(tokenizer, options, "target")
+            if hasattr(tokenizer, "tgt_lang"):
+                tokenizer.tgt_lang = target
+            self.forced_bos_token_id = language_token_id(tokenizer, target)
+        else:
+            refuse_language_codes(options)
+        if options.source_prefix is None and model_type == "t5":
+            source, target = language_name(options.source_lang), language_name(options.target_lang)
+            self.prefix = f"translate {source} to {target}: "
+
+    def source_ids(self, tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        limit, prefixed = self.options.max_source_length, [self.prefix + t for t in texts]
+        encoded = tokenizer(prefixed)["input_ids"]
+        cut = sum(len(ids) > limit for ids in encoded)
+        if cut:
+            encoded = tokenizer(prefixed, truncation=True, max_length=limit)["input_ids"]
+        return [list(ids) for ids in encoded], cut
+
+    def target_ids(self, tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+        return [list(ids) for ids in tokenizer(text_target=list(texts))["input_ids"]]
+
+    def feature(self, source: list[int], target: list[int], where: str) -> dict[str, Any]:
+        return {
+            "input_ids": source,
+            "attention_mask": [1] * len(source),
+            "labels": target,
+            "length": len(source),
+        }
+
+    def token_losses(
+        self, model: torch.nn.Module, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = batch["labels"]
+        inner: Any = getattr(model, "module", model)  # under DDP
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=inner.prepare_decoder_input_ids_from_labels(labels=labels),
+        ).logits
+        return token_losses(logits, labels), labels
+
+    def generate(
+        self, model: Any, batch: Mapping[str, Any], kwargs: dict[str, Any]
+    ) -> torch.Tensor:
+        if self.forced_bos_token_id is not None:
+            kwargs = {**kwargs, "forced_bos_token_id": self.forced_bos_token_id}
+        output: torch.Tensor = model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+        )
+        return output
+
+
+class PromptedTranslator(Translator):
+    """Decoder-only models: a prompt asks for the translation, which follows it; only the
+    target (and its EOS) is learned."""
+
+    auto_class = AutoModelForCausalLM
+    kind = "decoder-only, prompted"
+
+    def configure(self, tokenizer: Any, model_type: str) -> None:
+        # Prompt + target are checked against the context per pair (see ``feature``).
+        refuse_language_codes(self.options)
+        chosen = self.options.chat_template
+        self.chat = bool(getattr(tokenizer, "chat_template", None)) if chosen is None else chosen
+
+    def source_ids(self, tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         limit = self.options.max_source_length
-        if self.seq2seq:
-            encoded = tokenizer([self.prefix + t for t in texts])["input_ids"]
-            cut = sum(len(ids) > limit for ids in encoded)
-            if cut:
-                encoded = tokenizer(
-                    [self.prefix + t for t in texts], truncation=True, max_length=limit
-                )["input_ids"]
-            return [list(ids) for ids in encoded], cut
         plain = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         cut = 0
         prompts = []
@@ -388,237 +496,63 @@ class TranslationTask:
             ids = ids[:-1]  # some tokenizers end every text with EOS: not before the target
         return ids
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
+    def target_ids(self, tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+        encoded = tokenizer(text_target=list(texts), add_special_tokens=False)["input_ids"]
+        eos = [] if self.eos_token_id is None else [self.eos_token_id]
+        return [[*ids, *eos] for ids in encoded]
 
-        def right(key: str, value: int) -> torch.Tensor:
-            return torch.tensor([f[key] + [value] * (longest - len(f[key])) for f in features])
-
-        if self.seq2seq:
-            width = max(len(f["labels"]) for f in features)
-            return {
-                "input_ids": right("input_ids", self.pad_token_id),
-                "attention_mask": _mask([len(f["input_ids"]) for f in features], longest),
-                "labels": torch.tensor(
-                    [f["labels"] + [IGNORE] * (width - len(f["labels"])) for f in features]
-                ),
-            }
-        batch = {
-            "input_ids": right("input_ids", self.pad_token_id),
-            "attention_mask": _mask([len(f["input_ids"]) for f in features], longest),
-            "labels": right("labels", IGNORE),
-        }
-        if "prompt_ids" in features[0]:
-            # Generation continues on the right of the prompt: prompts are padded on the left.
-            prompt_longest = max(len(f["prompt_ids"]) for f in features)
-            batch["prompt_ids"] = torch.tensor(
-                [
-                    [self.pad_token_id] * (prompt_longest - len(f["prompt_ids"])) + f["prompt_ids"]
-                    for f in features
-                ]
+    def feature(self, source: list[int], target: list[int], where: str) -> dict[str, Any]:
+        total = len(source) + len(target)
+        if self.context_length is not None and total > self.context_length:
+            options = self.options
+            raise DataError(
+                f"The pair at {where} has {total} tokens with its prompt, more than the model's "
+                f"context ({self.context_length}). Lower options.max_source_length or "
+                f"options.max_target_length (now {options.max_source_length} and "
+                f"{options.max_target_length})."
             )
-            batch["prompt_mask"] = _mask(
-                [len(f["prompt_ids"]) for f in features], prompt_longest, left=True
-            )
-        return batch
-
-    # ---------------------------------------------------------------------------- loss
-    def count_targets(self, batch: Mapping[str, Any]) -> int:
-        labels = batch["labels"] if self.seq2seq else batch["labels"][:, 1:]
-        return int((labels != IGNORE).sum())
-
-    def _token_losses(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        if not self.seq2seq:
-            return next_token_losses(model, batch)
-        labels = batch["labels"]
-        inner: Any = getattr(model, "module", model)  # under DDP
-        decoder_input_ids = inner.prepare_decoder_input_ids_from_labels(labels=labels)
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            decoder_input_ids=decoder_input_ids,
-        ).logits
-        return token_losses(logits, labels)
-
-    def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        return self._token_losses(model, batch).sum()
-
-    def eval_step(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-        labels = batch["labels"] if self.seq2seq else batch["labels"][:, 1:]
         return {
-            "loss": self._token_losses(model, batch).sum(dim=1),
-            "loss_count": (labels != IGNORE).sum(dim=1),
+            "input_ids": [*source, *target],
+            "attention_mask": [1] * total,
+            "labels": [IGNORE] * len(source) + target,
+            "prompt_ids": source,
+            "prompt_mask": [1] * len(source),
+            "length": total,
         }
 
-    # ---------------------------------------------------------------------- generation
-    def generate_step(
-        self, model: torch.nn.Module, batch: Mapping[str, Any], settings: GenerationConfig
-    ) -> dict[str, torch.Tensor]:
-        max_new = settings.max_new_tokens or self.eval_new_tokens or self.options.max_target_length
-        return {"generated": self._generate(model, batch, settings, max_new)}
-
-    def _generate(
-        self, model: Any, batch: Mapping[str, Any], settings: GenerationConfig, max_new: int
-    ) -> torch.Tensor:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "num_beams": settings.num_beams,
-            "do_sample": settings.do_sample,
-            "repetition_penalty": settings.repetition_penalty,
-            "pad_token_id": self.pad_token_id,
-        }
-        if settings.do_sample:
-            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-            if settings.top_k is not None:
-                kwargs["top_k"] = settings.top_k
-        if self.seq2seq:
-            if self.forced_bos_token_id is not None:
-                kwargs["forced_bos_token_id"] = self.forced_bos_token_id
-            output: torch.Tensor = model.generate(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
-            )
-            return output
-        prompt = batch["prompt_ids"]
-        if self.context_length is not None:
-            kwargs["max_new_tokens"] = max(1, min(max_new, self.context_length - prompt.shape[1]))
-        output = model.generate(input_ids=prompt, attention_mask=batch["prompt_mask"], **kwargs)
-        return output[:, prompt.shape[1] :]  # the new tokens only
-
-    def decode(self, tokenizer: Any, ids: Sequence[int]) -> str:
-        """Generated ids as a translation (a decoder-only model's first line)."""
-        text = str(tokenizer.decode([i for i in ids if i >= 0], skip_special_tokens=True))
-        if not self.seq2seq:
-            text = text.strip().split("\n", 1)[0]
-        return text.strip()
-
-    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
-        """Corpus BLEU and chrF from summed sentence statistics (sacreBLEU's own formulas)."""
-        return scores_from_statistics(sums)
-
-    def new_metrics(self, context: EvalContext) -> TranslationScores:
-        # Every process sees the whole eval set, so each derives the same length budget: the
-        # longest reference with a fifth to spare (a translation may run longer).
-        longest = max(
-            (sum(t != IGNORE for t in labels) for labels in context.features["labels"]), default=1
-        )
-        self.eval_new_tokens = min(self.options.max_target_length, math.ceil(longest * 1.2) + 5)
-        return TranslationScores(self, context)
-
-    # ------------------------------------------------------------------------- predict
-    def predict(
-        self,
-        model: torch.nn.Module,
-        tokenizer: Any,
-        records: Sequence[Mapping[str, Any]],
-        recipe: Recipe,
-    ) -> list[dict[str, Any]]:
-        options: TranslationOptions = recipe.options
-        self.configure(tokenizer, options)
-        texts = [str(r["text"]) for r in records]
-        sources, cut = self.source_ids(tokenizer, texts)
-        _warn_cut(cut, len(sources), "inputs", "options.max_source_length")
+    def check_room(self, sources: Sequence[list[int]]) -> None:
         for number, ids in enumerate(sources, 1):
-            if not self.seq2seq and self.context_length and len(ids) >= self.context_length:
+            if self.context_length and len(ids) >= self.context_length:
                 raise DataError(
                     f"Input {number}'s prompt has {len(ids)} tokens, leaving no room in the "
                     f"model's context ({self.context_length}) for a translation. Shorten it, "
                     f"or cut long inputs with --set options.max_source_length=N."
                 )
-        max_new = recipe.generation.max_new_tokens or options.max_target_length
-        device = next(model.parameters()).device
-        results = [""] * len(texts)
-        for indices in length_sorted_batches(
-            [len(s) for s in sources], recipe.train.eval_batch_size
-        ):
-            rows = [
-                {"input_ids": sources[i], "labels": [IGNORE], "prompt_ids": sources[i]}
-                for i in indices
-            ]
-            batch = {k: v.to(device) for k, v in self.collate(rows).items()}
-            generated = self._generate(model, batch, recipe.generation, max_new)
-            for i, ids in zip(indices, generated.tolist(), strict=True):
-                results[i] = self.decode(tokenizer, ids)
-        return [
-            {"text": text, "translation": out} for text, out in zip(texts, results, strict=True)
-        ]
 
-    def model_card_info(self) -> dict[str, Any]:
-        options = self.options
-        info: dict[str, Any] = {
-            "languages": f"{options.source_lang} -> {options.target_lang}",
-            "model kind": "encoder-decoder" if self.seq2seq else "decoder-only, prompted",
-        }
-        if self.prefix:
-            info["source prefix"] = json.dumps(self.prefix)
-        if not self.seq2seq:
-            info["prompt"] = json.dumps(options.prompt) + (" (chat template)" if self.chat else "")
-        return info
+    def token_losses(
+        self, model: torch.nn.Module, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Position t predicts label t + 1: the labels shifted left, the last position none.
+        shifted = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+        return next_token_losses(model, batch), shifted
 
+    def generate(
+        self, model: Any, batch: Mapping[str, Any], kwargs: dict[str, Any]
+    ) -> torch.Tensor:
+        prompt = batch["prompt_ids"]
+        if self.context_length is not None:
+            room = self.context_length - prompt.shape[1]
+            kwargs = {**kwargs, "max_new_tokens": max(1, min(kwargs["max_new_tokens"], room))}
+        output = model.generate(input_ids=prompt, attention_mask=batch["prompt_mask"], **kwargs)
+        return output[:, prompt.shape[1] :]  # the new tokens only
 
-class TranslationScores:
-    """Generated ids -> text, then corpus BLEU and chrF against the references; the
-    signatures go to ``context.extra["signatures"]`` (results.json stores them)."""
+    def decode(self, tokenizer: Any, ids: Sequence[int]) -> str:
+        """The first line of the generated text: one line in, one line out."""
+        return super().decode(tokenizer, ids).split("\n", 1)[0].strip()
 
-    def __init__(self, task: TranslationTask, context: EvalContext) -> None:
-        self.task = task
-        self.tokenizer = context.tokenizer
-        self.texts: dict[int, str] = {}
-
-    def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
-        if "generated" not in outputs:
-            return
-        for index, ids in zip(
-            outputs["index"].tolist(), outputs["generated"].tolist(), strict=True
-        ):
-            self.texts[int(index)] = self.task.decode(self.tokenizer, ids)
-
-    def compute(self, context: EvalContext) -> dict[str, float]:
-        if not context.generated:
-            return {}
-        hypotheses = [self.texts.get(i, "") for i in range(len(context.features))]
-        scores, signatures = corpus_scores(hypotheses, list(context.examples["target"]))
-        context.extra["signatures"] = signatures
-        return scores
-
-    def example_statistics(self, context: EvalContext) -> ExampleStatistics | None:
-        """Per sentence: source, translation and reference, and sacreBLEU's statistics (their
-        sums give corpus BLEU and chrF); none for an evaluation that did not translate."""
-        if not context.generated:
-            return None
-        sources, references = context.examples["source"], context.examples["target"]
-        hypotheses = [self.texts.get(i, "") for i in range(len(context.features))]
-        records = [
-            {"source": src, "prediction": hyp, "reference": ref}
-            for src, hyp, ref in zip(sources, hypotheses, references, strict=True)
-        ]
-        return ExampleStatistics(records, sentence_statistics(hypotheses, references))
-
-
-def language_name(code: str | None) -> str:
-    return LANGUAGE_NAMES.get((code or "").split("_")[0].lower(), code or "")
-
-
-def language_token_id(tokenizer: Any, code: str) -> int | None:
-    """The id of a language code's token (mBART/NLLB write ``en_XX`` / ``eng_Latn``, M2M100
-    ``__en__``), or None when the tokenizer does not know it. Language codes are added
-    (special) tokens: an ordinary subword spelled ``en`` is not one."""
-    added = dict(tokenizer.get_added_vocab())
-    for token in (code, f"__{code}__"):
-        if token in added:
-            return int(added[token])
-    return None
-
-
-def language_codes(tokenizer: Any) -> list[str]:
-    """The language codes among a tokenizer's added tokens (``en_XX``, ``eng_Latn``, and
-    M2M100's ``__en__`` written as ``en``, the form ``src_lang`` takes)."""
-    codes = []
-    for token in sorted(tokenizer.get_added_vocab()):
-        if m := re.fullmatch(r"__([a-z]{2,3})__", token):
-            codes.append(m.group(1))
-        elif re.fullmatch(r"[a-z]{2,3}_[A-Za-z]{2,4}", token):
-            codes.append(token)
-    return codes
+    def card(self) -> dict[str, Any]:
+        prompt = json.dumps(self.options.prompt) + (" (chat template)" if self.chat else "")
+        return {**super().card(), "prompt": prompt}
 
 
 def _config_source(model_dir: str) -> str:
@@ -638,11 +572,6 @@ def _cut(ids: list[int], limit: int, eos: int | None) -> list[int]:
     if len(ids) <= limit:
         return ids
     return [*ids[: limit - 1], eos] if eos is not None and ids[-1] == eos else ids[:limit]
-
-
-def _mask(lengths: Sequence[int], width: int, left: bool = False) -> torch.Tensor:
-    rows = [[0] * (width - n) + [1] * n if left else [1] * n + [0] * (width - n) for n in lengths]
-    return torch.tensor(rows)
 
 
 def _warn_cut(count: int, total: int, what: str, key: str) -> None:

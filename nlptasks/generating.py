@@ -1,0 +1,51 @@
+"""A recipe's generation settings as ``model.generate`` keyword arguments, and its seed.
+
+Every task that generates (evaluation, ``predict``, samples, serving) goes through here, so
+``generation.seed`` and ``predict --seed`` mean the same for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from nlptasks.recipes import GenerationConfig
+
+
+def generation_kwargs(
+    settings: GenerationConfig, pad_token_id: int | None, max_new_tokens: int
+) -> dict[str, Any]:
+    """The ``generate()`` arguments of ``settings``: greedy or beam search unless
+    ``do_sample``, then its temperature, top-p and top-k (unset top-k: the model's own)."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "num_beams": settings.num_beams,
+        "do_sample": settings.do_sample,
+        "repetition_penalty": settings.repetition_penalty,
+        "pad_token_id": pad_token_id,
+    }
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        if settings.top_k is not None:
+            kwargs["top_k"] = settings.top_k
+    return kwargs
+
+
+def seeded(settings: GenerationConfig) -> bool:
+    """Whether sampling is seeded: each input then samples alone from the seed, so the same
+    input gives the same text whatever its batch or position."""
+    return bool(settings.do_sample and settings.seed is not None)
+
+
+@contextlib.contextmanager
+def sampling_seed(settings: GenerationConfig, device: torch.device) -> Iterator[None]:
+    """Around one ``generate()`` call: the recipe's seed when sampling is seeded, and the
+    caller's random state left as it was either way."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seeded(settings):
+            torch.manual_seed(int(settings.seed or 0))
+        yield
