@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from nlptasks.builtins.generation.data import (
 )
 from nlptasks.cli import cli
 from nlptasks.testing import make_tiny_gpt2
+from nlptasks.testing.processes import run_nlptasks
 from tests.conftest import SHARED_DATA
 
 WIKI = SHARED_DATA / "wikitext2_raw"
@@ -439,18 +437,9 @@ def test_a_prompt_longer_than_the_context_is_one_line(trained_lm: Path) -> None:
 
 @pytest.mark.slow
 def test_two_process_perplexity_equals_one_process(trained_lm: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = ["-m", "nlptasks.cli", "eval", "generation", "--model", str(trained_lm), "--json"]
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *command],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr[-3000:]
+    command = ["eval", "generation", "--model", str(trained_lm), "--json"]
+    two = run_nlptasks(*command, processes=2)
+    one = run_nlptasks(*command)
     assert json.loads(two.stdout) == pytest.approx(json.loads(one.stdout), rel=1e-6)
 
 

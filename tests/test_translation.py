@@ -4,9 +4,6 @@ scores, and run / eval / predict end to end with a tiny BART on real WMT16 en-ro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from nlptasks.builtins.translation.metrics import (
 from nlptasks.builtins.translation.task import PromptedTranslator
 from nlptasks.cli import cli
 from nlptasks.testing import make_tiny_bart, make_tiny_gpt2
+from nlptasks.testing.processes import run_nlptasks
 from tests.conftest import SHARED_DATA
 
 WMT = SHARED_DATA / "wmt16_en_ro"
@@ -459,19 +457,10 @@ def test_seeded_sampling_gives_the_same_text_whatever_the_batch(trained_mt: Path
 
 @pytest.mark.slow
 def test_two_process_generation_eval_equals_one_process(trained_mt: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = ["-m", "nlptasks.cli", "eval", "translation", "--model", str(trained_mt / "model")]
-    command += ["--json", "train.eval_batch_size=5"]  # 24 pairs: uneven last round
-    two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *command],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, *command], capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr[-3000:]
+    command = ["eval", "translation", "--model", str(trained_mt / "model"), "--json"]
+    command += ["train.eval_batch_size=5"]  # 24 pairs: uneven last round
+    two = run_nlptasks(*command, processes=2)
+    one = run_nlptasks(*command)
     two_metrics, one_metrics = json.loads(two.stdout), json.loads(one.stdout)
     assert set(one_metrics) == {"loss", "bleu", "chrf"}
     assert two_metrics == pytest.approx(one_metrics, rel=1e-6)

@@ -15,6 +15,10 @@ Opt in from a test suite with ``pytest_plugins = ["nlptasks.testing"]`` to get t
   trained on ``tiny_texts`` (a few SST-2-like sentences; override it to use your own);
 - ``offline``: no Hub access and no third-party entry points.
 
+``run_nlptasks("eval", TASK, "--model", DIR, processes=2)`` runs the command in fresh
+processes, under ``torchrun`` when ``processes`` > 1, offline, and fails the test with the end
+of stderr when it exits non-zero.
+
 :class:`TaskConformance` (from :mod:`nlptasks.testing.conformance`) is the test class a task plugin
 subclasses to check that it keeps the Task contract.
 """
@@ -38,6 +42,7 @@ from nlptasks.testing.conformance import (  # noqa: E402
     TaskConformance,
     make_tiny_model,
 )
+from nlptasks.testing.processes import nlptasks_command, offline_env, run_nlptasks  # noqa: E402
 from nlptasks.testing.tiny_datasets import TinyData, tiny_dataset  # noqa: E402
 from nlptasks.testing.tiny_models import (  # noqa: E402
     DEFAULT_TEXTS,
@@ -165,5 +170,8 @@ __all__ = [
     "make_tiny_bert",
     "make_tiny_gpt2",
     "make_tiny_model",
+    "nlptasks_command",
+    "offline_env",
+    "run_nlptasks",
     "tiny_dataset",
 ]
