@@ -288,9 +288,14 @@ def check_step(task: Any, step: Any, rows: int) -> Step:
             continue
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != (rows,):
             found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            hint = (
+                " Sum each example's loss; do not average the batch."
+                if what == "loss"
+                else " Count each example's targets (or leave count None: 1 each)."
+            )
             raise PluginError(
                 f"Task '{name}': forward's {what} must hold one number per example, shape "
-                f"({rows},), got {found}. Sum each example's loss; do not average the batch."
+                f"({rows},), got {found}.{hint}"
             )
     return step
 

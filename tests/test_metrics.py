@@ -43,4 +43,6 @@ def test_agrees_with_sklearn_on_random_labels() -> None:
         predictions = [rng.randrange(4) for _ in range(50)]
         found = classification_metric().compute(predictions=predictions, references=references)
         assert found["accuracy"] == pytest.approx(accuracy_score(references, predictions))
-        assert found["macro_f1"] == pytest.approx(f1_score(references, predictions, average="macro"))
+        assert found["macro_f1"] == pytest.approx(
+            f1_score(references, predictions, average="macro")
+        )

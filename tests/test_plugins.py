@@ -71,49 +71,59 @@ def test_hook_register_datasets(toy_plugin: None) -> None:
     assert splits["train"].column_names == ["review", "label"]
 
 
-def test_hook_register_metrics(toy_plugin: None) -> None:
-    metrics = get_registries().metrics
-    entry = metrics.get("toy_metric")  # no tasks: shared, under its bare name
-    assert entry.load() is toy.load_toy_reviews  # lazy "module:attr" resolved on demand
-    assert entry.tasks == ()
-    # Both plugins call a metric "accuracy", each for its own task: no clash.
-    assert metrics.get("sentiment/accuracy").plugin == "sentiment"
-    assert metrics.get("toy-task/accuracy").plugin == "toy"
-    assert metrics.get("toy-task/accuracy").tasks == ("toy-task",)
-    assert "accuracy" not in metrics
+def test_list_metrics_names_each_tasks_declared_metrics(toy_plugin: None) -> None:
+    """Metrics are what each task declares (TaskInfo.metrics), listed as TASK/NAME with its
+    loss first: two tasks may each have an "accuracy" (toy-task is sentiment's class under
+    another name and plugin)."""
+    from nlptasks.task import task_info
+
+    result = CliRunner().invoke(cli_group(), ["list", "metrics", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    for entry in get_registries().tasks:
+        names = ["loss", *(spec.name for spec in task_info(entry.load()).metrics)]
+        listed = [row for row in rows if row["name"].split("/", 1)[0] == entry.name]
+        assert [row["name"] for row in listed] == [f"{entry.name}/{n}" for n in names]
+        assert {row["plugin"] for row in listed} == {entry.plugin}
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["sentiment/accuracy"]["plugin"] == "sentiment"
+    assert by_name["toy-task/accuracy"]["plugin"] == "toy"
+    assert "accuracy" not in by_name
+    assert by_name["toy-task/loss"]["description"] == "mean eval loss (lower is better)"
+    assert by_name["toy-task/accuracy"]["description"] == "accuracy (higher is better)"
 
 
 def test_tasks_given_as_one_string_is_one_task() -> None:
-    from nlptasks.plugins.registry import Registry, _metric_registrar, _registrar
+    from nlptasks.plugins.registry import Registry, _registrar
 
-    metrics: Registry[object] = Registry("metric", "nlptasks list metrics")
-    _metric_registrar(metrics, "p")("kappa", "x:y", tasks=("clash-task"))  # no comma: a str
-    assert metrics.names() == ["clash-task/kappa"]
     datasets: Registry[object] = Registry("dataset", "nlptasks list datasets")
-    _registrar(datasets, "p")("d", "x:y", tasks="sentiment")
+    _registrar(datasets, "p")("d", "x:y", tasks="sentiment")  # no tuple: one task's name
     assert datasets.get("d").tasks == ("sentiment",)
 
 
-def test_metric_duplicates_conflict_only_within_one_task(clashing_plugins: None) -> None:
-    metrics = get_registries().metrics
-    # clash_a registers kappa for clash-task, clash_b for clash-task and other-task.
-    with pytest.raises(DuplicateNameError, match="'clash-task/kappa'.*'clash-a'.*'clash-b'"):
-        metrics.get("clash-task/kappa")
-    assert metrics.get("other-task/kappa").plugin == "clash-b"
-    assert metrics.get("sentiment/accuracy").plugin == "sentiment"
+def test_list_metrics_warns_about_a_task_that_cannot_load(typo_plugin: None) -> None:
+    """A task class that cannot be imported is one warning line; the other tasks' metrics
+    are still listed."""
     result = CliRunner().invoke(cli_group(), ["list", "metrics", "--json"])
     assert result.exit_code == 0, result.output
-    plugin_of = {row["name"]: row["plugin"] for row in json.loads(result.output)}
-    assert plugin_of == {
-        "clash-task/kappa": "clash-a, clash-b (conflict)",
-        "other-task/kappa": "clash-b",
-        "sentiment/accuracy": "sentiment",
-        "sentiment/macro_f1": "sentiment",
-        "qa/squad": "qa",
-        "qa/squad_v2": "qa",
-        "generation/perplexity": "generation",
-        "translation/sacrebleu": "translation",
-    }
+    tasks = {row["name"].split("/", 1)[0] for row in json.loads(result.stdout)}
+    assert "sentiment" in tasks and not tasks & {"typo-attr", "typo-module"}
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("Warning: Plugin 'typo'") for w in warnings)
+
+
+def test_list_without_a_kind_leaves_metrics_out_and_imports_no_torch() -> None:
+    """Listing metrics imports the task classes (and torch); listing everything does not."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nlptasks", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NLPTASKS_LOAD_PLUGINS": ""},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert set(json.loads(done.stdout)) == {"tasks", "recipes", "models", "datasets"}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "nlptasks" in imported and "torch" not in imported
 
 
 def test_hook_register_recipes(toy_plugin: None) -> None:
@@ -415,9 +425,9 @@ def test_trace_keeps_json_output_clean() -> None:
     ]
     traced = [line for line in out.stderr.splitlines() if line.startswith("nlptasks trace: ")]
     assert any(" register_tasks sentiment " in line and line.endswith(" ok") for line in traced)
-    # One line per implementation call: sentiment implements the five register_* hooks.
+    # One line per implementation call: sentiment implements the four register_* hooks.
     hooks = [line.split()[2] for line in traced if line.split()[3] == "sentiment"]
-    kinds = ("tasks", "models", "datasets", "metrics", "recipes")
+    kinds = ("tasks", "models", "datasets", "recipes")
     assert sorted(hooks) == sorted(f"register_{kind}" for kind in kinds)
     assert all(re.fullmatch(r"nlptasks trace: \w+ \w+ \d+\.\d\d ms ok", line) for line in traced)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from nlptasks.plugins.scaffold import SHAPES
-from tests.venvs import build_wheel, clean_env, fresh_venv, pip
+from nlptasks.testing import TaskConformance
+from tests.venvs import REPO, build_wheel, clean_env, fresh_venv, pip
 
 RUFF = Path(sys.executable).with_name("ruff")
 
@@ -38,11 +40,9 @@ def test_new_writes_an_installable_package(cli: Any, tmp_path: Path) -> None:
             assert not re.search(r"\{\{\w+\}\}", path.read_text()), f"placeholder left in {path}"
     pyproject = (root / "pyproject.toml").read_text()
     assert '[project.entry-points.nlptasks]\ndoc-tags = "nlptasks_doc_tags"' in pyproject
-    assert "class DocTagsTask:" in (root / "nlptasks_doc_tags/task.py").read_text()
-    assert (
-        'pipeline_tag: ClassVar[str] = "token-classification"'
-        in (root / "nlptasks_doc_tags/task.py").read_text()
-    )
+    task = (root / "nlptasks_doc_tags/task.py").read_text()
+    assert "class DocTagsTask:" in task
+    assert 'pipeline_tag="token-classification"' in task
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -53,6 +53,30 @@ def test_scaffold_is_lint_clean(cli: Any, tmp_path: Path, shape: str, name: str)
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         done = subprocess.run([str(RUFF), *args], cwd=root, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for the module: the first run reads torch's and transformers' types
+    (about a minute), the others reuse them."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_scaffold_type_checks(cli: Any, tmp_path: Path, shape: str, mypy_cache: Path) -> None:
+    """mypy, with the generated pyproject's settings, finds no error in the package or its
+    tests, against this nlptasks (the API the templates use: TaskInfo, Step, Scores, ...)."""
+    cli("plugins", "new", "my-task", "--task-shape", shape, "-d", str(tmp_path))
+    root = tmp_path / "nlptasks-my-task"
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--cache-dir", str(mypy_cache)]
+        + ["nlptasks_my_task", "tests"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
@@ -174,5 +198,6 @@ def test_scaffold_tests_pass_as_generated(python: Path, tmp_path: Path, shape: s
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     summary = done.stdout.strip().splitlines()[-1]
-    # Every check of the kit (13) and the sample test ran; none was skipped.
-    assert re.match(r"14 passed", summary), summary
+    # Every check of the kit and the sample test ran; none was skipped.
+    checks = [name for name in dir(TaskConformance) if name.startswith("test_")]
+    assert re.match(rf"{len(checks) + 1} passed", summary), summary

@@ -6,18 +6,21 @@ through ``nlptasks run``, ``eval`` and ``predict``, and under 2-process torchrun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
 
+from nlptasks import EvalContext, MetricSpec, Scores, Step
 from nlptasks.cli import cli
 from nlptasks.plugins import manager as plugins
 from tests.plugins import generate_task, token_task
@@ -108,6 +111,16 @@ def test_generation_metrics_run_on_their_own_schedule(
     )
     assert [json.loads(line)["prompt"] for line in output.splitlines()] == prompts
 
+    # With a writer (a terminal), each completion is written as it is made, in input order,
+    # one line each; what is written is what is returned.
+    from nlptasks.runner import predict
+
+    written: list[str] = []
+    inputs = [{"prompt": p} for p in prompts]
+    results = predict("toy-generate", str(run_dir / "model"), inputs, stream=written.append)
+    assert [r["prompt"] for r in results] == prompts
+    assert "".join(written) == "".join(f"{r['completion']}\n" for r in results)
+
 
 def test_a_missing_input_field_is_one_line(
     shape_plugins: None, tiny_gpt2: Path, tmp_path: Path
@@ -123,41 +136,128 @@ def test_a_missing_input_field_is_one_line(
     ]
 
 
-def test_undeclared_metrics_are_refused(shape_plugins: None, tiny_bert: Path) -> None:
-    from nlptasks.errors import PluginError
+@pytest.fixture
+def prepared_tokens(shape_plugins: None, tiny_bert: Path) -> Any:
+    """The toy-tokens run, prepared (model, data, evaluator) but not trained."""
     from nlptasks.recipes import load_recipe
     from nlptasks.runner import prepare_run
 
-    prepared = prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
-    prepared.task.metrics = prepared.task.metrics[:1]  # 'words' is reported but not declared
-    with pytest.raises(PluginError, match="undeclared: words"):
+    return prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
+
+
+def _one_line_error(prepared: Any, match: str) -> None:
+    """Evaluation stops with one line that names the task and the broken rule."""
+    from nlptasks.errors import PluginError
+
+    with pytest.raises(PluginError, match=match) as caught:
         prepared.evaluator.evaluate(prepared.model)
+    message = str(caught.value)
+    assert "Task 'toy-tokens'" in message and "\n" not in message, message
+
+
+def test_undeclared_metrics_are_refused(prepared_tokens: Any) -> None:
+    info = prepared_tokens.task.info
+    # 'words' is reported but not declared (a task may narrow info on its instance).
+    prepared_tokens.task.info = dataclasses.replace(info, metrics=info.metrics[:1])
+    _one_line_error(prepared_tokens, "undeclared: words")
+    # Declared but not reported.
+    more = (*info.metrics, MetricSpec("recall", True))
+    prepared_tokens.task.info = dataclasses.replace(info, metrics=more)
+    _one_line_error(prepared_tokens, "missing: recall")
 
 
 def test_metrics_outside_their_range_or_named_loss_are_refused(
-    shape_plugins: None, tiny_bert: Path
+    prepared_tokens: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nlptasks.errors import PluginError
-    from nlptasks.recipes import load_recipe
-    from nlptasks.runner import prepare_run
-    from nlptasks.task import MetricSpec
+    info = prepared_tokens.task.info
+    narrow = (info.metrics[0], MetricSpec("words", True, high=10.0))
+    prepared_tokens.task.info = dataclasses.replace(info, metrics=narrow)
+    _one_line_error(prepared_tokens, r"words=\d+\.0 outside \[-inf, 10.0\]")
+    prepared_tokens.task.info = info
+    real = token_task.TokenTask.aggregate
+    monkeypatch.setattr(
+        token_task.TokenTask, "aggregate", lambda self, sums: {**real(self, sums), "loss": 0.0}
+    )
+    _one_line_error(prepared_tokens, "computed a metric named 'loss'")
 
-    prepared = prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
-    words = prepared.task.metrics[1]
-    prepared.task.metrics = (prepared.task.metrics[0], MetricSpec("words", True, high=10.0))
-    with pytest.raises(PluginError, match=r"words=\d+\.0 outside \[-inf, 10.0\]"):
-        prepared.evaluator.evaluate(prepared.model)
-    prepared.task.metrics = (prepared.task.metrics[0], words)
-    original = token_task.WordAccuracy.compute
-    try:
-        token_task.WordAccuracy.compute = lambda self, context: {  # type: ignore[method-assign]
-            **original(self, context),
-            "loss": 0.0,
-        }
-        with pytest.raises(PluginError, match="named 'loss'"):
-            prepared.evaluator.evaluate(prepared.model)
-    finally:
-        token_task.WordAccuracy.compute = original  # type: ignore[method-assign]
+
+def test_aggregate_must_return_a_dict(
+    prepared_tokens: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(token_task.TokenTask, "aggregate", lambda self, sums: 0.5)
+    _one_line_error(
+        prepared_tokens, r"aggregate\(\) must return a dict of metric values, not float"
+    )
+
+
+def test_score_gives_one_record_and_statistics_per_example(
+    prepared_tokens: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = token_task.TokenTask.score
+
+    def short(self: Any, outputs: Any, context: EvalContext) -> Scores:
+        scores = real(self, outputs, context)
+        return Scores(scores.records, scores.statistics[:-1])
+
+    monkeypatch.setattr(token_task.TokenTask, "score", short)
+    _one_line_error(prepared_tokens, r"score\(\) gave 70 records but 69 statistics")
+    monkeypatch.setattr(token_task.TokenTask, "score", lambda self, outputs, context: {})
+    _one_line_error(prepared_tokens, r"score\(\) must return nlptasks.Scores, not dict")
+
+
+def test_broken_forward_contract_is_one_line(
+    prepared_tokens: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = token_task.TokenTask.forward
+
+    def outputs(step: Step, **extra: Any) -> Step:
+        return Step(step.loss, step.count, {**step.outputs, **extra})
+
+    broken: dict[str, tuple[Callable[[Step], Any], str]] = {
+        "not a Step": (lambda step: {"loss": step.loss}, r"forward\(\) must return nlptasks.Step"),
+        "a batch loss": (
+            lambda step: Step(step.loss.mean(), step.count, step.outputs),
+            r"forward's loss must hold one number per example, shape \(16,\), got \(\)",
+        ),
+        "a batch count": (
+            lambda step: Step(step.loss, torch.tensor(16), step.outputs),
+            r"forward's count must hold one number per example, shape \(16,\), got \(\)",
+        ),
+        "a list": (lambda step: outputs(step, x=[1, 2]), "output 'x' must be a tensor"),
+        "wrong rows": (
+            lambda step: outputs(step, x=torch.zeros(3)),
+            r"one row per example \(16\), got shape \(3,\)",
+        ),
+        "reserved": (lambda step: outputs(step, index=step.loss), "a name evaluation sets"),
+        "loss in outputs": (
+            lambda step: outputs(step, loss=step.loss),
+            "forward's outputs hold 'loss'",
+        ),
+    }
+    for change, message in broken.values():
+        monkeypatch.setattr(
+            token_task.TokenTask,
+            "forward",
+            lambda self, model, batch, change=change: change(real(self, model, batch)),
+        )
+        _one_line_error(prepared_tokens, message)
+
+
+def test_training_checks_forward_too(
+    shape_plugins: None, tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loss averaged over the batch stops training at once, with the same one line."""
+    real = token_task.TokenTask.forward
+    monkeypatch.setattr(
+        token_task.TokenTask,
+        "forward",
+        lambda self, model, batch: Step(real(self, model, batch).loss.mean()),
+    )
+    args = ["run", "toy-tokens", f"model={tiny_bert}", "-o", str(tmp_path / "run"), "-q"]
+    result = CliRunner().invoke(cli, args)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: Task 'toy-tokens': forward's loss must hold one number")
 
 
 def test_python_api_evaluate_and_predict(
@@ -179,34 +279,6 @@ def test_python_api_evaluate_and_predict(
         nlptasks.predict("toy-tokens", str(run.run_dir / "model"), [{"txt": "x"}])
 
 
-def test_broken_eval_step_contract_is_one_line(
-    shape_plugins: None, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from nlptasks.errors import PluginError
-    from nlptasks.recipes import load_recipe
-    from nlptasks.runner import prepare_run
-
-    prepared = prepare_run(load_recipe("toy-tokens", "tiny", [f"model={tiny_bert}"]))
-    real_step = token_task.TokenTask.eval_step
-    broken = {
-        "no loss": (
-            lambda out: {k: v for k, v in out.items() if k != "loss"},
-            "must return 'loss'",
-        ),
-        "a list": (lambda out: {**out, "x": [1, 2]}, "'x' must be a tensor"),
-        "wrong rows": (lambda out: {**out, "x": torch.zeros(3)}, r"one row per example \(16\)"),
-        "reserved": (lambda out: {**out, "index": out["loss"]}, "a name evaluation sets"),
-    }
-    for change, message in broken.values():
-        monkeypatch.setattr(
-            token_task.TokenTask,
-            "eval_step",
-            lambda self, model, batch, change=change: change(real_step(self, model, batch)),
-        )
-        with pytest.raises(PluginError, match=message):
-            prepared.evaluator.evaluate(prepared.model)
-
-
 def test_evaluation_runs_in_inference_mode_and_the_recipes_precision(
     shape_plugins: None, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,14 +286,14 @@ def test_evaluation_runs_in_inference_mode_and_the_recipes_precision(
     from nlptasks.runner import prepare_run
 
     seen: list[tuple[bool, torch.dtype]] = []
-    real_step = token_task.TokenTask.eval_step
+    real_forward = token_task.TokenTask.forward
 
-    def spy(self: object, model: torch.nn.Module, batch: dict) -> dict:
+    def spy(self: token_task.TokenTask, model: torch.nn.Module, batch: dict) -> Step:
         probe = torch.nn.functional.linear(torch.ones(1, 2), torch.ones(2, 2))
         seen.append((torch.is_inference_mode_enabled(), probe.dtype))
-        return real_step(self, model, batch)  # type: ignore[arg-type]
+        return real_forward(self, model, batch)
 
-    monkeypatch.setattr(token_task.TokenTask, "eval_step", spy)
+    monkeypatch.setattr(token_task.TokenTask, "forward", spy)
     for precision, dtype in (("no", torch.float32), ("bf16", torch.bfloat16)):
         seen.clear()
         overrides = [f"model={tiny_bert}", f"train.mixed_precision={precision}"]

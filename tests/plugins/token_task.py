@@ -2,7 +2,8 @@
 
 Each word of an SST-2 sentence is tagged LONG (5+ characters) or SHORT. Outputs differ in
 length per example (one prediction per token), and the metrics are computed from the
-gathered outputs and the raw examples (the words and their gold tags).
+outputs of every batch and the raw examples (the words and their gold tags). It has no
+collate of its own: the core's padding does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 import nlptasks
-from nlptasks import EvalContext, MetricSpec, Recipe
+from nlptasks import EvalContext, MetricSpec, Recipe, Scores, Step, TaskInfo
 
 TASK = "toy-tokens"
 TAGS = ["SHORT", "LONG"]
@@ -62,19 +63,17 @@ class TokenOptions:
 
 
 class TokenTask:
-    name: ClassVar[str] = TASK
-    default_recipe: ClassVar[str] = "tiny"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("word_accuracy", greater_is_better=True, low=0.0, high=1.0),
-        MetricSpec("words", greater_is_better=True, low=0.0),
+    info: ClassVar[TaskInfo] = TaskInfo(
+        name=TASK,
+        pipeline_tag="token-classification",
+        metrics=(
+            MetricSpec("word_accuracy", greater_is_better=True, low=0.0, high=1.0),
+            MetricSpec("words", greater_is_better=True, low=0.0),
+        ),
+        input_fields=("text",),
+        options=TokenOptions,
+        default_recipe="tiny",
     )
-    main_metric: ClassVar[str] = "word_accuracy"
-    input_fields: ClassVar[tuple[str, ...]] = ("text",)
-    options_class: ClassVar[type] = TokenOptions
-    pipeline_tag: ClassVar[str] = "token-classification"
-
-    def __init__(self) -> None:
-        self.pad_token_id = 0
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
@@ -87,21 +86,12 @@ class TokenTask:
             }
         )
 
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForTokenClassification.from_pretrained(
-            model_path, num_labels=2, id2label=dict(enumerate(TAGS))
-        )
-        self.pad_token_id = tokenizer.pad_token_id or 0
-        return model, tokenizer
-
-    def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
-        model, tokenizer = (
-            AutoModelForTokenClassification.from_pretrained(model_dir),
-            AutoTokenizer.from_pretrained(model_dir),
-        )
-        self.pad_token_id = tokenizer.pad_token_id or 0
-        return model, tokenizer
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        head = {} if trained else {"num_labels": 2, "id2label": dict(enumerate(TAGS))}
+        model = AutoModelForTokenClassification.from_pretrained(model_path, **head)
+        return model, AutoTokenizer.from_pretrained(model_path)
 
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
@@ -125,44 +115,36 @@ class TokenTask:
                 "length": [len(ids) for ids in encoded["input_ids"]],
             }
 
+        # No collate: the core pads input_ids, attention_mask and labels (with -100).
         return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-
-        def pad(key: str, value: int) -> torch.Tensor:
-            return torch.tensor([f[key] + [value] * (longest - len(f[key])) for f in features])
-
-        return {
-            "input_ids": pad("input_ids", self.pad_token_id),
-            "attention_mask": pad("attention_mask", 0),
-            "labels": pad("labels", -100),
-        }
-
-    def count_targets(self, batch: Mapping[str, Any]) -> int:
-        return int((batch["labels"] != -100).sum())
-
-    def _logits(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> Step:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return model(**inputs).logits.float()
-
-    def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        logits = self._logits(model, batch)
-        return F.cross_entropy(logits.transpose(1, 2), batch["labels"], reduction="sum")
-
-    def eval_step(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-        logits = self._logits(model, batch)
+        logits = model(**inputs).logits.float()
         labels = batch["labels"]
         per_token = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        predictions = logits.argmax(-1).masked_fill(labels == -100, -100)
-        return {
-            "predictions": predictions,  # (batch, tokens): lengths differ between batches
-            "loss": per_token.sum(dim=1),
-            "loss_count": (labels != -100).sum(dim=1),
-        }
+        return Step(
+            loss=per_token.sum(dim=1),
+            count=(labels != -100).sum(dim=1),
+            # (batch, tokens): lengths differ between batches, so evaluation pads them.
+            outputs={"predictions": logits.argmax(-1).masked_fill(labels == -100, -100)},
+        )
 
-    def new_metrics(self, context: EvalContext) -> WordAccuracy:
-        return WordAccuracy(context)
+    def score(self, outputs: Mapping[str, torch.Tensor], context: EvalContext) -> Scores:
+        """Each example against the raw examples' gold tags: its words and correct words."""
+        records, statistics = [], []
+        rows = zip(outputs["predictions"].tolist(), context.examples["tags"], strict=True)
+        for row, tags in rows:
+            predicted = [TAGS[t] for t in row if t != -100]  # padding is -100 too
+            gold = tags[: len(predicted)]
+            correct = sum(p == g for p, g in zip(predicted, gold, strict=True))
+            records.append({"prediction": predicted, "reference": gold})
+            statistics.append({"words": float(len(gold)), "correct": float(correct)})
+        return Scores(records, statistics)
+
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        words = sums.get("words", 0.0)
+        return {"word_accuracy": sums.get("correct", 0.0) / max(words, 1.0), "words": words}
 
     def predict(
         self,
@@ -170,12 +152,14 @@ class TokenTask:
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
+        device = next(model.parameters()).device
         results = []
         for record in records:
             words = str(record["text"]).split()
             encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
-            tags = model(**encoded.to(model.device)).logits[0].argmax(-1).tolist()
+            tags = model(**encoded.to(device)).logits[0].argmax(-1).tolist()
             first: dict[int, str] = {}
             for position, word in enumerate(encoded.word_ids(0)):
                 if word is not None and word not in first:
@@ -183,27 +167,6 @@ class TokenTask:
             results.append({"words": words, "tags": [first[i] for i in range(len(words))]})
         return results
 
-    def model_card_info(self) -> dict[str, Any]:
-        return {"tags": TAGS}
-
-    def model_card_data(self) -> dict[str, Any]:
-        return {"language": ["en"]}
-
-
-class WordAccuracy:
-    """Streams: each batch is scored at once against the raw examples' gold tags."""
-
-    def __init__(self, context: EvalContext) -> None:
-        self.gold = context.examples["tags"]
-        self.correct = 0
-        self.total = 0
-
-    def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
-        for index, row in zip(outputs["index"].tolist(), outputs["predictions"], strict=True):
-            predicted = [TAGS[t] for t in row.tolist() if t != -100]  # padding is -100 too
-            gold = self.gold[index][: len(predicted)]
-            self.correct += sum(p == g for p, g in zip(predicted, gold, strict=True))
-            self.total += len(gold)
-
-    def compute(self, context: EvalContext) -> dict[str, float]:
-        return {"word_accuracy": self.correct / max(self.total, 1), "words": float(self.total)}
+    def model_card(self) -> dict[str, Any]:
+        # Front matter the card keeps beside its own keys.
+        return {"tags": TAGS, "metadata": {"language": ["en"]}}

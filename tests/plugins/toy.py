@@ -33,18 +33,6 @@ def register_models(register: Callable[..., None]) -> None:
 
 
 @nlptasks.hookimpl
-def register_metrics(register: Callable[..., None]) -> None:
-    register("toy_metric", "tests.plugins.toy:load_toy_reviews", description="lazy target")
-    # Its own task's "accuracy": metric names are scoped by task, so no clash with sentiment's.
-    register(
-        "accuracy",
-        "nlptasks.builtins.sentiment.metrics:Accuracy",
-        description="accuracy of toy-task",
-        tasks=("toy-task",),
-    )
-
-
-@nlptasks.hookimpl
 def register_tasks(register: Callable[..., None]) -> None:
     register("toy-task", "nlptasks.builtins.sentiment.task:SentimentTask", description="alias")
 

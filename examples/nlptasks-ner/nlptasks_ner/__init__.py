@@ -1,8 +1,9 @@
 """nlptasks-ner: named-entity recognition as an nlptasks plugin.
 
 Token classification with any encoder, BIO (IOB2) tags, entity-level precision, recall and F1
-from seqeval (the CoNLL scorer), data from the Hub (``conll2003``), CoNLL files or jsonl.
-Targets are ``"module:attr"`` strings, so ``nlptasks list`` never imports torch for them.
+as seqeval (the CoNLL scorer) computes them, data from the Hub (``conll2003``), CoNLL files or
+jsonl. Targets are ``"module:attr"`` strings, so ``nlptasks list`` never imports torch for
+them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def register_tasks(register: Callable[..., None]) -> None:
     register(
         TASK,
         "nlptasks_ner.task:NerTask",
-        description="Named-entity recognition (BIO tags): seqeval entity precision/recall/F1.",
+        description="Named-entity recognition (BIO tags): seqeval entity F1/precision/recall.",
     )
 
 
@@ -36,5 +37,4 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 @nlptasks.hookimpl
 def register_recipes(register: Callable[..., None]) -> None:
-    for path in sorted((Path(__file__).parent / "recipes").glob("*.yaml")):
-        register(TASK, path.stem, path)
+    nlptasks.register_recipe_folder(register, TASK, Path(__file__).parent / "recipes")

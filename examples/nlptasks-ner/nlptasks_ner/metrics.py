@@ -1,27 +1,58 @@
-"""Entity-level scores with seqeval, the CoNLL scorer: an entity counts only when its type and
-both boundaries are right (a token accuracy would reward the many ``O`` tags)."""
+"""Entity-level scores as seqeval, the CoNLL scorer, computes them: an entity counts only when
+its type and both boundaries are right (a token accuracy would reward the many ``O`` tags).
+
+Each sentence gives counts that add up (its gold, predicted and correct entities, its tokens
+and correct tokens); the metrics come from their sums. Summed over a corpus they are exactly
+seqeval's micro precision, recall and F1 and its accuracy, and the bootstrap resamples the
+same counts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+
+def sentence_statistics(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    """One sentence's counts: entities (seqeval's ``get_entities``, IOB2 read leniently as
+    the conlleval script does) and tokens."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    true = set(get_entities(list(gold)))
+    found = set(get_entities(list(predicted)))
+    return {
+        "gold": float(len(true)),
+        "predicted": float(len(found)),
+        "correct": float(len(true & found)),
+        "tokens": float(len(gold)),
+        "correct_tokens": float(sum(g == p for g, p in zip(gold, predicted, strict=True))),
+    }
+
+
+def entity_metrics(sums: Mapping[str, float]) -> dict[str, float]:
+    """Micro F1, precision and recall over entities (0 when undefined, seqeval's
+    ``zero_division=0``) and token accuracy, from summed sentence counts."""
+    correct = sums.get("correct", 0.0)
+    precision = correct / sums["predicted"] if sums.get("predicted") else 0.0
+    recall = correct / sums["gold"] if sums.get("gold") else 0.0
+    tokens = sums.get("tokens", 0.0)
+    return {
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "accuracy": sums.get("correct_tokens", 0.0) / tokens if tokens else float("nan"),
+    }
 
 
 def entity_scores(
     gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
 ) -> dict[str, float]:
-    """Micro precision, recall and F1 over entities (seqeval, IOB2 read leniently as the
-    conlleval script does), and token accuracy."""
-    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
-
-    gold_lists = [list(tags) for tags in gold]
-    predicted_lists = [list(tags) for tags in predicted]
-    return {
-        "precision": float(precision_score(gold_lists, predicted_lists, zero_division=0)),
-        "recall": float(recall_score(gold_lists, predicted_lists, zero_division=0)),
-        "f1": float(f1_score(gold_lists, predicted_lists, zero_division=0)),
-        "accuracy": float(accuracy_score(gold_lists, predicted_lists)),
-    }
+    """The metrics of a corpus of tagged sentences (what evaluation reports for them)."""
+    sums: dict[str, float] = {}
+    for tags, guess in zip(gold, predicted, strict=True):
+        for key, value in sentence_statistics(tags, guess).items():
+            sums[key] = sums.get(key, 0.0) + value
+    return entity_metrics(sums)
 
 
 def entities(

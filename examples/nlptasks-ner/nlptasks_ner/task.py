@@ -8,7 +8,7 @@ scored, so truncation costs recall instead of hiding errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,14 +18,18 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 import nlptasks
-from nlptasks import CollectOutputs, EvalContext, MetricSpec, Recipe
+from nlptasks import EvalContext, MetricSpec, Recipe, Scores, Step, TaskInfo
 from nlptasks_ner.conll import is_conll, read_conll
-from nlptasks_ner.metrics import entities, entity_scores
+from nlptasks_ner.metrics import entities, entity_metrics, sentence_statistics
 
 IGNORE = -100
 BIO = re.compile(r"O|[BI]-\S+")
 # Words as CoNLL files have them: punctuation apart ("Oslo." is "Oslo" and ".").
 WORD = re.compile(r"\w+(?:['\u2019-]\w+)*|[^\w\s]")
+
+
+def _score(name: str, description: str = "") -> MetricSpec:
+    return MetricSpec(name, greater_is_better=True, low=0.0, high=1.0, description=description)
 
 
 @dataclass
@@ -48,18 +52,19 @@ class NerOptions:
 class NerTask:
     """Named-entity recognition; the tag names live in the model's id2label."""
 
-    name: ClassVar[str] = "ner"
-    default_recipe: ClassVar[str] = "minilm"
-    metrics: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("precision", greater_is_better=True, low=0.0, high=1.0),
-        MetricSpec("recall", greater_is_better=True, low=0.0, high=1.0),
-        MetricSpec("f1", greater_is_better=True, low=0.0, high=1.0, description="entity F1"),
-        MetricSpec("accuracy", greater_is_better=True, low=0.0, high=1.0),
+    info: ClassVar[TaskInfo] = TaskInfo(
+        name="ner",
+        pipeline_tag="token-classification",
+        metrics=(
+            _score("f1", "entity F1 (seqeval, micro)"),
+            _score("precision", "entity precision"),
+            _score("recall", "entity recall"),
+            _score("accuracy", "token accuracy"),
+        ),
+        input_fields=("text",),
+        options=NerOptions,
+        default_recipe="minilm",
     )
-    main_metric: ClassVar[str] = "f1"
-    input_fields: ClassVar[tuple[str, ...]] = ("text",)
-    options_class: ClassVar[type] = NerOptions
-    pipeline_tag: ClassVar[str] = "token-classification"
 
     def __init__(self) -> None:
         self.label_names: list[str] = []
@@ -67,13 +72,15 @@ class NerTask:
         self.max_positions: int | None = None
 
     # ------------------------------------------------------------------------------ data
-    def read_source(self, recipe: Recipe, source: str) -> datasets.Dataset | None:
+    def read_source(
+        self, recipe: Recipe, source: str, load: Callable[[], datasets.Dataset | None]
+    ) -> datasets.Dataset | None:
         """CoNLL files (``.conll``, ``.iob``, ``.bio``), which the core does not read."""
-        path = recipe.data.train_path if source == "train" else recipe.data.eval_path
-        if not is_conll(path):
-            return None
         key = "data.train_path" if source == "train" else "data.eval_path"
-        return datasets.Dataset.from_dict(read_conll(str(path), key))
+        path = recipe.data.train_path if source == "train" else recipe.data.eval_path
+        if is_conll(path):
+            return datasets.Dataset.from_dict(read_conll(str(path), key))
+        return load()
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
@@ -132,9 +139,8 @@ class NerTask:
         feature = split.features[options.tags_column]
         inner = getattr(feature, "feature", None)
         names = inner.names if isinstance(inner, datasets.ClassLabel) else options.label_names
-        rows = split[options.tags_column]
         out = []
-        for row in rows:
+        for row in split[options.tags_column]:
             tags = []
             for tag in row:
                 if isinstance(tag, int) and not isinstance(tag, bool):
@@ -150,40 +156,36 @@ class NerTask:
         return out
 
     # ----------------------------------------------------------------------------- model
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        tokenizer = nlptasks.load_pretrained(model_path, AutoTokenizer.from_pretrained, self.name)
-        model = nlptasks.load_pretrained(
-            model_path,
-            lambda ref, **kw: AutoModelForTokenClassification.from_pretrained(
-                ref,
-                num_labels=len(self.label_names),
-                id2label=dict(enumerate(self.label_names)),
-                label2id={tag: i for i, tag in enumerate(self.label_names)},
-                ignore_mismatched_sizes=True,
-                **kw,
-            ),
-            self.name,
-        )
-        self._remember(model, tokenizer)
-        return model, tokenizer
-
-    def _remember(self, model: torch.nn.Module, tokenizer: Any) -> None:
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        name = self.info.name
+        tokenizer = nlptasks.load_pretrained(model_path, AutoTokenizer.from_pretrained, name)
+        if trained:  # its head and tags are the model's own
+            model = nlptasks.load_pretrained(
+                model_path, AutoModelForTokenClassification.from_pretrained, name
+            )
+            self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        else:
+            model = nlptasks.load_pretrained(
+                model_path,
+                lambda ref, **kw: AutoModelForTokenClassification.from_pretrained(
+                    ref,
+                    num_labels=len(self.label_names),
+                    id2label=dict(enumerate(self.label_names)),
+                    label2id={tag: i for i, tag in enumerate(self.label_names)},
+                    ignore_mismatched_sizes=True,
+                    **kw,
+                ),
+                name,
+            )
         self.pad_token_id = tokenizer.pad_token_id or 0
         self.max_positions = nlptasks.position_limit(model, tokenizer)
+        return model, tokenizer
 
     def _max_length(self, recipe: Recipe) -> int:
         # Longer inputs would not fit the model's position embeddings.
         return min(recipe.data.max_length, self.max_positions or recipe.data.max_length)
-
-    def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
-        tokenizer = nlptasks.load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
-        model = nlptasks.load_pretrained(
-            model_dir, AutoModelForTokenClassification.from_pretrained, self.name
-        )
-        self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        self._remember(model, tokenizer)
-        model.eval()
-        return model, tokenizer
 
     # -------------------------------------------------------------------------- features
     def preprocess(
@@ -220,54 +222,35 @@ class NerTask:
 
         return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
 
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-
-        def pad(key: str, value: int) -> torch.Tensor:
-            return torch.tensor([f[key] + [value] * (longest - len(f[key])) for f in features])
-
-        return {
-            "input_ids": pad("input_ids", self.pad_token_id),
-            "attention_mask": pad("attention_mask", 0),
-            "labels": pad("labels", IGNORE),
-        }
-
-    # ------------------------------------------------------------------------------ loss
-    def count_targets(self, batch: Mapping[str, Any]) -> int:
-        return int((batch["labels"] != IGNORE).sum())
-
-    def _logits(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return model(**inputs).logits.float()
-
-    def compute_loss(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        logits = self._logits(model, batch)
-        return F.cross_entropy(logits.transpose(1, 2), batch["labels"], reduction="sum")
-
-    def eval_step(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-        logits = self._logits(model, batch)
+    # ---------------------------------------------------------------------- step, metrics
+    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> Step:
+        # scored_words is for score(), not the model.
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        logits = model(**inputs).logits.float()
         labels = batch["labels"]
         per_token = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-        return {
+        return Step(
+            loss=per_token.sum(dim=1),
+            count=(labels != IGNORE).sum(dim=1),
             # One tag id per first sub-token, -100 elsewhere (and as padding).
-            "predictions": logits.argmax(-1).masked_fill(labels == IGNORE, IGNORE),
-            "loss": per_token.sum(dim=1),
-            "loss_count": (labels != IGNORE).sum(dim=1),
-        }
+            outputs={"predictions": logits.argmax(-1).masked_fill(labels == IGNORE, IGNORE)},
+        )
 
-    def new_metrics(self, context: EvalContext) -> CollectOutputs:
-        return CollectOutputs(self._scores)
-
-    def _scores(self, outputs: dict[str, torch.Tensor], context: EvalContext) -> dict[str, float]:
-        gold = context.examples["tags"]
-        scored = context.features["scored_words"]
-        predicted = []
-        for row, tags, words in zip(outputs["predictions"].tolist(), gold, scored, strict=True):
-            tagged = ["O"] * len(tags)  # words cut off by max_length, or without tokens
-            for word, tag in zip(words, (t for t in row if t != IGNORE), strict=True):
+    def score(self, outputs: Mapping[str, torch.Tensor], context: EvalContext) -> Scores:
+        """Per sentence: its words, predicted and gold tags, and entity and token counts."""
+        examples, predictions = context.examples, outputs["predictions"].tolist()
+        rows = (predictions, examples["tokens"], examples["tags"], context.features["scored_words"])
+        records, statistics = [], []
+        for row, words, gold, positions in zip(*rows, strict=True):
+            tagged = ["O"] * len(gold)  # words cut off by max_length, or without tokens
+            for word, tag in zip(positions, (t for t in row if t != IGNORE), strict=True):
                 tagged[word] = self.label_names[tag]
-            predicted.append(tagged)
-        return entity_scores(gold, predicted)
+            records.append({"tokens": words, "prediction": tagged, "reference": gold})
+            statistics.append(sentence_statistics(gold, tagged))
+        return Scores(records, statistics)
+
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
+        return entity_metrics(sums)
 
     # --------------------------------------------------------------------------- predict
     def predict(
@@ -276,33 +259,39 @@ class NerTask:
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
-        results = []
-        for record in records:
-            text = str(record["text"])
-            spans = [m.span() for m in WORD.finditer(text)]
-            words = [text[a:b] for a, b in spans]
-            encoded = tokenizer(
-                words,
-                is_split_into_words=True,
-                truncation=True,
-                max_length=self._max_length(recipe),
-                return_tensors="pt",
-            )
-            probabilities = model(**encoded.to(model.device)).logits[0].float().softmax(-1)
-            best = probabilities.max(-1)
-            tags = ["O"] * len(words)
-            scores = [1.0] * len(words)
-            seen: set[int] = set()
-            for position, word in enumerate(encoded.word_ids(0)):
-                if word is not None and word not in seen:
-                    seen.add(word)
-                    tags[word] = self.label_names[int(best.indices[position])]
-                    scores[word] = float(best.values[position])
-            results.append(
-                {"text": text, "tags": tags, "entities": entities(text, spans, tags, scores)}
-            )
+        texts = [str(record["text"]) for record in records]
+        spans = [[m.span() for m in WORD.finditer(text)] for text in texts]
+        words = [[text[a:b] for a, b in s] for text, s in zip(texts, spans, strict=True)]
+        encoded = tokenizer(
+            words, is_split_into_words=True, truncation=True, max_length=self._max_length(recipe)
+        )
+        features = [
+            {"input_ids": ids, "attention_mask": mask}
+            for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"], strict=True)
+        ]
+        pad = {"input_ids": self.pad_token_id}
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for indices, batch in nlptasks.predict_batches(
+            features,
+            lambda rows: nlptasks.pad_features(rows, pad),
+            recipe.train.eval_batch_size,
+            next(model.parameters()).device,
+        ):
+            best = model(**batch).logits.float().softmax(-1).max(-1)
+            for row, i in enumerate(indices):
+                tags = ["O"] * len(words[i])  # a word cut off by max_length
+                scores = [1.0] * len(words[i])
+                seen: set[int] = set()
+                for position, word in enumerate(encoded.word_ids(i)):
+                    if word is not None and word not in seen:  # its first sub-token
+                        seen.add(word)
+                        tags[word] = self.label_names[int(best.indices[row, position])]
+                        scores[word] = float(best.values[row, position])
+                found = entities(texts[i], spans[i], tags, scores)
+                results[i] = {"text": texts[i], "tags": tags, "entities": found}
         return results
 
-    def model_card_info(self) -> dict[str, Any]:
+    def model_card(self) -> dict[str, Any]:
         return {"tags": self.label_names}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from nlptasks_ner.conll import read_conll
-from nlptasks_ner.metrics import entities, entity_scores
+from nlptasks_ner.metrics import entities, entity_scores, sentence_statistics
 from nlptasks_ner.sample import sentences
 
 from nlptasks.testing import TaskConformance, TinyData
@@ -69,6 +69,41 @@ def test_entity_scores_count_whole_entities() -> None:
     scores = entity_scores(gold, predicted)
     assert scores["precision"] == 0.5 and scores["recall"] == 0.5 and scores["f1"] == 0.5
     assert scores["accuracy"] == 0.75
+
+
+def test_summed_sentence_counts_are_seqeval_corpus_scores() -> None:
+    """Per-sentence counts that add up give exactly seqeval's corpus-level scores, on tag
+    sequences with every way of being wrong: wrong types, boundaries, I- without a B-."""
+    import random
+
+    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG"]
+    rng = random.Random(0)
+    for _ in range(50):
+        lengths = [rng.randint(0, 9) for _ in range(rng.randint(1, 12))]
+        gold = [[rng.choice(tags) for _ in range(n)] for n in lengths]
+        # Mostly right, as a model's predictions are.
+        predicted = [[t if rng.random() < 0.7 else rng.choice(tags) for t in s] for s in gold]
+        scores = entity_scores(gold, predicted)
+        expected = {
+            "precision": precision_score(gold, predicted, zero_division=0),
+            "recall": recall_score(gold, predicted, zero_division=0),
+            "f1": f1_score(gold, predicted, zero_division=0),
+            "accuracy": accuracy_score(gold, predicted) if sum(lengths) else float("nan"),
+        }
+        assert scores == pytest.approx(expected, abs=1e-12, nan_ok=True), (gold, predicted)
+
+
+def test_a_sentence_counts_its_entities() -> None:
+    stats = sentence_statistics(["B-PER", "I-PER", "O", "B-LOC"], ["B-PER", "O", "O", "B-LOC"])
+    assert stats == {
+        "gold": 2.0,
+        "predicted": 2.0,
+        "correct": 1.0,
+        "tokens": 4.0,
+        "correct_tokens": 3.0,
+    }
 
 
 def test_entities_group_words_with_character_offsets() -> None:
@@ -199,8 +234,11 @@ def test_a_word_without_tokens_does_not_shift_the_tags(
     # A perfect model: its predictions are the labels.
     labels = torch.tensor([features[i]["labels"] for i in range(len(features))])
     context = EvalContext(prepared.examples["eval"], features, prepared.tokenizer, recipe)
-    scores = task._scores({"predictions": labels}, context)
-    assert scores["f1"] == 1.0 and scores["accuracy"] == 1.0
+    scores = task.score({"predictions": labels}, context)
+    assert scores.records[0]["prediction"] == scores.records[0]["reference"]
+    sums = {key: sum(s[key] for s in scores.statistics) for key in scores.statistics[0]}
+    metrics = task.aggregate(sums)
+    assert metrics["f1"] == 1.0 and metrics["accuracy"] == 1.0
 
 
 def test_predict_splits_punctuation_like_conll(
