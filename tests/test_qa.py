@@ -20,8 +20,15 @@ from click.testing import CliRunner
 
 from nlptasks.builtins.qa.data import normalise_split, read_examples
 from nlptasks.builtins.qa.features import NO_OFFSET, WindowSettings, make_windows
-from nlptasks.builtins.qa.metrics import Squad, SquadV2, question_scores, squad_scores
-from nlptasks.builtins.qa.postprocess import SpanCandidates
+from nlptasks.builtins.qa.metrics import (
+    question_scores,
+    question_statistics,
+    squad_metric,
+    squad_metrics,
+    squad_scores,
+)
+from nlptasks.builtins.qa.postprocess import Answer, best_answers, window_spans
+from nlptasks.builtins.qa.task import QaOptions, QaTask
 from nlptasks.cli import cli
 from nlptasks.errors import DataError
 from nlptasks.testing import make_tiny_bert
@@ -125,7 +132,7 @@ def test_squad_scores_equal_the_official_computation_on_real_dev_questions() -> 
     expected = {"exact_match": 100 * sum(em) / len(em), "f1": 100 * sum(f1) / len(f1)}
     assert 0 < expected["exact_match"] < expected["f1"] < 100  # the cases are mixed
     assert squad_scores(predictions, golds) == pytest.approx(expected, abs=1e-9)
-    metric = Squad(keep_in_memory=True)
+    metric = squad_metric()  # evaluate's API, over the same two functions
     computed = metric.compute(
         predictions=[{"id": q, "prediction_text": p} for q, p in predictions.items()],
         references=[{"id": r["id"], "answers": r["answers"]} for r in rows],
@@ -152,7 +159,7 @@ def test_squad_v2_scores_unanswerable_questions_and_break_them_down() -> None:
             "NoAns_f1": 50.0,
         }
     )
-    metric = SquadV2(keep_in_memory=True)
+    metric = squad_metric(v2=True)
     computed = metric.compute(
         predictions=[{"id": q, "prediction_text": p} for q, p in predictions.items()],
         references=[
@@ -161,6 +168,10 @@ def test_squad_v2_scores_unanswerable_questions_and_break_them_down() -> None:
         ],
     )
     assert computed == pytest.approx(scores)
+    # Without unanswerable questions their group is undefined (NaN), not missing.
+    only_answerable = squad_metrics(question_statistics("Denver", ["Denver"], v2=True))
+    assert only_answerable["HasAns_f1"] == 100.0 and only_answerable["NoAns_f1"] != 0.0
+    assert set(only_answerable) == set(scores)
 
 
 # -------------------------------------------------------------------------------- data
@@ -294,7 +305,7 @@ def test_windows_cover_a_long_context_and_label_no_answer_windows_with_cls(token
     )
     columns = made.columns
     assert all(length <= 64 for length in columns["length"])
-    covered = set()
+    covered: set[int] = set()
     for starts, ends in zip(columns["offset_start"], columns["offset_end"], strict=True):
         for s, e in zip(starts, ends, strict=True):
             if s != NO_OFFSET:
@@ -338,16 +349,26 @@ def _window(logit_at: dict[int, tuple[float, float]], offsets: list[tuple[int, i
     return start, end, torch.tensor([o[0] for o in offsets]), torch.tensor([o[1] for o in offsets])
 
 
-def _add(candidates: SpanCandidates, example: int, *windows) -> None:
-    for start, end, off_s, off_e in windows:
-        candidates.add(
-            torch.tensor([example]),
+def _answer(*windows, n_best: int = 20, max_answer_length: int = 30, **kwargs) -> Answer:
+    """The answer of one example from its windows: each window's n-best spans as forward
+    finds them, merged as score and predict merge them."""
+    found = [
+        window_spans(
             start[None],
             end[None],
-            off_s[None],
-            off_e[None],
-            torch.tensor([0]),
+            {
+                "offset_start": off_s[None],
+                "offset_end": off_e[None],
+                "cls_index": torch.tensor([0]),
+            },
+            n_best,
+            max_answer_length,
         )
+        for start, end, off_s, off_e in windows
+    ]
+    spans = {key: torch.cat([f[key] for f in found]) for key in found[0]}
+    assert spans["span_score"].shape == (len(windows), n_best)  # small: n-best per window
+    return best_answers(spans, [0] * len(windows), [CONTEXT], n_best, **kwargs)[0]
 
 
 CONTEXT = "Denver Broncos beat the Carolina Panthers in Santa Clara."
@@ -358,14 +379,12 @@ SECOND = [(-1, -1), (-1, -1), *WORDS[4:], (-1, -1)]
 
 
 def test_the_best_span_over_all_windows_wins_in_characters() -> None:
-    candidates = SpanCandidates(n_best=20, max_answer_length=30)
     # First window: "Denver Broncos" scores 5 + 4; second: "Santa Clara" scores 6 + 6.
     first = _window({2: (5.0, -1.0), 3: (-1.0, 4.0)}, FIRST)
     second = _window({5: (6.0, -2.0), 6: (-3.0, 6.0)}, SECOND)
     # ...and the question tokens (offset -1) score highest of all, but are never an answer.
     first[0][1] = first[1][1] = 50.0
-    _add(candidates, 0, first, second)
-    answer = candidates.answer(0, CONTEXT)
+    answer = _answer(first, second)
     assert (answer.text, answer.start, answer.end) == ("Santa Clara", 45, 56)
     assert CONTEXT[answer.start : answer.end] == answer.text
     assert 0.5 < answer.score <= 1.0
@@ -375,39 +394,112 @@ def test_spans_longer_than_max_answer_length_or_reversed_are_never_chosen() -> N
     # Tokens 2..7 are Denver Broncos beat the Carolina Panthers. The best start (Panthers, 9)
     # comes after the best end (Broncos, 9): reversed, so "Denver Broncos" (5 + 9) wins.
     window = _window({2: (5.0, -10.0), 3: (-10.0, 9.0), 7: (9.0, -9.0)}, FIRST)
-    candidates = SpanCandidates(n_best=5, max_answer_length=30)
-    _add(candidates, 0, window)
-    assert candidates.answer(0, CONTEXT).text == "Denver Broncos"
+    assert _answer(window, n_best=5).text == "Denver Broncos"
     # One token at most: Panthers alone (9 - 9) beats Broncos alone (-10 + 9).
-    short = SpanCandidates(n_best=5, max_answer_length=1)
-    _add(short, 0, window)
-    assert short.answer(0, CONTEXT).text == "Panthers"
+    assert _answer(window, n_best=5, max_answer_length=1).text == "Panthers"
 
 
 def test_scores_are_probabilities_over_the_n_best() -> None:
-    candidates = SpanCandidates(n_best=2, max_answer_length=30)
     # Spans: Denver (2 + 2 = 4), Denver..beat (2 + 1 = 3), beat (1 + 1 = 2), ...
-    _add(candidates, 0, _window({2: (2.0, 2.0), 4: (1.0, 1.0)}, FIRST))
-    assert len(candidates._examples[0].spans) == 2  # only the n-best are kept
-    answer = candidates.answer(0, CONTEXT)
+    answer = _answer(_window({2: (2.0, 2.0), 4: (1.0, 1.0)}, FIRST), n_best=2)
     assert answer.text == "Denver"
     # softmax over the two best: e^4 / (e^4 + e^3)
     assert answer.score == pytest.approx(0.7310585786300049)
 
 
 def test_no_answer_wins_only_with_version_2_and_past_the_threshold() -> None:
-    def fed() -> SpanCandidates:
-        candidates = SpanCandidates(n_best=20, max_answer_length=30)
-        start, end, off_s, off_e = _window({2: (3.0, -1.0), 3: (-1.0, 3.0)}, FIRST)
-        start[0], end[0] = 4.0, 4.0  # null score 8 beats "Denver Broncos" at 6
-        _add(candidates, 0, (start, end, off_s, off_e))
-        return candidates
+    window = _window({2: (3.0, -1.0), 3: (-1.0, 3.0)}, FIRST)
+    window[0][0], window[1][0] = 4.0, 4.0  # null score 8 beats "Denver Broncos" at 6
 
-    assert fed().answer(0, CONTEXT).text == "Denver Broncos"  # v1.1: always a span
-    no_answer = fed().answer(0, CONTEXT, allow_no_answer=True)
+    assert _answer(window).text == "Denver Broncos"  # v1.1: always a span
+    no_answer = _answer(window, allow_no_answer=True)
     assert (no_answer.text, no_answer.start, no_answer.end) == ("", -1, -1)
-    assert fed().answer(0, CONTEXT, True, null_score_diff_threshold=2.5).text == "Denver Broncos"
-    assert SpanCandidates(5, 5).answer(7, CONTEXT).text == ""  # an example without windows
+    assert _answer(window, allow_no_answer=True, null_score_diff_threshold=2.5).text == (
+        "Denver Broncos"
+    )
+    nothing = {key: torch.empty(0, 5) for key in ("span_score", "span_start", "span_end")}
+    no_windows = best_answers({**nothing, "null_score": torch.empty(0)}, [], [CONTEXT], 5)
+    assert no_windows == [Answer("", 0.0, -1, -1)]  # an example without windows
+
+
+def test_batched_padded_windows_give_the_best_span_of_all_in_any_order() -> None:
+    """Windows of several examples, batched and padded with -1 offsets as collate pads them,
+    in shuffled order: each answer is the brute-force best valid span of its windows."""
+    rng = random.Random(3)
+    torch.manual_seed(3)
+    contexts = [" ".join(f"w{e}x{i}" for i in range(40)) for e in range(4)]
+    windows = []  # (example, start logits, end logits, offsets start, offsets end)
+    for w in range(14):
+        example, length = w % 4, rng.randint(3, 12)
+        first = rng.randint(0, 30)
+        words = [(m.start(), m.end()) for m in re.finditer(r"\S+", contexts[example])]
+        offsets = [(-1, -1), (-1, -1), *words[first : first + length - 3], (-1, -1)]
+        start, end = torch.randn(len(offsets)), torch.randn(len(offsets))
+        windows.append((example, start, end, [o[0] for o in offsets], [o[1] for o in offsets]))
+    n_best, longest_answer = 3, 4
+    order = list(range(len(windows)))
+    rng.shuffle(order)
+    found, example_index = [], []
+    for i in range(0, len(order), 5):  # batches padded to their longest window
+        rows = [windows[w] for w in order[i : i + 5]]
+        width = max(len(r[1]) for r in rows)
+        batch = QaTask().collate(
+            [{"offset_start": r[3], "offset_end": r[4], "cls_index": 0} for r in rows]
+        )
+        logits = [torch.randn(len(rows), width) * 50 for _ in range(2)]  # padding: anything
+        for b, r in enumerate(rows):
+            logits[0][b, : len(r[1])], logits[1][b, : len(r[2])] = r[1], r[2]
+        found.append(window_spans(logits[0], logits[1], batch, n_best, longest_answer))
+        example_index += [r[0] for r in rows]
+    spans = {key: torch.cat([f[key] for f in found]) for key in found[0]}
+    answers = best_answers(spans, example_index, contexts, n_best)
+    for example, context in enumerate(contexts):
+        best = max(
+            (float(s[i] + e[j]), off_s[i], off_e[j])
+            for ex, s, e, off_s, off_e in windows
+            if ex == example
+            for i in range(len(s))
+            for j in range(i, min(i + longest_answer, len(s)))
+            if off_s[i] >= 0 and off_s[j] >= 0
+        )
+        assert (answers[example].start, answers[example].end) == best[1:]
+        assert answers[example].text == context[best[1] : best[2]]
+
+
+def test_forward_gives_each_window_its_loss_and_in_evaluation_its_n_best(tiny_qa_bert) -> None:
+    from types import SimpleNamespace
+
+    task = QaTask()
+    options = QaOptions(max_length=128, doc_stride=32, max_question_length=32, n_best=7)
+    recipe = SimpleNamespace(options=options, name="test")
+    model, tokenizer = task.build_model(str(tiny_qa_bert), recipe)  # type: ignore[arg-type]
+    task.options = recipe.options
+    rows = squad_questions(TRAIN_JSON, 3)
+    made = make_windows(
+        tokenizer,
+        [r["question"] for r in rows],
+        [r["context"] for r in rows],
+        WindowSettings(max_length=64, doc_stride=16, max_question_length=16),
+        answers=[r["answers"] for r in rows],
+    ).columns
+    features = [{k: made[k][i] for k in made} for i in range(len(made["length"]))]
+    batch = task.collate(features)
+    assert (batch["offset_start"][batch["attention_mask"] == 0] == NO_OFFSET).all()
+    model.train()
+    trained = task.forward(model, batch)
+    assert trained.loss.shape == (len(features),) and trained.outputs == {}
+    model.eval()
+    with torch.inference_mode():
+        evaluated = task.forward(model, batch)
+    assert torch.allclose(evaluated.loss, trained.loss, atol=1e-5)  # dropout is 0
+    shapes = {key: tuple(value.shape) for key, value in evaluated.outputs.items()}
+    windows = len(features)
+    assert shapes == {
+        "span_score": (windows, 7),
+        "span_start": (windows, 7),
+        "span_end": (windows, 7),
+        "null_score": (windows,),
+    }
 
 
 # -------------------------------------------------------------------------- end to end
@@ -487,14 +579,16 @@ def test_eval_equals_the_run_and_predict_gives_the_answers_eval_scored(qa_run: P
 def test_predict_takes_fields_on_the_command_line_and_windows_long_contexts(
     qa_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from nlptasks.builtins.qa import task as qa_task
+
     windows_seen: list[int] = []
-    real_add = SpanCandidates.add
+    real_answers = qa_task.best_answers
 
-    def counting_add(self, example_index, *rest):  # the real method, counted
-        windows_seen.extend(example_index.tolist())
-        return real_add(self, example_index, *rest)
+    def counting_answers(spans, example_index, *rest):  # the real function, counted
+        windows_seen.extend(example_index)
+        return real_answers(spans, example_index, *rest)
 
-    monkeypatch.setattr(SpanCandidates, "add", counting_add)
+    monkeypatch.setattr(qa_task, "best_answers", counting_answers)
     long_context = " ".join(["Filler words that say nothing at all."] * 60) + " Denver won."
     output = invoke(
         "predict",
@@ -699,7 +793,8 @@ def test_review_cases_of_bad_and_odd_data(tokenizer, tmp_path) -> None:
 
 
 def test_undefined_metrics_are_written_as_json_null(tmp_path) -> None:
-    from nlptasks.runs.results import model_card, write_json
+    from nlptasks.runs.card import model_card
+    from nlptasks.runs.rundir import write_json
 
     write_json(tmp_path / "r.json", {"metrics": {"NoAns_f1": float("nan"), "f1": 50.0}})
     text = (tmp_path / "r.json").read_text()

@@ -36,21 +36,5 @@ def register_datasets(register: Callable[..., None]) -> None:
 
 
 @nlptasks.hookimpl
-def register_metrics(register: Callable[..., None]) -> None:
-    register(
-        "squad",
-        "nlptasks.builtins.qa.metrics:Squad",
-        description="SQuAD v1.1 exact match and F1, as the official script (evaluate.Metric).",
-        tasks=(TASK,),
-    )
-    register(
-        "squad_v2",
-        "nlptasks.builtins.qa.metrics:SquadV2",
-        description="SQuAD v2.0 exact match and F1 with HasAns/NoAns (evaluate.Metric).",
-        tasks=(TASK,),
-    )
-
-
-@nlptasks.hookimpl
 def register_recipes(register: Callable[..., None]) -> None:
     nlptasks.register_recipe_folder(register, TASK, Path(__file__).parent / "recipes")

@@ -7,12 +7,15 @@ answers that normalise to nothing are dropped, a question without any has the go
 "", and an empty prediction or gold answer gets F1 1 only when both are empty. It also breaks
 the scores down into answerable (HasAns) and unanswerable (NoAns) questions.
 
-Also as ``evaluate.Metric`` subclasses (``Squad``, ``SquadV2``) with the inputs of the hub's
-``squad`` / ``squad_v2`` metrics, which cannot be loaded offline.
+The task's one metric path: :func:`question_statistics` (per question, numbers that add up)
+and :func:`squad_metrics` (their sums -> percentages). :func:`squad_scores` and
+:func:`squad_metric` (an ``evaluate.Metric`` with the inputs of the hub's ``squad`` /
+``squad_v2`` metrics, which cannot be loaded offline) are both built on those two.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -20,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import datasets
-import evaluate
+
+from nlptasks import StatisticsMetric
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -61,78 +65,84 @@ def question_scores(prediction: str, golds: Sequence[str], v2: bool = False) -> 
     )
 
 
+def question_statistics(
+    prediction: str, golds: Sequence[str], v2: bool = False
+) -> dict[str, float]:
+    """One question's statistics: 1 question, its exact match and F1 (0..1); with ``v2``
+    the same again under ``has/`` or ``no/`` (answerable: any gold answer, as the official
+    script)."""
+    em, f1_score = question_scores(prediction, golds, v2)
+    statistics = {"questions": 1.0, "exact": em, "f1": f1_score}
+    if v2:
+        group = "has" if golds else "no"
+        statistics.update(
+            {f"{group}/questions": 1.0, f"{group}/exact": em, f"{group}/f1": f1_score}
+        )
+    return statistics
+
+
+def squad_metrics(sums: Mapping[str, float]) -> dict[str, float]:
+    """Exact match and F1 in percent from summed :func:`question_statistics`; SQuAD 2.0
+    statistics add HasAns_/NoAns_ (NaN for a group without questions)."""
+
+    def percent(key: str, prefix: str = "") -> float:
+        questions = sums.get(f"{prefix}questions", 0.0)
+        return 100.0 * sums.get(f"{prefix}{key}", 0.0) / questions if questions else float("nan")
+
+    found = {"exact_match": percent("exact"), "f1": percent("f1")}
+    if any(key.startswith(("has/", "no/")) for key in sums):
+        for group, name in (("has/", "HasAns"), ("no/", "NoAns")):
+            found[f"{name}_exact"] = percent("exact", group)
+            found[f"{name}_f1"] = percent("f1", group)
+    return found
+
+
 def squad_scores(
     predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]], v2: bool = False
 ) -> dict[str, float]:
-    """Percentages over the questions of ``golds`` (id -> gold texts); a question without a
-    prediction scores 0, as in the official scripts. v2 adds HasAns_/NoAns_ exact and F1
-    (NaN when there are no such questions)."""
-    per_question = {
-        qid: question_scores(predictions.get(qid, ""), answers, v2)
-        for qid, answers in golds.items()
-    }
-    result = _percentages(per_question.values(), "exact_match", "f1")
-    if v2:
-        # As the official script: answerable means the question has any gold answer.
-        has = [per_question[q] for q, answers in golds.items() if answers]
-        no = [per_question[q] for q, answers in golds.items() if not answers]
-        result.update(_percentages(has, "HasAns_exact", "HasAns_f1"))
-        result.update(_percentages(no, "NoAns_exact", "NoAns_f1"))
-    return result
+    """The official scripts' percentages over the questions of ``golds`` (id -> gold texts);
+    a question without a prediction scores 0, as in the official scripts."""
+    sums: dict[str, float] = {}
+    for qid, answers in golds.items():
+        for key, value in question_statistics(predictions.get(qid, ""), answers, v2).items():
+            sums[key] = sums.get(key, 0.0) + value
+    return squad_metrics(sums)
 
 
-def _percentages(scores: Any, em_name: str, f1_name: str) -> dict[str, float]:
-    scores = list(scores)
-    if not scores:
-        return {em_name: float("nan"), f1_name: float("nan")}
-    return {
-        em_name: 100.0 * sum(em for em, _ in scores) / len(scores),
-        f1_name: 100.0 * sum(f for _, f in scores) / len(scores),
-    }
-
-
-_INPUTS = """predictions: [{"id": str, "prediction_text": str}];
-references: [{"id": str, "answers": {"text": [str], "answer_start": [int]}}]."""
-
-
-def _features() -> datasets.Features:
-    return datasets.Features(
-        {
-            "predictions": {
-                "id": datasets.Value("string"),
-                "prediction_text": datasets.Value("string"),
-            },
-            "references": {
-                "id": datasets.Value("string"),
-                "answers": datasets.Sequence(
-                    {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-                ),
-            },
-        }
+def squad_metric(v2: bool = False, **kwargs: Any) -> StatisticsMetric:
+    """SQuAD v1.1 (``v2``: v2.0) exact match and F1 as an ``evaluate.Metric``, with the hub
+    metrics' inputs: predictions ``[{"id", "prediction_text"}]``, references ``[{"id",
+    "answers": {"text": [...], "answer_start": [...]}}]``, in the same order."""
+    return StatisticsMetric(
+        functools.partial(_hub_statistics, v2=v2),
+        squad_metrics,
+        datasets.Features(
+            {
+                "predictions": {
+                    "id": datasets.Value("string"),
+                    "prediction_text": datasets.Value("string"),
+                },
+                "references": {
+                    "id": datasets.Value("string"),
+                    "answers": datasets.Sequence(
+                        {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
+                    ),
+                },
+            }
+        ),
+        description=__doc__ or "",
+        **kwargs,
     )
 
 
-class Squad(evaluate.Metric):
-    """SQuAD v1.1 exact match and F1 (percentages), the official script's computation."""
-
-    v2 = False
-
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__ or "",
-            citation="Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension "
-            "of Text, EMNLP 2016.",
-            inputs_description=_INPUTS,
-            features=_features(),
+def _hub_statistics(
+    prediction: Mapping[str, Any], reference: Mapping[str, Any], v2: bool
+) -> dict[str, float]:
+    if prediction["id"] != reference["id"]:
+        raise ValueError(
+            f"Prediction '{prediction['id']}' is paired with reference '{reference['id']}'; "
+            f"give predictions and references in the same order."
         )
-
-    def _compute(self, predictions: Any, references: Any) -> dict[str, float]:
-        predicted = {p["id"]: p["prediction_text"] for p in predictions}
-        golds = {r["id"]: list(r["answers"]["text"]) for r in references}
-        return squad_scores(predicted, golds, self.v2)
-
-
-class SquadV2(Squad):
-    """SQuAD v2.0 exact match and F1 with the HasAns / NoAns breakdown."""
-
-    v2 = True
+    return question_statistics(
+        prediction["prediction_text"], list(reference["answers"]["text"]), v2
+    )

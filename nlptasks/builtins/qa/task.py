@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import datasets
 import torch
@@ -17,20 +19,23 @@ from nlptasks import (
     DataConfig,
     DataError,
     EvalContext,
-    ExampleStatistics,
     MetricSpec,
     ModelError,
     Recipe,
+    Scores,
+    Step,
+    TaskInfo,
     fingerprint,
-    length_sorted_batches,
     load_pretrained,
+    pad_features,
     position_limit,
+    predict_batches,
     tokenizer_digest,
 )
 from nlptasks.builtins.qa.data import normalise_split, read_examples
 from nlptasks.builtins.qa.features import NO_OFFSET, WindowSettings, check_fits, make_windows
-from nlptasks.builtins.qa.metrics import question_scores, squad_scores
-from nlptasks.builtins.qa.postprocess import Answer, SpanCandidates
+from nlptasks.builtins.qa.metrics import question_statistics, squad_metrics
+from nlptasks.builtins.qa.postprocess import Answer, best_answers, window_spans
 
 # Bump when preprocessing changes so that cached tokenisations are not reused.
 PREPROCESS_VERSION = 1
@@ -96,33 +101,39 @@ V2_METRICS = V1_METRICS + (
 class QaTask:
     """Fine-tunes any encoder with a span head: windows in, character spans out."""
 
-    name: ClassVar[str] = "qa"
-    default_recipe: ClassVar[str] = "minilm"
     # SQuAD 2.0 recipes (options.version_2_with_negative) report V2_METRICS: prepare_data
     # sets them on the instance.
-    metrics: tuple[MetricSpec, ...] = V1_METRICS
-    main_metric: ClassVar[str] = "f1"
-    input_fields: ClassVar[tuple[str, ...]] = ("question", "context")
-    options_class: ClassVar[type] = QaOptions
-    pipeline_tag: ClassVar[str] = "question-answering"
+    info: TaskInfo = TaskInfo(
+        name="qa",
+        pipeline_tag="question-answering",
+        metrics=V1_METRICS,
+        input_fields=("question", "context"),
+        options=QaOptions,
+        default_recipe="minilm",
+    )
 
     def __init__(self) -> None:
         self.pad_token_id = 0
         self.tokenizer_digest = ""
         self.max_positions: int | None = None
-        self.metrics = V1_METRICS
+        self.options = QaOptions()
 
     # ------------------------------------------------------------------------------- data
-    def read_examples(self, dataset: datasets.Dataset, source: str) -> datasets.Dataset:
+    def read_source(
+        self, recipe: Recipe, source: str, load: Callable[[], datasets.Dataset | None]
+    ) -> datasets.Dataset | None:
         """Official SQuAD JSON files (one row per file) become one row per question, before
         eval data is held out and ``data.max_*_examples`` caps the sizes."""
-        return read_examples(dataset, source)
+        loaded = load()
+        return None if loaded is None else read_examples(loaded, source)
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None
     ) -> datasets.DatasetDict:
         options: QaOptions = recipe.options
-        self.metrics = V2_METRICS if options.version_2_with_negative else V1_METRICS
+        self.options = options
+        v2 = options.version_2_with_negative
+        self.info = dataclasses.replace(QaTask.info, metrics=V2_METRICS if v2 else V1_METRICS)
         columns = {
             role: getattr(options, f"{role}_column")
             for role in ("id", "title", "context", "question", "answers")
@@ -138,17 +149,13 @@ class QaTask:
                 stacklevel=2,
             )
         eval_split = prepared.get("eval")
-        if (
-            options.version_2_with_negative
-            and eval_split is not None
-            and all(answers["text"] for answers in eval_split["answers"])
-        ):
+        if v2 and eval_split is not None and all(a["text"] for a in eval_split["answers"]):
             warnings.warn(
                 "options.version_2_with_negative is set but the eval data has no "
                 "unanswerable question: NoAns_exact and NoAns_f1 are undefined (null).",
                 stacklevel=2,
             )
-        if not options.version_2_with_negative:
+        if not v2:
             for name, split in prepared.items():
                 unanswerable = sum(1 for answers in split["answers"] if not answers["text"])
                 if unanswerable:
@@ -160,51 +167,44 @@ class QaTask:
         return datasets.DatasetDict(prepared)
 
     # ------------------------------------------------------------------------------ model
-    def build_model(self, model_path: str, recipe: Recipe) -> tuple[torch.nn.Module, Any]:
-        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, self.name)
-        model = load_pretrained(
-            model_path,
-            lambda ref, **kw: AutoModelForQuestionAnswering.from_pretrained(
-                ref, ignore_mismatched_sizes=True, **kw
-            ),
-            self.name,
+    def build_model(
+        self, model_path: str, recipe: Recipe, trained: bool = False
+    ) -> tuple[torch.nn.Module, Any]:
+        name = self.info.name
+        tokenizer = load_pretrained(model_path, AutoTokenizer.from_pretrained, name)
+        # A base model whose span head does not fit gets a new one; a trained one keeps its.
+        load = functools.partial(
+            AutoModelForQuestionAnswering.from_pretrained, ignore_mismatched_sizes=not trained
         )
-        self._remember(model, tokenizer, model_path)
-        # Before any tokenising: windows that cannot slide fail now, with the values that fit.
-        check_fits(tokenizer, self.window_settings(recipe.options), recipe.name or "recipe")
-        return model, tokenizer
-
-    def load_trained(self, model_dir: str) -> tuple[torch.nn.Module, Any]:
-        tokenizer = load_pretrained(model_dir, AutoTokenizer.from_pretrained, self.name)
-        model = load_pretrained(model_dir, AutoModelForQuestionAnswering.from_pretrained, self.name)
-        self._remember(model, tokenizer, model_dir)
-        model.eval()
-        return model, tokenizer
-
-    def _remember(self, model: torch.nn.Module, tokenizer: Any, where: str) -> None:
+        model = load_pretrained(model_path, load, name)
         if not getattr(tokenizer, "is_fast", False):
             raise ModelError(
-                f"Model '{where}' has a slow tokenizer; question answering needs a fast one "
-                f"(its offset mapping finds answers in the context). Use a model with a "
+                f"Model '{model_path}' has a slow tokenizer; question answering needs a fast "
+                f"one (its offset mapping finds answers in the context). Use a model with a "
                 f"tokenizer.json."
             )
         self.pad_token_id = tokenizer.pad_token_id or 0
         self.tokenizer_digest = tokenizer_digest(tokenizer)
         self.max_positions = position_limit(model, tokenizer)
+        if not trained:  # before any tokenising: windows that cannot slide fail now
+            self._windows(tokenizer, recipe)
+        return model, tokenizer
 
-    def window_settings(self, options: QaOptions) -> WindowSettings:
-        """The recipe's windows, no longer than the model's position embeddings."""
-        length = options.max_length
-        if self.max_positions:
-            length = min(length, self.max_positions)
-        return WindowSettings(length, options.doc_stride, options.max_question_length)
+    def _windows(self, tokenizer: Any, recipe: Recipe) -> WindowSettings:
+        """The recipe's windows, no longer than the model's position embeddings; a
+        ConfigError with the values that fit when they cannot slide over a context."""
+        options: QaOptions = recipe.options
+        length = min(options.max_length, self.max_positions or options.max_length)
+        settings = WindowSettings(length, options.doc_stride, options.max_question_length)
+        check_fits(tokenizer, settings, recipe.name or "recipe")
+        return settings
 
     # ------------------------------------------------------------------------ features
     def preprocess(
         self, dataset: datasets.Dataset, tokenizer: Any, recipe: Recipe
     ) -> datasets.Dataset:
-        settings = self.window_settings(recipe.options)
-        check_fits(tokenizer, settings, recipe.name or "recipe")
+        self.options = recipe.options
+        settings = self._windows(tokenizer, recipe)
         truncated = [0]
 
         def windows(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
@@ -229,75 +229,49 @@ class QaTask:
             new_fingerprint=fp,
             desc="Windowing",
         )
-        if truncated[0]:
-            warnings.warn(
-                f"Cut {truncated[0]} of {len(dataset)} questions to their first "
-                f"{settings.max_question_length} tokens (options.max_question_length).",
-                stacklevel=2,
-            )
+        _warn_truncated(truncated[0], len(dataset), settings)
         return features
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        batch: dict[str, torch.Tensor] = {}
-        for key, pad in zip(MODEL_INPUTS, (self.pad_token_id, 0, 0), strict=True):
-            if key in features[0]:
-                batch[key] = torch.tensor(
-                    [f[key] + [pad] * (longest - len(f[key])) for f in features]
-                )
-        for key in ("start_positions", "end_positions"):
-            if key in features[0]:
-                batch[key] = torch.tensor([f[key] for f in features])
-        return batch
+        """Offsets are padded with -1 (outside the context): no span starts or ends there."""
+        pads = {"input_ids": self.pad_token_id, "offset_start": NO_OFFSET, "offset_end": NO_OFFSET}
+        return pad_features(features, pads)
 
-    # ---------------------------------------------------------------------------- loss
-    def count_targets(self, batch: Any) -> int:
-        return int(batch["input_ids"].shape[0])
-
-    def _logits(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
-        return outputs.start_logits.float(), outputs.end_logits.float()
-
-    @staticmethod
-    def _window_losses(
-        start_logits: torch.Tensor, end_logits: torch.Tensor, batch: Any
-    ) -> torch.Tensor:
-        # transformers' QA heads: the mean of the start and the end cross-entropy.
+    # --------------------------------------------------------------------------- step
+    def forward(self, model: torch.nn.Module, batch: Any) -> Step:
+        """Per window: the mean of the start and the end cross-entropy (transformers' QA
+        heads); in evaluation also its n-best spans and "no answer" score."""
+        start_logits, end_logits = _logits(model, batch)
         start = F.cross_entropy(start_logits, batch["start_positions"], reduction="none")
         end = F.cross_entropy(end_logits, batch["end_positions"], reduction="none")
-        return (start + end) / 2
+        if model.training:
+            return Step(loss=(start + end) / 2)
+        spans = window_spans(
+            start_logits, end_logits, batch, self.options.n_best, self.options.max_answer_length
+        )
+        return Step(loss=(start + end) / 2, outputs=spans)
 
-    def compute_loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        return self._window_losses(*self._logits(model, batch), batch).sum()
+    def score(self, outputs: Any, context: EvalContext) -> Scores:
+        """Per question: its answer and gold answers, and exact match and F1 (0..1), split
+        into answerable and unanswerable questions for SQuAD 2.0."""
+        options: QaOptions = context.recipe.options
+        v2 = options.version_2_with_negative
+        examples = context.examples
+        answers = _answers(outputs, context.features["example_index"], examples["context"], options)
+        records, statistics = [], []
+        rows = zip(examples["id"], examples["question"], examples["answers"], answers, strict=True)
+        for qid, question, gold, answer in rows:
+            golds = list(gold["text"])
+            records.append(
+                {"id": qid, "question": question, "prediction": answer.text, "references": golds}
+            )
+            statistics.append(question_statistics(answer.text, golds, v2))
+        return Scores(records, statistics)
 
-    def eval_step(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-        start_logits, end_logits = self._logits(model, batch)
-        return {
-            "start_logits": start_logits,
-            "end_logits": end_logits,
-            "loss": self._window_losses(start_logits, end_logits, batch),
-        }
-
-    def new_metrics(self, context: EvalContext) -> QaMetrics:
-        return QaMetrics(context)
-
-    def metrics_from_statistics(self, sums: Mapping[str, float]) -> dict[str, float]:
+    def aggregate(self, sums: Mapping[str, float]) -> dict[str, float]:
         """Exact match and F1 in percent, as the official SQuAD scripts; with SQuAD 2.0
         statistics also HasAns_/NoAns_ (NaN for a group with no question)."""
-
-        def percent(value: float, questions: float) -> float:
-            return 100.0 * value / questions if questions else float("nan")
-
-        found = {
-            "exact_match": percent(sums.get("exact", 0.0), sums.get("questions", 0.0)),
-            "f1": percent(sums.get("f1", 0.0), sums.get("questions", 0.0)),
-        }
-        for group, prefix in (("has", "HasAns"), ("no", "NoAns")):
-            if f"{group}/questions" in sums:
-                questions = sums[f"{group}/questions"]
-                found[f"{prefix}_exact"] = percent(sums[f"{group}/exact"], questions)
-                found[f"{prefix}_f1"] = percent(sums[f"{group}/f1"], questions)
-        return found
+        return squad_metrics(sums)
 
     # ------------------------------------------------------------------------- predict
     def predict(
@@ -306,118 +280,64 @@ class QaTask:
         tokenizer: Any,
         records: Sequence[Mapping[str, Any]],
         recipe: Recipe,
+        write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         options: QaOptions = recipe.options
         # Records are checked already (the core refuses missing, non-text and empty fields).
         questions = [str(r["question"]) for r in records]
         contexts = [str(r["context"]) for r in records]
-        settings = self.window_settings(options)
-        check_fits(tokenizer, settings, recipe.name or "recipe")
+        settings = self._windows(tokenizer, recipe)
         made = make_windows(tokenizer, questions, contexts, settings)
-        if made.truncated_questions:
-            warnings.warn(
-                f"Cut {made.truncated_questions} of {len(questions)} questions to their first "
-                f"{settings.max_question_length} tokens (options.max_question_length).",
-                stacklevel=2,
-            )
+        _warn_truncated(made.truncated_questions, len(questions), settings)
         windows = made.columns
-        candidates = SpanCandidates(options.n_best, options.max_answer_length)
-        model.eval()
-        device = next(model.parameters()).device
-        for indices in length_sorted_batches(windows["length"], recipe.train.eval_batch_size):
-            rows = [{k: windows[k][i] for k in windows} for i in indices]
-            batch = {k: v.to(device) for k, v in self.collate(rows).items()}
-            start_logits, end_logits = self._logits(model, batch)
-            candidates.add(
-                torch.tensor([windows["example_index"][i] for i in indices]),
-                start_logits.cpu(),
-                end_logits.cpu(),
-                _offsets([windows["offset_start"][i] for i in indices], start_logits.shape[1]),
-                _offsets([windows["offset_end"][i] for i in indices], start_logits.shape[1]),
-                torch.tensor([windows["cls_index"][i] for i in indices]),
+        features = [{k: windows[k][i] for k in windows} for i in range(len(windows["length"]))]
+        found: dict[str, list[torch.Tensor]] = {}
+        order: list[int] = []  # the windows in the order their spans were found
+        for indices, batch in predict_batches(
+            features, self.collate, recipe.train.eval_batch_size, next(model.parameters()).device
+        ):
+            spans = window_spans(
+                *_logits(model, batch), batch, options.n_best, options.max_answer_length
             )
-        answers = [
-            candidates.answer(
-                i, context, options.version_2_with_negative, options.null_score_diff_threshold
-            )
-            for i, context in enumerate(contexts)
-        ]
-        return [_as_record(answer) for answer in answers]
+            for key, value in spans.items():
+                found.setdefault(key, []).append(value.cpu())
+            order.extend(indices)
+        joined = {key: torch.cat(parts) for key, parts in found.items()}
+        example_index = [windows["example_index"][w] for w in order]
+        return [_as_record(answer) for answer in _answers(joined, example_index, contexts, options)]
 
-    def model_card_info(self) -> dict[str, Any]:
+    def model_card(self) -> dict[str, Any]:
         return {"answers": "character spans of the context (extractive)"}
 
 
-class QaMetrics:
-    """Streams window logits into each example's n-best spans; SQuAD EM/F1 at the end.
+def _logits(model: torch.nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    outputs = model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+    return outputs.start_logits.float(), outputs.end_logits.float()
 
-    ``predictions`` holds the answer of each question id after ``compute``."""
 
-    def __init__(self, context: EvalContext) -> None:
-        options: QaOptions = context.recipe.options
-        self.options = options
-        self.candidates = SpanCandidates(options.n_best, options.max_answer_length)
-        self._windows = context.features.select_columns(
-            ["example_index", "offset_start", "offset_end", "cls_index"]
+def _answers(
+    spans: Mapping[str, Any],
+    example_index: Sequence[int],
+    contexts: Sequence[str],
+    options: QaOptions,
+) -> list[Answer]:
+    return best_answers(
+        spans,
+        example_index,
+        contexts,
+        options.n_best,
+        options.version_2_with_negative,
+        options.null_score_diff_threshold,
+    )
+
+
+def _warn_truncated(count: int, total: int, settings: WindowSettings) -> None:
+    if count:
+        warnings.warn(
+            f"Cut {count} of {total} questions to their first {settings.max_question_length} "
+            f"tokens (options.max_question_length).",
+            stacklevel=3,
         )
-        self.predictions: dict[str, Answer] = {}
-        self._golds: dict[str, list[str]] = {}
-
-    def add_batch(self, outputs: Mapping[str, torch.Tensor]) -> None:
-        rows = self._windows[outputs["index"].tolist()]
-        width = outputs["start_logits"].shape[1]
-        self.candidates.add(
-            torch.tensor(rows["example_index"]),
-            outputs["start_logits"],
-            outputs["end_logits"],
-            _offsets(rows["offset_start"], width),
-            _offsets(rows["offset_end"], width),
-            torch.tensor(rows["cls_index"]),
-        )
-
-    def compute(self, context: EvalContext) -> dict[str, float]:
-        examples = context.examples
-        golds: dict[str, list[str]] = {}
-        for i, (qid, text, answers) in enumerate(
-            zip(examples["id"], examples["context"], examples["answers"], strict=True)
-        ):
-            self.predictions[qid] = self.candidates.answer(
-                i,
-                text,
-                self.options.version_2_with_negative,
-                self.options.null_score_diff_threshold,
-            )
-            golds[qid] = list(answers["text"])
-        predicted = {qid: answer.text for qid, answer in self.predictions.items()}
-        self._golds = golds
-        return squad_scores(predicted, golds, self.options.version_2_with_negative)
-
-    def example_statistics(self, context: EvalContext) -> ExampleStatistics:
-        """Per question: its answer and gold answers, and exact match and F1 (0..1), split
-        into answerable and unanswerable questions for SQuAD 2.0."""
-        v2 = self.options.version_2_with_negative
-        records, statistics = [], []
-        for qid, question in zip(context.examples["id"], context.examples["question"], strict=True):
-            answer, golds = self.predictions[qid], self._golds[qid]
-            em, f1 = question_scores(answer.text, golds, v2)
-            records.append(
-                {"id": qid, "question": question, "prediction": answer.text, "references": golds}
-            )
-            counts = {"questions": 1.0, "exact": em, "f1": f1}
-            if v2:
-                group = "has" if golds else "no"
-                counts.update({f"{group}/questions": 1.0, f"{group}/exact": em, f"{group}/f1": f1})
-            statistics.append(counts)
-        return ExampleStatistics(records, statistics)
-
-
-def _offsets(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    """Offsets of windows as one (B, width) tensor, -1 past each window's end."""
-    table = torch.full((len(rows), width), NO_OFFSET, dtype=torch.long)
-    for b, row in enumerate(rows):
-        n = min(len(row), width)
-        table[b, :n] = torch.tensor(row[:n], dtype=torch.long)
-    return table
 
 
 def _as_record(answer: Answer) -> dict[str, Any]:
