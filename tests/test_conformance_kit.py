@@ -500,14 +500,14 @@ def test_tiny_model_fixture_refuses_an_unknown_shape(tiny_model: Any) -> None:
 @pytest.mark.parametrize("task", BUILTIN_TASKS)
 def test_tiny_data_fixture(tiny_data: Any, task: str) -> None:
     from nlptasks.recipes import load_recipe
-    from nlptasks.runner import load_task
+    from nlptasks.plugins.registry import load_task
 
     data = tiny_data(task)
     paths = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in data.overrides if "_path=" in o}
     assert set(paths) == {"data.train_path", "data.eval_path"}
     assert all(Path(path).is_file() and Path(path).stat().st_size for path in paths.values())
     assert data.texts and data.records
-    fields = load_task(task).input_fields
+    fields = load_task(task).info.input_fields
     assert all(set(record) >= set(fields) for record in data.records), data.records
     # The overrides make a valid recipe of the task's default one.
     recipe = load_recipe(task, None, data.overrides)
