@@ -34,11 +34,14 @@ from nlptasks.recipes import (
     register_recipe_folder,
 )
 from nlptasks.task import (
+    Batch,
     Collates,
     EvalContext,
     Generates,
     MetricSpec,
+    Outputs,
     ReadsSources,
+    Record,
     Scores,
     Step,
     Task,
@@ -86,6 +89,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Batch",
+    "Outputs",
+    "Record",
     "PAD_INDEX",
     "Collates",
     "ConfigError",

@@ -26,24 +26,49 @@ def pad_features(
 
     Each column but ``length`` becomes a tensor: numbers are stacked, lists are padded to the
     longest in the batch with ``pad_values[column]`` (``labels``: ``PAD_INDEX``; any other
-    column without a value: 0), on the right unless the column is in ``left``.
+    column without a value: 0), on the right unless the column is in ``left``. A column that
+    is not numbers (text, ids as strings, None), or not in every feature, is a one-line
+    PluginError: drop it in ``preprocess`` or collate it yourself (``Collates``).
     """
     pads = {"labels": PAD_INDEX, **(pad_values or {})}
+    columns = list(dict.fromkeys(key for f in features for key in f))
     batch: dict[str, torch.Tensor] = {}
-    for key, first in features[0].items():
+    for key in columns:
         if key == "length":  # what batches are grouped by, not a model input
             continue
-        if not isinstance(first, (list, tuple)):
-            batch[key] = torch.tensor([f[key] for f in features])
-            continue
-        longest = max(len(f[key]) for f in features)
-        pad = pads.get(key, 0)
-        rows = []
-        for f in features:
-            fill = [pad] * (longest - len(f[key]))
-            rows.append([*fill, *f[key]] if key in left else [*f[key], *fill])
-        batch[key] = torch.tensor(rows)
+        values: list[Any] = [f.get(key) for f in features]
+        lists = [isinstance(v, (list, tuple)) for v in values]
+        if any(lists) and not all(lists) or any(v is None for v in values):
+            raise _not_paddable(key, "missing or None in some features, a list in others")
+        try:
+            if not any(lists):
+                batch[key] = torch.tensor(values)
+                continue
+            longest = max(len(v) for v in values)
+            pad: Any = pads.get(key, 0)
+            inner = next((v[0] for v in values if len(v)), None)
+            if isinstance(inner, (list, tuple)):  # nested (e.g. spans): pad whole rows
+                pad = [pad] * len(inner)
+            rows = []
+            for v in values:
+                fill = [pad] * (longest - len(v))
+                rows.append([*fill, *v] if key in left else [*v, *fill])
+            # Integer ids unless the values say otherwise (an all-empty column too).
+            batch[key] = (
+                torch.tensor(rows) if longest else torch.zeros(len(rows), 0, dtype=torch.long)
+            )
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise _not_paddable(key, f"{type(exc).__name__}: {exc}") from None
     return batch
+
+
+def _not_paddable(column: str, why: str) -> Exception:
+    from nlptasks.errors import PluginError
+
+    return PluginError(
+        f"Feature column '{column}' cannot be padded into a tensor ({why}). Remove it in "
+        f"preprocess (remove_columns), or give the task its own collate (nlptasks.Collates)."
+    )
 
 
 def collate_for(task: Any, tokenizer: Any) -> Collate:

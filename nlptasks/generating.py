@@ -36,16 +36,21 @@ def generation_kwargs(
 
 
 def seeded(settings: GenerationConfig) -> bool:
-    """Whether sampling is seeded: each input then samples alone from the seed, so the same
-    input gives the same text whatever its batch or position."""
+    """Whether sampling is seeded: then ``predict`` samples each input alone from the seed,
+    so the same input gives the same text whatever its batch or position. (Evaluation samples
+    whole batches from the seed: the same eval set gives the same texts.)"""
     return bool(settings.do_sample and settings.seed is not None)
 
 
 @contextlib.contextmanager
 def sampling_seed(settings: GenerationConfig, device: torch.device) -> Iterator[None]:
-    """Around one ``generate()`` call: the recipe's seed when sampling is seeded, and the
-    caller's random state left as it was either way."""
+    """Around one ``generate()`` call: the recipe's seed when sampling is seeded, fresh
+    randomness otherwise (so two batches never repeat each other's draws), and the caller's
+    random state left as it was either way (training's dropout does not depend on whether
+    samples were drawn)."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         if seeded(settings):
             torch.manual_seed(int(settings.seed or 0))
+        elif settings.do_sample:
+            torch.seed()  # a non-deterministic seed, inside the fork
         yield

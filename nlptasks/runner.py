@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import os
 import time
 import warnings
@@ -33,6 +34,7 @@ from nlptasks.errors import (
     ConfigError,
     DataError,
     NlpTasksError,
+    PluginError,
     RunInterrupted,
     did_you_mean,
     first_line,
@@ -466,7 +468,31 @@ def predict(
     if torch.cuda.is_available():
         model.to("cuda")
     with precision.inference(chosen, model.device):
-        return list(task.predict(model, tokenizer, checked, resolved, stream))
+        found = task.predict(model, tokenizer, checked, resolved, stream)
+    return _checked_predictions(task.info.name, found, len(checked))
+
+
+def _checked_predictions(task: str, found: Any, expected: int) -> list[dict[str, Any]]:
+    """One JSON object per record, or a one-line PluginError: output line i must answer
+    input i, and what is printed must be JSON."""
+    results = list(found) if isinstance(found, (list, tuple)) else None
+    if results is None or len(results) != expected:
+        got = f"{len(results)} results" if results is not None else type(found).__name__
+        raise PluginError(
+            f"Task '{task}': predict() gave {got} for {expected} records; give one dict per "
+            f"record, in input order."
+        )
+    for number, result in enumerate(results, 1):
+        try:
+            if not isinstance(result, dict):
+                raise TypeError(f"a {type(result).__name__}, not a dict")
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(
+                f"Task '{task}': predict()'s result for record {number} is not a JSON object "
+                f"({exc}); give plain str/int/float values."
+            ) from None
+    return results
 
 
 def check_records(

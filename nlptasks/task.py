@@ -80,6 +80,24 @@ class TaskInfo:
     default_recipe: str = "default"
     """The recipe ``nlptasks run TASK`` uses without ``--recipe``."""
 
+    def __post_init__(self) -> None:
+        # A declaration mistake is one line when the plugin loads, not a traceback later.
+        from nlptasks.errors import PluginError
+
+        where = f"Task '{self.name}': TaskInfo"
+        if not all(isinstance(spec, MetricSpec) for spec in self.metrics):
+            raise PluginError(f"{where}.metrics must be MetricSpec(...) values, not names.")
+        names = [spec.name for spec in self.metrics]
+        if len(set(names)) != len(names) or LOSS.name in names:
+            raise PluginError(
+                f"{where}.metrics repeat a name or declare 'loss' ({', '.join(names)}); every "
+                f"evaluation reports the loss itself."
+            )
+        if isinstance(self.input_fields, str) or not all(
+            isinstance(f, str) for f in self.input_fields
+        ):
+            raise PluginError(f"{where}.input_fields must be a tuple of field names.")
+
     @property
     def main_metric(self) -> str:
         return self.metrics[0].name if self.metrics else LOSS.name
@@ -270,6 +288,19 @@ def task_info(task: Any, name: str = "") -> TaskInfo:
     return info
 
 
+def missing_members(task: Any) -> list[str]:
+    """The members of the Task protocol that ``task`` lacks (none for a conforming task)."""
+    return [
+        name
+        for name in ("info", *sorted(n for n in vars(Task) if _is_protocol_method(n)))
+        if not hasattr(task, name)
+    ]
+
+
+def _is_protocol_method(name: str) -> bool:
+    return not name.startswith("_") and callable(vars(Task).get(name))
+
+
 def check_step(task: Any, step: Any, rows: int) -> Step:
     """``forward``'s result for a batch of ``rows`` examples, or a one-line PluginError
     naming the broken rule (training and evaluation check alike)."""
@@ -282,6 +313,11 @@ def check_step(task: Any, step: Any, rows: int) -> Step:
         raise PluginError(
             f"Task '{name}': forward() must return nlptasks.Step(loss, count, outputs), not "
             f"{type(step).__name__}."
+        )
+    if not isinstance(step.outputs, Mapping):
+        raise PluginError(
+            f"Task '{name}': forward's outputs must be a dict of per-example tensors, not "
+            f"{type(step.outputs).__name__}."
         )
     for what, value in (("loss", step.loss), ("count", step.count)):
         if value is None and what == "count":
@@ -303,6 +339,6 @@ def check_step(task: Any, step: Any, rows: int) -> Step:
 def declared_metrics(task: Any) -> dict[str, MetricSpec]:
     """``loss`` and the task's own metrics by name."""
     specs: dict[str, MetricSpec] = {LOSS.name: LOSS}
-    for spec in task.info.metrics:
+    for spec in task_info(task).metrics:
         specs[spec.name] = spec
     return specs

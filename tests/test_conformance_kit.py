@@ -71,14 +71,15 @@ DEFECTS: dict[str, dict[str, tuple[str, str]]] = {
         )
         for check in RUN_CHECKS
     },
-    # A generation metric on a task that cannot generate: the run accepts it (it never
-    # generated), the kit's check that eval reports every declared metric does not.
+    # A generation metric on a task that cannot generate: loading the task refuses it (it
+    # could never be reported), so the checks that load it fail and the run errors.
     "kit-never-generated-metric": {
-        "test_eval_reports_the_declared_metrics": (
-            "failed",
-            "eval reported ['accuracy', 'loss', 'macro_f1'], "
-            "the task declares ['accuracy', 'bleu', 'loss', 'macro_f1']",
-        ),
+        **{
+            check: ("error", "declares metrics that need generation but has no generate_step")
+            for check in RUN_CHECKS
+        },
+        "test_task_follows_the_protocol": ("failed", "has no generate_step"),
+        "test_recipes_validate": ("failed", "has no generate_step"),
     },
     # Declared and in range, but the same statistics give another number each time: a fresh
     # evaluation disagrees, and so do the run's own predictions.jsonl. (Its value falls
@@ -499,8 +500,8 @@ def test_tiny_model_fixture_refuses_an_unknown_shape(tiny_model: Any) -> None:
 
 @pytest.mark.parametrize("task", BUILTIN_TASKS)
 def test_tiny_data_fixture(tiny_data: Any, task: str) -> None:
-    from nlptasks.recipes import load_recipe
     from nlptasks.plugins.registry import load_task
+    from nlptasks.recipes import load_recipe
 
     data = tiny_data(task)
     paths = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in data.overrides if "_path=" in o}

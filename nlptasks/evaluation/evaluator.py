@@ -18,6 +18,7 @@ dynamically.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -135,11 +136,35 @@ class Evaluator:
                 f"Task '{self.task.info.name}': score() must return nlptasks.Scores, not "
                 f"{type(scores).__name__}."
             )
+        name = self.task.info.name
         if len(scores.records) != len(scores.statistics):
             raise PluginError(
-                f"Task '{self.task.info.name}': score() gave {len(scores.records)} records but "
+                f"Task '{name}': score() gave {len(scores.records)} records but "
                 f"{len(scores.statistics)} statistics; give one of each per example."
             )
+        rows = len(scores.statistics)
+        if rows and rows not in (len(self.examples), len(self.features)):
+            raise PluginError(
+                f"Task '{name}': score() gave {rows} rows for {len(self.examples)} examples "
+                f"({len(self.features)} features); give one per example (or per feature)."
+            )
+        pairs = zip(scores.records, scores.statistics, strict=True)
+        for i, (record, statistics) in enumerate(pairs):
+            # Plain numbers: they are summed, resampled and written to predictions.jsonl.
+            if not isinstance(statistics, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in statistics.values()
+            ):
+                raise PluginError(
+                    f"Task '{name}': score()'s statistics of example {i} must be a dict of "
+                    f"numbers (they are summed), got {statistics!r:.80}."
+                )
+            try:  # predictions.jsonl holds the records: JSON, never NaN
+                json.dumps(record, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise PluginError(
+                    f"Task '{name}': score()'s record of example {i} is not JSON ({exc}); give "
+                    f"plain str/int/float values (call .item() or .tolist() on tensors)."
+                ) from None
         return scores
 
     def _metrics(self, scores: Scores, generated: bool) -> dict[str, float]:
@@ -157,6 +182,11 @@ class Evaluator:
             raise PluginError(
                 f"Task '{self.task.info.name}' computed a metric named 'loss'; evaluation "
                 f"reports the loss itself (from forward's loss and count). Rename the metric."
+            )
+        if bad := [k for k, v in computed.items() if not _is_number(v)]:
+            raise PluginError(
+                f"Task '{self.task.info.name}': aggregate() gave '{bad[0]}' = "
+                f"{computed[bad[0]]!r:.40}, not a number."
             )
         specs = declared_metrics(self.task)
         # Without generating there is nothing to score generation metrics on.
@@ -265,6 +295,15 @@ def _step_tensors(task: Any, step: Any, rows: int) -> dict[str, Any]:
         )
     count = step.count if step.count is not None else torch.ones_like(step.loss)
     return {"loss": step.loss.float(), "loss_count": count, **step.outputs}
+
+
+def _is_number(value: Any) -> bool:
+    """A real number: Python's or a one-element tensor/array's (``.item()``-able)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return getattr(value, "ndim", None) == 0 and isinstance(value.item(), (int, float))
 
 
 def _in_feature_order(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

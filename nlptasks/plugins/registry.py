@@ -153,10 +153,21 @@ class Registries:
 def load_task(name: str) -> Any:
     """A new instance of the registered task ``name`` (tasks are made with no arguments); a
     task class without its ``TaskInfo`` is one line naming the fix."""
-    from nlptasks.task import task_info
+    from nlptasks.task import missing_members, task_info
 
     cls = get_registries().tasks.get(name).load()
-    task_info(cls, name)
+    info = task_info(cls, name)
+    if missing := missing_members(cls):
+        raise PluginError(
+            f"Task '{name}' lacks {', '.join(missing)} of the Task protocol. Add "
+            f"{'it' if len(missing) == 1 else 'them'} (see docs/plugins.md)."
+        )
+    if any(s.needs_generation for s in info.metrics) and not hasattr(cls, "generate_step"):
+        raise PluginError(
+            f"Task '{name}' declares metrics that need generation but has no generate_step "
+            f"(nlptasks.Generates); they could never be reported. Add it, or drop "
+            f"needs_generation."
+        )
     return cls()
 
 

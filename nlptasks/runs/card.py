@@ -87,7 +87,7 @@ class CardContent:
     datasets: list[str]
     """Hub dataset ids for the front matter (none for local files or nlptasks' own)."""
     license: str | None
-    """The recipe's license; else the task's (model_card_data), else ``other``."""
+    """The recipe's license; else the task's (``model_card()["metadata"]``), else ``other``."""
     recipe_yaml: str
     command: str
     train_summary: dict[str, Any]

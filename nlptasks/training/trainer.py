@@ -9,7 +9,6 @@ processes started by ``torchrun`` / ``accelerate launch`` (DDP).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
@@ -30,7 +29,7 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
 from nlptasks.batching import Collate, collate_for
-from nlptasks.errors import NlpTasksError, RunInterrupted
+from nlptasks.errors import NlpTasksError, PluginError, RunInterrupted
 from nlptasks.events import EventLog
 from nlptasks.task import check_step, declared_metrics
 from nlptasks.training import checkpoints
@@ -163,9 +162,11 @@ class Trainer:
             if stopped_early or loop.step >= loop.total_steps:  # resumed at the very end
                 break
             self.model.train()
-            loss = self._optimizer_step(window, optimizer)
-            if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
+            stepped = self._optimizer_step(window, optimizer)
+            # No step without targets, nor on fp16 overflow: the schedule waits for it too.
+            if stepped is not None and not acc.optimizer_step_was_skipped:
                 scheduler.step()
+            loss = stepped if stepped is not None else 0.0
             optimizer.zero_grad(set_to_none=True)
             examples = sum(_batch_size(b) for b in window) * acc.num_processes
             loop.record(loss, examples, epoch + min(1.0, (index + 1) / loop.steps_per_epoch))
@@ -415,48 +416,58 @@ class Trainer:
 
     def _optimizer_step(
         self, window: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer
-    ) -> float:
-        """Forward and backward over one accumulation window, clip, step; return its loss.
+    ) -> float | None:
+        """Forward and backward over one accumulation window, clip, step; return its loss
+        (None for a window without a single target on any process: no step is taken).
 
-        As torchtune does: each micro-batch's summed loss is backpropagated as it is, and the
-        gradients are divided once by the targets of the whole window on all processes, so
-        accumulation 4 x 8 equals batch 32 even when batches hold different numbers of
-        targets (tokens), which the task counts in the same forward pass.
+        The gradient is the sum of every target's loss gradient divided by the targets of the
+        whole window on all processes, so accumulation 4 x 8 equals batch 32 even when batches
+        hold different numbers of targets (tokens), which the task counts in the same forward
+        pass. The sum is never backpropagated as it is: fp16's loss scaling would overflow on
+        it. Each backward takes the loss over the targets seen so far (a mean), the gradients
+        accumulated before are rescaled to match, and the last micro-batch, once every
+        process's count is known, makes the mean the window's.
         """
         acc = self.accelerator
-        window_loss = 0.0
-        targets = 0.0
+        window_loss, seen = 0.0, 0.0  # this process's summed loss and targets so far
         for i, batch in enumerate(window):
-            last = i == len(window) - 1
-            # Skip the gradient all-reduce on all but the last micro-batch of the window.
-            context = acc.no_sync(self.model) if not last else contextlib.nullcontext()
-            with context:
-                step = check_step(
-                    self.task, self.task.forward(self.model, batch), _batch_size(batch)
+            step = check_step(self.task, self.task.forward(self.model, batch), _batch_size(batch))
+            if not step.loss.requires_grad:
+                raise PluginError(
+                    f"Task '{self.task.info.name}': forward's loss has no gradient (detached, "
+                    f"or computed under no_grad); compute it from the model's outputs."
                 )
-                loss_sum = step.loss.sum()
-                acc.backward(loss_sum)
+            loss_sum = step.loss.sum()
+            count = float(step.count.sum()) if step.count is not None else float(len(step.loss))
             window_loss += loss_sum.detach().float().item()
-            targets += float(step.count.sum()) if step.count is not None else len(step.loss)
-        # One all-reduce for both: the NaN check and the targets of every process.
-        totals = acc.reduce(
-            torch.tensor([window_loss, targets], dtype=torch.float64, device=acc.device),
-            reduction="sum",
-        ).tolist()
-        loss, total = totals[0], totals[1]
-        # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops at
-        # the same step (a lone raise would leave the others waiting in a collective), and
-        # before the optimizer writes NaNs into the weights.
-        if not math.isfinite(loss):
-            raise NlpTasksError(
-                "The training loss became NaN or infinite. Lower train.learning_rate or use "
-                "train.mixed_precision=no."
-            )
-        if total == 0:
-            # No target in the window: nothing to learn, and no step (as with 0 targets).
-            return 0.0
-        # DDP averages gradients over processes; multiplying by their number undoes that.
-        _scale_gradients(self.model, acc.num_processes / total)
+            if i < len(window) - 1:
+                if seen + count > 0:
+                    _scale_gradients(self.model, seen / (seen + count))
+                    # Skip the gradient all-reduce on all but the last micro-batch.
+                    with acc.no_sync(self.model):
+                        acc.backward(loss_sum / (seen + count))
+                seen += count
+                continue
+            # One all-reduce for both: the NaN check and the targets of every process.
+            totals = acc.reduce(
+                torch.tensor([window_loss, seen + count], dtype=torch.float64, device=acc.device),
+                reduction="sum",
+            ).tolist()
+            loss, total = totals[0], totals[1]
+            # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops
+            # at the same step (a lone raise would leave the others waiting in a collective),
+            # and before the optimizer writes NaNs into the weights.
+            if not math.isfinite(loss):
+                raise NlpTasksError(
+                    "The training loss became NaN or infinite. Lower train.learning_rate or "
+                    "use train.mixed_precision=no."
+                )
+            if total == 0:
+                return None
+            # DDP averages gradients over processes; multiplying by their number undoes that.
+            world = acc.num_processes
+            _scale_gradients(self.model, seen * world / total)
+            acc.backward(loss_sum * (world / total))
         if self.config.max_grad_norm:
             acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         optimizer.step()

@@ -20,11 +20,13 @@ import re
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from nlptasks import StatisticsMetric
+if TYPE_CHECKING:
+    from nlptasks import StatisticsMetric
+
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -113,6 +115,8 @@ def squad_metric(v2: bool = False, **kwargs: Any) -> StatisticsMetric:
     """SQuAD v1.1 (``v2``: v2.0) exact match and F1 as an ``evaluate.Metric``, with the hub
     metrics' inputs: predictions ``[{"id", "prediction_text"}]``, references ``[{"id",
     "answers": {"text": [...], "answer_start": [...]}}]``, in the same order."""
+    from nlptasks import StatisticsMetric  # evaluate is heavy: loaded when asked for
+
     return StatisticsMetric(
         functools.partial(_hub_statistics, v2=v2),
         squad_metrics,

@@ -4,11 +4,12 @@ two functions as an ``evaluate.Metric`` (no Hub download, ever)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from nlptasks import StatisticsMetric
+if TYPE_CHECKING:
+    from nlptasks import StatisticsMetric
 
 
 def label_statistics(predicted: Any, gold: Any) -> dict[str, float]:
@@ -41,6 +42,8 @@ def classification_metrics(sums: Mapping[str, float]) -> dict[str, float]:
 
 def classification_metric(**kwargs: Any) -> StatisticsMetric:
     """Accuracy and macro-F1 as an ``evaluate.Metric`` over class ids."""
+    from nlptasks import StatisticsMetric  # evaluate is heavy: loaded when asked for
+
     return StatisticsMetric(
         label_statistics,
         classification_metrics,

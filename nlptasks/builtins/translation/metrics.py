@@ -12,12 +12,13 @@ same two functions as an ``evaluate.Metric`` that works offline.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 from sacrebleu.metrics import BLEU, CHRF
 
-from nlptasks import StatisticsMetric
+if TYPE_CHECKING:
+    from nlptasks import StatisticsMetric
 
 
 def signatures() -> dict[str, str]:
@@ -64,6 +65,8 @@ def sacrebleu_metric(**kwargs: Any) -> StatisticsMetric:
     """sacreBLEU corpus BLEU and chrF (one reference per prediction) as an
     ``evaluate.Metric``: ``sacrebleu_metric().compute(predictions=[...], references=[...])``;
     :func:`signatures` says how they are computed."""
+    from nlptasks import StatisticsMetric  # evaluate is heavy: loaded when asked for
+
     return StatisticsMetric(
         lambda hypothesis, reference: sentence_statistics([hypothesis], [reference])[0],
         scores_from_statistics,
