@@ -62,15 +62,17 @@ def run_transformers(steps: int, batch: int, block: int) -> dict[str, float]:
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
     from nlptasks import data, models
+    from nlptasks.batching import collate_for
     from nlptasks.recipes import load_recipe
-    from nlptasks.runner import load_task
+    from nlptasks.runner import _source_reader, load_task
     from nlptasks.training import precision
 
     transformers.logging.set_verbosity_error()
     recipe = load_recipe("generation", "smollm2", _overrides(steps, batch, block))
     task = load_task("generation")
     path = models.resolve_model(recipe.model)
-    splits = task.prepare_data(data.load_splits(recipe.data), recipe)
+    splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
+    splits = task.prepare_data(splits, recipe)
     _, tokenizer = task.build_model(path, recipe)
     features = task.preprocess(splits["train"], tokenizer, recipe).remove_columns(["length"])
     transformers.set_seed(recipe.train.seed)
@@ -96,7 +98,7 @@ def run_transformers(steps: int, batch: int, block: int) -> dict[str, float]:
             model=model,
             args=args,
             train_dataset=features,
-            data_collator=task.collate,
+            data_collator=collate_for(task, tokenizer),  # the collate nlptasks' run uses
             processing_class=tokenizer,
         )
         start = time.perf_counter()

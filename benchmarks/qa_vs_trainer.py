@@ -81,14 +81,15 @@ def run_transformers(epochs: float) -> dict[str, object]:
     import nlptasks
     from nlptasks import data, models
     from nlptasks.recipes import load_recipe
-    from nlptasks.runner import load_task
+    from nlptasks.runner import _source_reader, load_task
     from nlptasks.training import precision
 
     transformers.logging.set_verbosity_error()
     recipe = load_recipe("qa", "minilm", [*DATA, *SHARED, *LIMITS])
     task = load_task("qa")
     path = models.resolve_model(recipe.model)
-    splits = task.prepare_data(data.load_splits(recipe.data, reader=task.read_examples), recipe)
+    splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
+    splits = task.prepare_data(splits, recipe)
     transformers.set_seed(recipe.train.seed)  # the same new head as nlptasks' run
     model = AutoModelForQuestionAnswering.from_pretrained(path)
     _, tokenizer = task.build_model(path, recipe)  # same tokenizer and window settings
