@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,72 @@ def test_contributing_smallest_plugin_works(
     assert logged == evals and len(evals) == 2
 
 
+def _core_imports() -> dict[str, set[str]]:
+    """Each core module (builtins aside) -> the nlptasks modules it imports anywhere in it
+    (in functions and under TYPE_CHECKING too)."""
+    import ast
+
+    package = ROOT / "nlptasks"
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in modules.items():
+        if module.startswith("nlptasks.builtins"):
+            continue
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in modules:  # `from pkg import name` -> pkg
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def test_contributing_import_order_is_the_codes() -> None:
+    """CONTRIBUTING.md's module layers: every import goes down them, none sideways or up."""
+    doc = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = _fenced_after(doc, "Imports go one way")
+    layers = [[n.strip() for n in layer.split(",")] for layer in block.split("->")]
+
+    def layer(module: str) -> tuple[int, str]:
+        found = []
+        for i, names in enumerate(layers):
+            for name in names:
+                dotted = "nlptasks." + name.removesuffix("/__init__")
+                exact = name.endswith("/__init__")
+                if module == dotted or (not exact and module.startswith(dotted + ".")):
+                    found.append((len(dotted), i, name))
+        assert found, f"{module} is in no layer of CONTRIBUTING.md's import order"
+        _, i, name = max(found)
+        return i, name
+
+    graph = _core_imports()
+    wrong = []
+    for module, targets in sorted(graph.items()):
+        if module in ("nlptasks", "nlptasks.__main__"):  # the public API, re-exported
+            continue
+        here = layer(module)
+        for target in sorted(targets):
+            if target == "nlptasks":  # only the test kit imports the public API
+                ok = module.startswith("nlptasks.testing")
+            else:
+                there = layer(target)
+                ok = there[1] == here[1] or there[0] > here[0]
+            if not ok:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, f"imports against CONTRIBUTING.md's order: {wrong}"
+
+
 def test_the_page_documents_the_declaration_and_the_metric_path() -> None:
     """``info`` and the data classes a task builds are on the page with their fields in the
     code's order (``TaskInfo(name, pipeline_tag, ...)``), and every field of ``EvalContext``."""
@@ -207,13 +274,62 @@ def test_the_quick_start_shows_the_plugin_the_suite_runs() -> None:
     task = source[source.index("class TopicTask") :].strip().splitlines()
     assert len(task) < 80, f"the quick-start task has {len(task)} lines"
     assert f"the task ({len(task)} lines)" in PAGE
-    # The conformance test the page shows is the one at the end of this file.
+    # The conformance test the page shows is the class at the end of this file, exactly.
     blocks = re.findall(r"```python\n(.*?)```", PAGE, re.S)
     [kit] = [block for block in blocks if block.startswith("class TestQuickstart(")]
-    assert kit in Path(__file__).read_text(encoding="utf-8")
+    assert kit == textwrap.dedent(inspect.getsource(TestQuickstart))
     # Built on the public API alone.
     imported = set(re.findall(r"^(?:from|import) (nlptasks\S*)", source, flags=re.MULTILINE))
     assert imported == {"nlptasks"}, imported
+
+
+def _quickstart_pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(_fenced_after(PAGE, "### `nlptasks-topic/pyproject.toml`"))
+
+
+def test_the_quick_start_pyproject_is_whole() -> None:
+    """The page's pyproject.toml is all pip needs: a build system (CONTRIBUTING.md's), the
+    project's name, version and dependencies, the entry point, the recipe as package data."""
+    import fnmatch
+
+    import tomllib
+
+    pyproject = _quickstart_pyproject()
+    contributing = tomllib.loads(_smallest_plugin_blocks()["toml"])
+    assert pyproject["build-system"] == contributing["build-system"]
+    project = pyproject["project"]
+    assert (project["name"], project["version"]) == ("nlptasks-topic", "0.1.0")
+    assert project["dependencies"] == ["nlptasks"]
+    assert project["entry-points"] == {"nlptasks": {"topic": "nlptasks_topic"}}
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["nlptasks_topic"]
+    assert any(fnmatch.fnmatch(QUICKSTART_RECIPE.name, pattern) for pattern in shipped)
+    # The module's docstring tells the same.
+    assert 'entry point ``topic = "nlptasks_topic"``' in QUICKSTART.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_quick_start_builds_a_wheel(tmp_path: Path) -> None:
+    """The page's folder, file for file, builds a wheel holding the plugin, its recipe and
+    its entry point."""
+    import zipfile
+
+    from tests.venvs import pip
+
+    root = tmp_path / "nlptasks-topic"
+    package = root / "nlptasks_topic"
+    package.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(_fenced_after(PAGE, "### `nlptasks-topic/pyproject.toml`"))
+    (package / "__init__.py").write_text(QUICKSTART.read_text(encoding="utf-8"))
+    (package / "topic.yaml").write_text(QUICKSTART_RECIPE.read_text(encoding="utf-8"))
+    pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root))
+    (wheel,) = tmp_path.glob("nlptasks_topic-0.1.0-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert {"nlptasks_topic/__init__.py", "nlptasks_topic/topic.yaml"} <= names
+        entry_points = archive.read("nlptasks_topic-0.1.0.dist-info/entry_points.txt").decode()
+    assert "[nlptasks]\ntopic = nlptasks_topic" in entry_points
 
 
 def test_quickstart_trains_evaluates_and_predicts(
