@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from click.testing import CliRunner
 from nlptasks import EvalContext, MetricSpec, Scores, Step
 from nlptasks.cli import cli
 from nlptasks.plugins import manager as plugins
+from nlptasks.testing import run_nlptasks
 from tests.plugins import generate_task, token_task
 
 REPO = Path(__file__).resolve().parent.parent
@@ -387,18 +386,7 @@ def _plugin_site(root: Path) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], processes: int, *args: str) -> str:
-    launcher = (
-        ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
-    )
-    done = subprocess.run(
-        [sys.executable, *launcher, "-m", "nlptasks.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return run_nlptasks(*args, processes=processes, env=env).stdout
 
 
 @pytest.mark.slow
