@@ -7,6 +7,7 @@ Every task that generates (evaluation, ``predict``, samples, serving) goes throu
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -42,15 +43,21 @@ def seeded(settings: GenerationConfig) -> bool:
     return bool(settings.do_sample and settings.seed is not None)
 
 
+_unseeded_draws = itertools.count(1)
+"""Unseeded sampling calls so far in this process: each draws from its own stream."""
+
+
 @contextlib.contextmanager
 def sampling_seed(settings: GenerationConfig, device: torch.device) -> Iterator[None]:
-    """Around one ``generate()`` call: the recipe's seed when sampling is seeded, fresh
-    randomness otherwise (so two batches never repeat each other's draws), and the caller's
-    random state left as it was either way (training's dropout does not depend on whether
-    samples were drawn)."""
+    """Around one ``generate()`` call: the recipe's seed when sampling is seeded; otherwise a
+    stream of its own, derived from the process's seed (``train.seed`` in a run) and a
+    counter, so batches never repeat each other's draws and a run stays reproducible; the
+    caller's random state left as it was either way (training's dropout does not depend on
+    whether samples were drawn)."""
+    base = torch.initial_seed()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         if seeded(settings):
             torch.manual_seed(int(settings.seed or 0))
         elif settings.do_sample:
-            torch.seed()  # a non-deterministic seed, inside the fork
+            torch.manual_seed((base + next(_unseeded_draws)) % 2**63)
         yield

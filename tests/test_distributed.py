@@ -60,3 +60,14 @@ def test_two_processes_equal_one_process_with_the_global_batch(
     assert ddp_results["train"]["train_loss"] == pytest.approx(
         single_results["train"]["train_loss"], rel=1e-3
     )
+
+
+def test_accumulation_with_uneven_targets_across_two_processes() -> None:
+    """Micro-batches of 0, 5, 0, 9 targets on one process and 3, 11, 2, 0 on the other give
+    the gradient of one batch of all 30 targets, with one gradient all-reduce per window."""
+    done = run_nlptasks(processes=2, module="tests.ddp_accumulation")
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(line["rank"] for line in lines) == [0, 1], done.stdout
+    for line in lines:
+        assert line["all_reduces"] == 1, line
+        assert line["error"] < 1e-6, line

@@ -28,6 +28,7 @@ import torch
 
 from nlptasks.batching import PAD_INDEX, concat_padded, length_sorted_batches
 from nlptasks.errors import PluginError
+from nlptasks.events import strict_json
 from nlptasks.task import EvalContext, Generates, Scores, check_step, declared_metrics
 
 if TYPE_CHECKING:
@@ -158,8 +159,8 @@ class Evaluator:
                     f"Task '{name}': score()'s statistics of example {i} must be a dict of "
                     f"numbers (they are summed), got {statistics!r:.80}."
                 )
-            try:  # predictions.jsonl holds the records: JSON, never NaN
-                json.dumps(record, allow_nan=False)
+            try:  # predictions.jsonl holds the records (NaN written as null)
+                json.dumps(strict_json(record), allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise PluginError(
                     f"Task '{name}': score()'s record of example {i} is not JSON ({exc}); give "

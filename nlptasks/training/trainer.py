@@ -9,6 +9,7 @@ processes started by ``torchrun`` / ``accelerate launch`` (DDP).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -430,24 +431,20 @@ class Trainer:
         """
         acc = self.accelerator
         window_loss, seen = 0.0, 0.0  # this process's summed loss and targets so far
+        loss, total = 0.0, 0.0
         for i, batch in enumerate(window):
-            step = check_step(self.task, self.task.forward(self.model, batch), _batch_size(batch))
-            if not step.loss.requires_grad:
-                raise PluginError(
-                    f"Task '{self.task.info.name}': forward's loss has no gradient (detached, "
-                    f"or computed under no_grad); compute it from the model's outputs."
-                )
-            loss_sum = step.loss.sum()
-            count = float(step.count.sum()) if step.count is not None else float(len(step.loss))
-            window_loss += loss_sum.detach().float().item()
-            if i < len(window) - 1:
-                if seen + count > 0:
-                    _scale_gradients(self.model, seen / (seen + count))
-                    # Skip the gradient all-reduce on all but the last micro-batch.
-                    with acc.no_sync(self.model):
+            last = i == len(window) - 1
+            # No gradient all-reduce but on the last micro-batch: DDP decides that in the
+            # forward pass, so the forward must be inside no_sync too.
+            with acc.no_sync(self.model) if not last else contextlib.nullcontext():
+                loss_sum, count = self._forward(batch)
+                window_loss += loss_sum.detach().float().item()
+                if not last:
+                    if seen + count > 0:
+                        _scale_gradients(self.model, seen / (seen + count))
                         acc.backward(loss_sum / (seen + count))
-                seen += count
-                continue
+                    seen += count
+                    continue
             # One all-reduce for both: the NaN check and the targets of every process.
             totals = acc.reduce(
                 torch.tensor([window_loss, seen + count], dtype=torch.float64, device=acc.device),
@@ -472,6 +469,17 @@ class Trainer:
             acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         optimizer.step()
         return float(loss / total)
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
+        """The task's forward pass on a training batch: its summed loss and target count."""
+        step = check_step(self.task, self.task.forward(self.model, batch), _batch_size(batch))
+        if not step.loss.requires_grad:
+            raise PluginError(
+                f"Task '{self.task.info.name}': forward's loss has no gradient (detached, or "
+                f"computed under no_grad); compute it from the model's outputs."
+            )
+        count = float(step.count.sum()) if step.count is not None else float(len(step.loss))
+        return step.loss.sum(), count
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # No weight decay on biases and LayerNorm weights, as in the transformers examples.
