@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under ``torchrun --nproc_per_node 2``: the trainer's
 accumulation step on a real DistributedDataParallel model (gloo), with micro-batches that
 hold uneven numbers of targets (0 on some, on one process only for the last), against one
-full batch of every process's data. Prints one JSON line per process."""
+full batch of every process's data. Process 0 prints one JSON line: each process's result."""
 
 from __future__ import annotations
 
@@ -104,7 +104,10 @@ def main() -> None:
         (p.grad - q.grad).abs().max().item()
         for p, q in zip(model.module.parameters(), reference.parameters(), strict=True)
     )
-    print(json.dumps({"rank": rank, "all_reduces": len(reduces), "error": error}), flush=True)
+    found: list[Any] = [None] * world
+    dist.all_gather_object(found, {"rank": rank, "all_reduces": len(reduces), "error": error})
+    if rank == 0:  # one line: the processes' own prints could interleave on torchrun's stdout
+        print(json.dumps(found), flush=True)
     dist.destroy_process_group()
 
 

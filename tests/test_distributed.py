@@ -66,7 +66,7 @@ def test_accumulation_with_uneven_targets_across_two_processes() -> None:
     """Micro-batches of 0, 5, 0, 9 targets on one process and 3, 11, 2, 0 on the other give
     the gradient of one batch of all 30 targets, with one gradient all-reduce per window."""
     done = run_nlptasks(processes=2, module="tests.ddp_accumulation")
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    [lines] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
     assert sorted(line["rank"] for line in lines) == [0, 1], done.stdout
     for line in lines:
         assert line["all_reduces"] == 1, line
