@@ -53,6 +53,7 @@ from nlptasks.version import __version__
 if TYPE_CHECKING:
     from nlptasks.batching import (
         PAD_INDEX,
+        collate_for,
         concat_padded,
         length_sorted_batches,
         pad_features,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 # `nlptasks --help`) stays light.
 _LAZY = {
     "PAD_INDEX": "nlptasks.batching",
+    "collate_for": "nlptasks.batching",
     "concat_padded": "nlptasks.batching",
     "length_sorted_batches": "nlptasks.batching",
     "pad_features": "nlptasks.batching",
@@ -123,6 +125,7 @@ __all__ = [
     "__version__",
     "build_dataclass",
     "cache_dir",
+    "collate_for",
     "concat_padded",
     "evaluate",
     "fingerprint",

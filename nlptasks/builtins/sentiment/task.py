@@ -19,9 +19,9 @@ from nlptasks import (
     Scores,
     Step,
     TaskInfo,
+    collate_for,
     fingerprint,
     load_pretrained,
-    pad_features,
     position_limit,
     predict_batches,
     resolve_column,
@@ -69,7 +69,6 @@ class SentimentTask:
 
     def __init__(self) -> None:
         self.label_names: list[str] = []
-        self.pad_token_id = 0
         self.tokenizer_digest = ""
         self.max_positions: int | None = None
 
@@ -192,7 +191,6 @@ class SentimentTask:
         return model, tokenizer
 
     def _remember(self, model: torch.nn.Module, tokenizer: Any) -> None:
-        self.pad_token_id = tokenizer.pad_token_id or 0
         # Digest now: a fast tokenizer's serialisation changes once it has truncated text,
         # which would change the cache key between runs.
         self.tokenizer_digest = tokenizer_digest(tokenizer)
@@ -270,11 +268,10 @@ class SentimentTask:
         # longest text (the pipeline pads every batch of 32 to its longest).
         encoded = tokenizer(texts, truncation=True, max_length=max_length)
         features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
-        pad = {"input_ids": self.pad_token_id}
         results: list[dict[str, Any]] = [{} for _ in texts]
         for indices, batch in predict_batches(
             features,
-            lambda rows: pad_features(rows, pad),
+            collate_for(self, tokenizer),  # evaluation's padding
             recipe.train.eval_batch_size,
             next(model.parameters()).device,
         ):
