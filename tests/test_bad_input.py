@@ -19,9 +19,8 @@ from click.testing import CliRunner
 
 from nlptasks.cli import cli
 from nlptasks.testing import make_tiny_bert
+from tests.bad_input import AREAS, Case, Files
 from tests.conftest import SST2
-
-Files = dict[str, Path]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +88,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Files:
                            f"data.eval_path={f['dev']}", "train.max_steps=2", "-o", str(run), "-q")  # fmt: skip
     assert code == 0, output
     f["run"] = run
+    for area in AREAS:  # each class of faults adds its own files (and may use the run)
+        area.add_files(f)
     return f
 
 
@@ -143,8 +144,6 @@ def _good(f: Files, *more: str) -> list[str]:
     return _data(f, "train", f"data.eval_path={f['dev']}", *more)
 
 
-# (name, arguments from the files, exit code, texts the message must hold)
-Case = tuple[str, Callable[[Files], list[str]], int, tuple[str, ...]]
 CASES: list[Case] = [
     # ---------------------------------------------------------------- recipes and overrides
     ("unknown task", lambda f: ["run", "sentimnet"], 1, ("Unknown task 'sentimnet'", "Did you mean 'sentiment'")),
@@ -252,6 +251,7 @@ CASES: list[Case] = [
     ("copy onto a file", lambda f: ["recipes", "copy", "sentiment/minilm", str(f["a_file"])], 1, ("already exists", "another destination")),
     ("show unknown recipe", lambda f: ["recipes", "show", "minilmm"], 1, ("Unknown recipe 'minilmm'", "nlptasks recipes list")),
 ]  # fmt: skip
+CASES += [case for area in AREAS for case in area.CASES]
 
 
 @pytest.mark.parametrize(("name", "args", "code", "needles"), CASES, ids=[c[0] for c in CASES])
