@@ -6,9 +6,15 @@ Returns a ``datasets.DatasetDict`` with ``train`` and ``eval`` splits. Everythin
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import json
+import math
 import os
-from collections.abc import Callable
+import re
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +91,7 @@ def load_splits(
     if evaluation is None:
         assert train is not None
         _check_not_empty(train, "training data")
+        _check_room_to_hold_out(len(train), config.eval_fraction)
         # A fixed seed keeps the held-out split identical across runs and for `nlptasks eval`.
         # The lines of a text file are in order (one text): its tail is held out, not random
         # lines torn from their paragraphs.
@@ -107,6 +114,22 @@ def load_splits(
     _check_not_empty(evaluation, "evaluation data")
     splits["eval"] = evaluation
     return datasets.DatasetDict(splits)
+
+
+def _check_room_to_hold_out(rows: int, fraction: float) -> None:
+    """Enough rows to hold out an eval split and keep one to train on (datasets' own error
+    names sklearn's parameters, not the recipe's)."""
+    # The sizes train_test_split computes.
+    held_out = math.ceil(fraction * rows)
+    kept = math.floor((1 - fraction) * rows)
+    if held_out >= 1 and kept >= 1:
+        return
+    shown = f"{rows} row{'s' if rows != 1 else ''}"
+    raise DataError(
+        f"The training data has {shown}: too few to hold out an eval split "
+        f"(data.eval_fraction={fraction:g}) and keep rows to train on. Give an eval file "
+        f"(data.eval_path=FILE), or training data with more rows."
+    )
 
 
 def _load_train_source(
@@ -140,7 +163,12 @@ def _load_train_source(
 
 
 def load_file(path_text: str) -> datasets.Dataset:
-    """Load one local data file by its suffix (csv, tsv, json, jsonl, parquet, txt, raw)."""
+    """Load one local data file by its suffix (csv, tsv, json, jsonl, parquet, txt, raw).
+
+    A file that cannot be read is a DataError naming the file, the line (or byte) where it
+    can, and the cause; a csv file whose rows hold several lines is checked for a stray quote
+    that joined rows (see :func:`_check_rows_whole`).
+    """
     import datasets
 
     path = Path(path_text).expanduser()
@@ -152,25 +180,28 @@ def load_file(path_text: str) -> datasets.Dataset:
             f"Data file '{path_text}' has an unsupported type '{suffix or 'none'}'. Use one of "
             f"{', '.join(sorted(_BUILDERS))}."
         )
-    _check_has_rows(path, path_text, suffix)
+    if suffix == ".parquet":
+        _check_parquet(path, path_text)
+    else:
+        _check_has_rows(path, path_text, suffix)
+        # pyarrow's JSON reader keeps invalid UTF-8 in its strings (they fail much later,
+        # in a tokenizer or an Arrow kernel): every text file is checked before it is read.
+        _check_utf8(path, path_text)
     builder, kwargs = _BUILDERS[suffix]
     try:
         loaded = datasets.load_dataset(
             builder, data_files={"data": str(path.resolve())}, split="data", **kwargs
         )
     except Exception as exc:  # datasets raises many types for unreadable files
-        raise DataError(
-            f"Cannot read '{path_text}' as {suffix[1:]}: {first_line(exc)}. Check the file's "
-            f"format."
-        ) from exc
+        raise DataError(_why_unreadable(exc, path, path_text, suffix)) from exc
     assert isinstance(loaded, datasets.Dataset)
+    if suffix == ".csv":
+        _check_rows_whole(path, path_text, len(loaded))
     return loaded
 
 
 def _check_has_rows(path: Path, shown: str, suffix: str) -> None:
     """An empty or header-only file, said plainly (datasets' own message is cryptic)."""
-    if suffix == ".parquet":
-        return
     with path.open("rb") as handle:
         lines = [line for line in (handle.readline() for _ in range(64)) if line.strip()][:2]
     if not lines:
@@ -180,6 +211,239 @@ def _check_has_rows(path: Path, shown: str, suffix: str) -> None:
             f"Data file '{shown}' has a header row and no data. Point the recipe at a file "
             f"with rows."
         )
+
+
+def _check_parquet(path: Path, shown: str) -> None:
+    """A parquet file that is empty, is another format under a parquet name, or has no rows."""
+    import pyarrow.parquet as pq
+
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"Data file '{shown}' is empty. Point the recipe at a file with rows.")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        handle.seek(max(size - 4, 0))
+        tail = handle.read(4)
+    if head != b"PAR1" or tail != b"PAR1":
+        start = head.decode("ascii", "replace") if head.isascii() else head.hex()
+        raise DataError(
+            f"Cannot read '{shown}' as parquet: it is not a parquet file (a parquet file "
+            f"starts and ends with 'PAR1'; this one starts with {start!r}). Save the data as "
+            f"parquet, or give the file the suffix of its format (.csv, .jsonl, ...)."
+        )
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except Exception as exc:  # pyarrow: ArrowInvalid, OSError for a torn footer
+        raise DataError(
+            f"Cannot read '{shown}' as parquet: {first_line(exc)}. The file is damaged; write "
+            f"it again."
+        ) from exc
+    if metadata.num_rows == 0 or metadata.num_columns == 0:
+        raise DataError(
+            f"Data file '{shown}' has no rows (a parquet file with "
+            f"{metadata.num_columns} column{'s' if metadata.num_columns != 1 else ''} and 0 "
+            f"rows). Point the recipe at a file with rows."
+        )
+
+
+def _check_utf8(path: Path, shown: str) -> None:
+    """The first byte that is not UTF-8, with its offset and line, in a DataError."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1  # bytes and line breaks before the current chunk
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(1 << 22)
+            pending = len(decoder.getstate()[0])  # an unfinished character from before
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                # exc.object is the unfinished character's bytes followed by this chunk.
+                where = offset - pending + exc.start
+                line = lines + exc.object[: exc.start].count(b"\n")
+                byte = exc.object[exc.start]
+                raise DataError(
+                    f"Cannot read '{shown}': it is not UTF-8 (line {line}, byte offset "
+                    f"{where}: 0x{byte:02x}, {exc.reason}). Save it as UTF-8."
+                ) from None
+            if not chunk:
+                return
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+
+
+def _why_unreadable(exc: BaseException, path: Path, shown: str, suffix: str) -> str:
+    """What is wrong with a file datasets could not read, and where: a ragged csv/tsv row,
+    an unclosed quote, a broken JSON line; else the library's own reason (the innermost
+    one: the outer is "An error occurred while generating the dataset")."""
+    kind = suffix[1:]
+    found = None
+    if suffix in (".csv", ".tsv"):
+        found = _csv_problem(exc, path, "\t" if suffix == ".tsv" else ",", suffix == ".tsv")
+    elif suffix in (".json", ".jsonl"):
+        found = _json_problem(path, suffix == ".jsonl")
+    if found is not None:
+        return f"Cannot read '{shown}' as {kind}: {found}"
+    why = first_line(_innermost(exc))
+    return f"Cannot read '{shown}' as {kind}: {why}. Check the file's format."
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the root of a chain (the one that says what broke)."""
+    seen = {id(exc)}
+    while True:
+        cause = exc.__cause__ or exc.__context__
+        if cause is None or id(cause) in seen:
+            return exc
+        seen.add(id(cause))
+        exc = cause
+
+
+def _chain_text(exc: BaseException) -> str:
+    texts = [str(exc)]
+    while (cause := exc.__cause__ or exc.__context__) is not None and len(texts) < 20:
+        texts.append(str(cause))
+        exc = cause
+    return "\n".join(texts)
+
+
+def _csv_problem(exc: BaseException, path: Path, delimiter: str, tsv: bool) -> str | None:
+    """A ragged row or a quote that never closes, from pandas' message (or a scan)."""
+    text = _chain_text(exc)
+    if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text):
+        expected, line, saw = m.groups()
+        cells = "tab-separated cells" if tsv else "comma-separated fields"
+        fix = (
+            "Remove the extra tabs from that line (a tsv cell cannot hold a tab)"
+            if tsv
+            else 'Put fields that hold commas in quotes ("a, b")'
+        )
+        return (
+            f"line {line} has {saw} {cells} where the header has {expected}. {fix}, or fix "
+            f"the line."
+        )
+    if "EOF inside string" in text or "EOF following" in text:
+        line = _unclosed_quote_line(path, delimiter)
+        where = f"line {line}" if line else "a line"
+        return (
+            f'{where} starts a field with a quote (") that is never closed, so every line '
+            f'after it would be one field. Double the quote ("") if it is part of the text, '
+            f"or close it."
+        )
+    return None
+
+
+def _unclosed_quote_line(path: Path, delimiter: str) -> int | None:
+    """The line where a quoted field opens that runs to the end of the file."""
+    with _no_field_limit(), path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error:
+            return start
+    return None
+
+
+def _json_problem(path: Path, lines: bool) -> str | None:
+    """The first line that is not a JSON object (jsonl), or where a json file breaks."""
+    if not lines:
+        try:
+            json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as exc:
+            return (
+                f"it is not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}). "
+                f"Fix the file there (or write one object a line, as .jsonl)."
+            )
+        return None
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return (
+                    f"line {number} is not valid JSON ({exc.msg}, column {exc.colno}). "
+                    f"Check the file's format at that line: one JSON object a line."
+                )
+            if not isinstance(value, dict):
+                kind = {list: "a list", str: "a string", bool: "true/false"}.get(
+                    type(value), "a number" if value is not None else "null"
+                )
+                return (
+                    f"line {number} is {kind}, not a JSON object. Write one object a line "
+                    f'({{"text": ..., ...}}).'
+                )
+    return None
+
+
+class _no_field_limit:
+    """Python's csv module refuses fields over 128 KB; a data file may hold longer texts."""
+
+    def __enter__(self) -> None:
+        self.old = csv.field_size_limit()
+        csv.field_size_limit(2**31 - 1)
+
+    def __exit__(self, *exc: object) -> None:
+        csv.field_size_limit(self.old)
+
+
+def _check_rows_whole(path: Path, shown: str, rows: int) -> None:
+    """A csv file read as fewer rows than it has lines: a stray quote that joined rows is an
+    error naming its lines; a quoted field that really spans lines is said in a warning.
+
+    A quote at the start of a field opens a quoted field, which runs to the next quote: a
+    sentence that starts with one (``"Great fun, for all,1``) swallows the rows after it
+    without a word from pandas.
+    """
+    lines_with_text = _line_count(path)
+    if rows + 1 >= lines_with_text:
+        return  # a header and one line a row: nothing was joined
+    records = _csv_records(path)
+    header = next(records, None)
+    joined = [record for record in records if record[1] > record[0]]
+    if header is None or not joined:
+        return  # blank lines only
+    fields = len(header[2])
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    for first, last, cells in joined:
+        # Lines between the first and the last that are whole rows of their own, or a record
+        # with another number of fields than the header: rows that a quote swallowed.
+        inner = lines[first : last - 1]
+        if len(cells) != fields or any(len(line.split(",")) == fields for line in inner):
+            raise DataError(
+                f"Cannot read '{shown}' as csv: line {first} starts a field with a quote "
+                f'(") that closes only on line {last}, so lines {first}-{last} were read as '
+                f"one row ({lines_with_text - 1} lines, {rows} rows). Double the quote "
+                f'("") if it is part of the text, or close it on its line.'
+            )
+    first, last, _ = joined[0]
+    warnings.warn(
+        f"'{shown}': {len(joined)} row(s) hold quoted text of several lines (the first on "
+        f"lines {first}-{last}), so its {lines_with_text - 1} lines are {rows} rows.",
+        stacklevel=3,
+    )
+
+
+def _line_count(path: Path) -> int:
+    """Lines in a file that hold something (blank ones are no rows)."""
+    count = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            count += bool(line.strip())
+    return count
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
+    """(first line, last line, cells) of each record, as pandas splits them."""
+    with _no_field_limit(), path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        first = 1
+        for cells in reader:
+            if cells:
+                yield first, reader.line_num, cells
+            first = reader.line_num + 1
 
 
 def _load_named(config: DataConfig) -> dict[str, datasets.Dataset]:
@@ -222,24 +486,87 @@ def _check_not_empty(dataset: datasets.Dataset, what: str) -> None:
 
 
 def resolve_column(
-    dataset: datasets.Dataset, wanted: str | None, candidates: tuple[str, ...], key: str
+    dataset: datasets.Dataset,
+    wanted: str | None,
+    candidates: tuple[str, ...],
+    key: str,
+    nested: bool = False,
 ) -> str:
-    """The column to use for ``key``: ``wanted`` if set, else the first candidate present."""
+    """The column to use for ``key``: ``wanted`` if set, else the first candidate present.
+
+    A column holds one value a row (a text, a label): lists, objects or JSON of mixed kinds
+    are a DataError unless ``nested`` (a column of chat messages, say).
+    """
     columns = list(dataset.column_names)
     if wanted is not None:
         if wanted not in columns:
             raise DataError(
                 f"Column '{wanted}' ({key}) is not in the data; it has {', '.join(columns)}. "
-                f"Set {key}=COLUMN."
+                f"Set {key}=COLUMN.{_header_hint(columns)}"
             )
-        return wanted
-    for name in candidates:
-        if name in columns:
-            return name
+        found = wanted
+    else:
+        found = next((name for name in candidates if name in columns), "")
+        if not found:
+            raise DataError(
+                f"No column for {key} (looked for {', '.join(candidates)}); the data has "
+                f"{', '.join(columns)}. Set {key}=COLUMN.{_header_hint(columns)}"
+            )
+    if not nested:
+        _check_single_values(dataset, found, key)
+    return found
+
+
+def _header_hint(columns: list[str]) -> str:
+    """A csv/tsv file without a header row has its first row's values as column names."""
+    if any(not name.isidentifier() or name.isdigit() for name in columns):
+        return (
+            " (Its column names look like values: if the file has no header row, add one "
+            "naming the columns.)"
+        )
+    return ""
+
+
+def _check_single_values(dataset: datasets.Dataset, column: str, key: str) -> None:
+    """A column of lists, objects or mixed JSON, said with its first value (the tasks read
+    one value a row; Arrow's own error is a kernel that has no match)."""
+    import datasets
+
+    feature = dataset.features.get(column)
+    if feature is None or isinstance(feature, (datasets.Value, datasets.ClassLabel)):
+        return
+    if isinstance(feature, dict):
+        holds = "objects"
+    elif isinstance(feature, (datasets.List, datasets.LargeList, datasets.Sequence, list)):
+        holds = "lists"
+    elif isinstance(feature, datasets.Json):
+        holds = ""  # the kinds it mixes, below
+    else:
+        return  # images, audio: a task that reads them knows them
+    values = list(dataset[column])  # a column of lists, objects or JSON: read it whole
+    kinds = list(dict.fromkeys(_kind(v) for v in values if v is not None))
+    # A JSON column mixes kinds in its file: this split may hold one kind of them only.
+    holds = holds or f"values of several kinds ({', '.join(kinds)}{', ...' * (len(kinds) < 2)})"
+    # The value to show: a list or object first, else one of another kind than the first.
+    odd = [v for v in values if _kind(v) not in ("text", "number", "null")]
+    odd = odd or [v for v in values if _kind(v) not in (kinds[0], "null")]
+    example = ""
+    if odd:
+        shown = json.dumps(odd[0], default=str)
+        example = f", such as {shown if len(shown) <= 40 else shown[:37] + '...'}"
     raise DataError(
-        f"No column for {key} (looked for {', '.join(candidates)}); the data has "
-        f"{', '.join(columns)}. Set {key}=COLUMN."
+        f"Column '{column}' ({key}) holds {holds}{example}: the task reads one text or "
+        f"label of one kind a row. Write one value a row, or set {key}=COLUMN."
     )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    names = {str: "text", list: "list", dict: "object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def fingerprint(*parts: Any) -> str:

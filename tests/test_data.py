@@ -199,3 +199,128 @@ def test_eval_file_wins_over_a_named_dataset(tmp_path: Path) -> None:
     splits = load_splits(recipe.data)
     assert len(splits["eval"]) == 872  # not the held-out Rotten Tomatoes split
     assert len(splits["train"]) == 12752  # nothing held out of train when eval is given
+
+
+# ------------------------------------------------------------------ small, odd and long data
+BIG = "word " * 1_000_000  # one text of 5 MB
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".txt"])
+def test_a_line_of_five_megabytes_is_read_whole(tmp_path: Path, suffix: str) -> None:
+    rows = [(f"short {i}", i % 2) for i in range(30)]
+    rows[17] = (BIG, 1)
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".csv":
+        path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    elif suffix == ".tsv":
+        path.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in rows))
+    elif suffix == ".json":
+        path.write_text(json.dumps([{"text": t, "label": lab} for t, lab in rows]))
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    else:
+        path.write_text("".join(f"{t}\n" for t, _ in rows))
+    dataset = load_file(str(path))
+    assert len(dataset) == 30
+    assert dataset["text"][17].rstrip("\n") == BIG
+
+
+def test_packing_a_long_row_takes_linear_time() -> None:
+    """A 5 MB line is 2 million tokens; cutting it into blocks of 32 took 40 s when every
+    block was deleted from the front of the row."""
+    import time
+
+    from nlptasks.builtins.generation.data import pack
+
+    tokens = list(range(2_000_000))
+    started = time.perf_counter()
+    blocks = list(pack(iter([tokens[:5], tokens[5:]]), 32))
+    assert time.perf_counter() - started < 5
+    assert len(blocks) == 62_500 and all(len(b) == 32 for b in blocks)
+    assert blocks[0] == tokens[:32] and blocks[-1] == tokens[-32:]
+    assert list(pack(iter([[1, 2, 3], [4, 5], [6]]), 4)) == [[1, 2, 3, 4], [5, 6]]
+
+
+def test_a_quoted_field_of_several_lines_is_read_and_said(tmp_path: Path) -> None:
+    """A real multi-line field (its other lines are no rows) is kept, with a warning that says
+    why the row count is below the line count."""
+    rows = [f"sentence {i},{i % 2}" for i in range(40)]
+    rows[5] = '"first paragraph\nsecond paragraph",1'
+    path = tmp_path / "multiline.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match=r"lines 7-8\), so its 41 lines are 40 rows"):
+        dataset = load_file(str(path))
+    assert len(dataset) == 40 and dataset["text"][5] == "first paragraph\nsecond paragraph"
+
+
+def test_a_tsv_with_stray_quotes_is_read_whole(tmp_path: Path) -> None:
+    """TSV files are read without quoting (as GLUE's): a quote never joins rows there."""
+    rows = [f"sentence {i}\t{i % 2}" for i in range(40)]
+    rows[5] = '"Great fun, for all\t1'
+    rows[9] = 'a "classic" film\t0'
+    path = tmp_path / "quotes.tsv"
+    path.write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    dataset = load_file(str(path))
+    assert len(dataset) == 40 and dataset["text"][5] == '"Great fun, for all'
+
+
+@pytest.mark.parametrize(
+    ("rows", "fraction", "sizes"), [(2, 0.1, (1, 1)), (3, 0.1, (2, 1)), (3, 0.5, (1, 2))]
+)
+def test_tiny_files_hold_out_what_they_can(
+    tmp_path: Path, rows: int, fraction: float, sizes: tuple[int, int]
+) -> None:
+    path = _write(tmp_path / "d.csv")
+    path.write_text("\n".join(path.read_text().splitlines()[: rows + 1]) + "\n")
+    splits = load_splits(DataConfig(train_path=str(path), eval_fraction=fraction))
+    assert (len(splits["train"]), len(splits["eval"])) == sizes
+
+
+def test_one_row_trains_with_an_eval_file(tmp_path: Path) -> None:
+    path = tmp_path / "one.tsv"
+    path.write_text("sentence\tlabel\na fine film\t1\n")
+    splits = load_splits(DataConfig(train_path=str(path), eval_path=str(SST2 / "dev.tsv")))
+    assert len(splits["train"]) == 1 and len(splits["eval"]) == 872
+    with pytest.raises(DataError, match="has 1 row: too few to hold out"):
+        load_splits(DataConfig(train_path=str(path)))
+
+
+def test_utf8_is_checked_across_chunks(tmp_path: Path) -> None:
+    """The check reads 4 MB at a time: a character split between two reads is UTF-8, and a
+    bad byte after the first read is placed by its offset in the file."""
+    from nlptasks.data import _check_utf8
+
+    path = tmp_path / "d.txt"
+    head = b"a\n" * ((1 << 21) - 1) + b"x"  # 4 MB less one byte: "é" straddles the edge
+    path.write_bytes(head + "é\n".encode() + b"ok\n")
+    _check_utf8(path, "d.txt")
+    path.write_bytes(head + "é\n".encode() + b"caf\xe9\n")
+    offset = len(head) + 3 + 3
+    with pytest.raises(DataError, match=rf"line {(1 << 21) + 1}, byte offset {offset}: 0xe9"):
+        _check_utf8(path, "d.txt")
+
+
+def test_translations_without_a_language_are_empty_pairs(tmp_path: Path) -> None:
+    """Rows of a translation file that lack one language are empty pairs: skipped and counted
+    (options.empty_pairs=skip); a file that lacks it in every row is another pair."""
+    import datasets
+
+    from nlptasks.builtins.translation.data import drop_empty, to_pairs
+
+    rows = [{"en": f"e{i}", "fr": f"f{i}"} for i in range(5)]
+    rows[2] = {"en": "e2", "de": "d2"}
+    split = datasets.Dataset.from_list([{"translation": r} for r in rows])
+    pairs = to_pairs(split, "en", "fr", (None, None), "train")
+    with pytest.warns(UserWarning, match="Skipped 1 of 5 train pairs"):
+        assert drop_empty(pairs, "skip", "train")["target"] == ["f0", "f1", "f3", "f4"]
+    with pytest.raises(DataError, match="have no 'ro' text \\(they have de, en, fr\\)"):
+        to_pairs(split, "en", "ro", (None, None), "train")
+
+
+def test_prompt_templates() -> None:
+    from nlptasks.builtins.translation.languages import prompt_problems
+
+    for good in ("Translate from {source} to {target}:\n{text}", "{{braces}} {text!r}"):
+        assert prompt_problems(good) == []
+    assert "did you mean {target}?" in prompt_problems("{text} in {targte}")[0]
+    assert "not a valid template" in prompt_problems("{text")[0]

@@ -78,3 +78,33 @@ def refuse_language_codes(options: Any) -> None:
                 f"options.{key} is set, but this model's tokenizer has no language codes "
                 f"(only mBART, NLLB and M2M100 tokenizers do). Drop it."
             )
+
+
+PROMPT_FIELDS = ("source", "target", "text")
+"""What a decoder-only model's prompt (``options.prompt``) may hold: the language names and
+the text to translate."""
+
+
+def prompt_problems(template: str, key: str = "options.prompt") -> list[str]:
+    """What is wrong with a prompt template, found when the recipe is read (``str.format``
+    would raise a KeyError for the first prompt, after the model is loaded)."""
+    import difflib
+    import string
+
+    allowed = ", ".join(f"{{{name}}}" for name in PROMPT_FIELDS)
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template)]
+    except ValueError as exc:
+        return [f"'{key}' is not a valid template ({exc}); write {{{{ and }}}} for a literal brace"]
+    for field in fields:
+        if field is None or field in PROMPT_FIELDS:
+            continue
+        shown = f"{{{field}}}"[:40]
+        name = re.match(r"\w*", field)
+        close = difflib.get_close_matches(name.group() if name else "", PROMPT_FIELDS, n=1)
+        hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+        return [
+            f"'{key}' has the placeholder {shown}{hint}, which it cannot fill: it may hold "
+            f"{allowed} (write {{{{ and }}}} for a literal brace)"
+        ]
+    return []
