@@ -7,15 +7,13 @@ holds the variation the data causes, not the examples one run happened to find e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from nlptasks.errors import NlpTasksError
+from nlptasks.errors import NlpTasksError, first_line
 from nlptasks.evaluation import bootstrap
-from nlptasks.runs.directory import Run, load_run
-
-# Fields of a prediction row that say which example it is (the same in both runs).
-IDENTITY_FIELDS = ("id", "text", "question", "source", "reference", "references")
+from nlptasks.runs.directory import IDENTITY_FIELDS, Run, load_run
 
 
 @dataclass
@@ -26,6 +24,8 @@ class RunComparison:
     resamples: int
     seed: int
     metrics: dict[str, bootstrap.Comparison]
+    not_compared: dict[str, str] = field(default_factory=dict)
+    """Metric -> why it is not in ``metrics`` (none is left out without a word)."""
 
 
 def compare(path_a: str, path_b: str, resamples: int = 1000, seed: int = 0) -> RunComparison:
@@ -39,14 +39,52 @@ def compare(path_a: str, path_b: str, resamples: int = 1000, seed: int = 0) -> R
     from nlptasks.plugins.registry import load_task
 
     task = load_task(a.task)
-    found = bootstrap.paired(
-        [r["statistics"] for r in rows_a],
-        [r["statistics"] for r in rows_b],
-        task.aggregate,
-        resamples=resamples,
-        seed=seed,
-    )
-    return RunComparison(a, b, len(rows_a), resamples, seed, found)
+    stats_a = [r["statistics"] for r in rows_a]
+    stats_b = [r["statistics"] for r in rows_b]
+    for run, stats in ((a, stats_a), (b, stats_b)):
+        _check_statistics(run, stats, task.aggregate)
+    found = bootstrap.paired(stats_a, stats_b, task.aggregate, resamples=resamples, seed=seed)
+    not_compared = {}
+    for metric in sorted({*a.metrics, *b.metrics} - found.keys()):
+        not_compared[metric] = (
+            "the evaluation's own loss, not a per-example statistic"
+            if metric == "loss"
+            else "undefined in the resamples (no finite value)"
+        )
+    return RunComparison(a, b, len(rows_a), resamples, seed, found, not_compared)
+
+
+def _check_statistics(run: Run, stats: list[dict[str, Any]], aggregate: Any) -> None:
+    """The installed task must turn the run's statistics into the metrics the run reported
+    (the reported metrics are exactly that aggregate): a plugin that renamed or changed its
+    statistics since the run would compare something else, or fail."""
+    try:
+        point = dict(bootstrap.point_estimate(stats, aggregate))
+        problem = ""
+        for metric, recorded in run.metrics.items():
+            if metric == "loss" or recorded is None or not math.isfinite(recorded):
+                continue
+            value = point.get(metric)
+            if value is None:
+                problem = f"they give no '{metric}'"
+            elif not math.isclose(value, recorded, rel_tol=1e-6, abs_tol=1e-9):
+                problem = f"they give {metric} {value:.6g}, the run reported {recorded:.6g}"
+            if problem:
+                break
+    except Exception as exc:  # a plugin's aggregate over statistics it no longer knows
+        problem = f"aggregate() fails on them: {type(exc).__name__}: {first_line(exc)}"
+    if problem:
+        made = run.results.get("task_plugin") or {}
+        then = made.get("version") or "an unrecorded version"
+        from nlptasks.runs.results import task_plugin
+
+        now = task_plugin(run.task)
+        raise NlpTasksError(
+            f"The statistics in {run.path}/predictions.jsonl do not match task '{run.task}' "
+            f"as installed ({now['distribution']} {now['version']}; the run was made with "
+            f"{then}): {problem}. Compare runs made with the installed plugin (re-run this "
+            f"one), or install the version it was made with."
+        )
 
 
 def _check_same_examples(

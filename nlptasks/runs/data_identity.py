@@ -64,24 +64,41 @@ def eval_identity(recipe: Recipe, examples: int) -> dict[str, Any]:
         [Path(recipe.data.eval_path)] if recipe.data.eval_path else []
     )
     if not files and not recipe.data.eval_split:  # held out of the training files
-        files = task_files(recipe, evaluation=False) or (
-            [Path(recipe.data.train_path)] if recipe.data.train_path else []
-        )
-    digest = None
-    if files and all(path.is_file() for path in files):
-        hasher = hashlib.sha256()
-        for path in files:
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    hasher.update(block)
-        digest = hasher.hexdigest()
+        files = train_files(recipe)
     return {
         "name": eval_data_name(recipe),
         "split": eval_split_name(recipe),
         "examples": examples,
         "files": [str(path) for path in files],
-        "sha256": digest,
+        "sha256": files_sha256(files),
     }
+
+
+def held_out(recipe: Recipe) -> bool:
+    """Whether the eval data is held out of the training data (no eval file or split)."""
+    return not (
+        task_files(recipe, evaluation=True) or recipe.data.eval_path or recipe.data.eval_split
+    )
+
+
+def train_files(recipe: Recipe) -> list[Path]:
+    """The local training files (a task's own ``*_path`` options win, as in loading)."""
+    return task_files(recipe, evaluation=False) or (
+        [Path(recipe.data.train_path)] if recipe.data.train_path else []
+    )
+
+
+def files_sha256(files: list[Path]) -> str | None:
+    """One SHA-256 over the bytes of ``files`` in order; None when there are none or one is
+    missing (a dataset by name has no bytes of its own to hash)."""
+    if not files or not all(path.is_file() for path in files):
+        return None
+    hasher = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+    return hasher.hexdigest()
 
 
 def task_files(recipe: Recipe, evaluation: bool) -> list[Path]:

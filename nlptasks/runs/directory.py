@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from nlptasks.errors import NlpTasksError
+from nlptasks.runs.lock import failure
 
 SCHEMA_VERSION = 1
+# Fields of a prediction row that say which example it is (the same in two runs of one
+# eval set): compare pairs rows by them, leaderboards group runs by them.
+IDENTITY_FIELDS = ("id", "text", "question", "source", "reference", "references")
 """results.json's schema version; the JSON Schema is nlptasks/schemas/results.schema.json."""
 
 
@@ -85,6 +89,11 @@ def load_run(path: str | Path) -> Run:
     if not folder.is_dir():
         raise NotARunError(f"{folder} is not a folder. Give a run directory (runs/TASK-...).")
     if not results_file.is_file():
+        if (how := failure(folder)) is not None:
+            raise NotARunError(
+                f"{folder} is a run that failed {how}; it has no results to read. "
+                f"'nlptasks resume {folder}' says whether it can continue."
+            )
         raise NotARunError(
             f"{folder} has no results.json: it is not a finished nlptasks run (an unfinished "
             f"one continues with 'nlptasks resume {folder}')."

@@ -1,44 +1,56 @@
 """``nlptasks export RUN DEST``: the folder a model hub receives, and ``--push-to-hub``.
 
 The folder holds exactly what a user of the model needs: the weights (safetensors only),
-config, tokenizer, generation config, the model card (README.md) and results.json. Not the
-eval texts of predictions.jsonl, nor recipe.yaml (local paths): a hub repository may be
-public. It is written aside and renamed into place, and never over an existing folder.
+config, tokenizer, generation config, the model card (README.md) and results.json, both
+with every local path the run records replaced by its file name (the SHA-256 of the data
+stays). Not the eval texts of predictions.jsonl, nor recipe.yaml: a hub repository may be
+public. It is written aside and renamed into place, never over an existing folder nor into
+a run directory, and never while another process writes into the run.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from nlptasks.errors import NlpTasksError, RunDirectoryError
+from nlptasks.recipes import read_yaml
 from nlptasks.runs.directory import load_run
-
-# Besides everything in RUN/model (weights, config, tokenizer).
-RUN_FILES = ("README.md", "results.json")
+from nlptasks.runs.lock import enclosing_run, run_lock
+from nlptasks.runs.rundir import write_json
 
 
 def export(run_dir: str | Path, destination: str | Path) -> Path:
     """Write the hub folder of the run at ``run_dir`` to ``destination`` (must not exist)."""
     run = load_run(run_dir)
-    dest = Path(destination)
+    dest = Path(destination).expanduser()
+    inside = enclosing_run(dest)
+    if inside is not None:
+        # A finished run never changes: its folders are what results.json describes.
+        raise RunDirectoryError(
+            f"{dest} lies inside the run directory {inside}; export never writes into a run. "
+            f"Choose a folder outside it, e.g. exported/{run.path.name}."
+        )
     if dest.exists():
         raise RunDirectoryError(
             f"{dest} exists already; export never writes over a folder. Choose a new one."
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        stage(run.path, staging)
-        staging.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with run_lock(run.path, exclusive=False, doing="export it"):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            stage(run.path, staging)
+            staging.rename(dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 
 def stage(run_dir: Path, folder: Path) -> None:
-    """Fill ``folder`` with the hub files of ``run_dir``."""
+    """Fill ``folder`` with the hub files of ``run_dir``, local paths left out."""
     model = run_dir / "model"
     if not model.is_dir():
         raise NlpTasksError(f"{run_dir} has no model/ folder to export.")
@@ -51,9 +63,56 @@ def stage(run_dir: Path, folder: Path) -> None:
         # Pickled weights are never shipped: safetensors cannot run code when loaded.
         if path.is_file() and path.suffix not in (".bin", ".pt", ".pth", ".ckpt"):
             shutil.copy2(path, folder / path.name)
-    for name in RUN_FILES:
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, folder / name)
+    local = _local_paths(run_dir)
+    card = run_dir / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8", errors="replace")
+        (folder / "README.md").write_text(_without(local, text), encoding="utf-8")
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    write_json(folder / "results.json", _public_results(results, local))
+
+
+def _local_paths(run_dir: Path) -> dict[str, str]:
+    """Every local path the run records (data files, the model, the run, the output folder),
+    each mapped to what a public copy shows instead: its name."""
+    found: set[str] = {str(run_dir), str(run_dir.resolve())}
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    found |= {str(results.get("model_path") or ""), str(results.get("run_dir") or "")}
+    found |= {str(p) for p in (results.get("data", {}).get("eval", {}).get("files") or [])}
+    found.add(str(results.get("model") or ""))
+    recipe = run_dir / "recipe.yaml"
+    if recipe.is_file():
+        found |= {v for v in _strings(read_yaml(recipe)) if v.startswith(("/", "~"))}
+    paths = {p for p in found if p.startswith(("/", "~")) and len(p) > 1}
+    return {p: Path(p).name or p for p in sorted(paths, key=len, reverse=True)}
+
+
+def _strings(tree: Any) -> list[str]:
+    if isinstance(tree, dict):
+        return [s for value in tree.values() for s in _strings(value)]
+    if isinstance(tree, list):
+        return [s for value in tree for s in _strings(value)]
+    return [tree] if isinstance(tree, str) else []
+
+
+def _without(local: dict[str, str], text: str) -> str:
+    """``text`` with each local path replaced by its name, longest first (a folder's path is
+    part of its files' paths); the home folder's path is ``~`` in whatever is left."""
+    for path, name in local.items():
+        text = text.replace(path, name)
+    home = str(Path.home())
+    return text.replace(home + "/", "~/") if len(home) > 1 else text
+
+
+def _public_results(results: dict[str, Any], local: dict[str, str]) -> dict[str, Any]:
+    """results.json without local paths: file names and SHA-256 identify the data."""
+    public = json.loads(_without(local, json.dumps(results)))
+    public["run_dir"] = Path(str(results.get("run_dir", ""))).name
+    public["model_path"] = Path(str(results.get("model_path", ""))).name
+    eval_data = public.get("data", {}).get("eval", {})
+    if isinstance(eval_data.get("files"), list):
+        eval_data["files"] = [Path(str(p)).name for p in eval_data["files"]]
+    return dict(public)
 
 
 def push_to_hub(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
@@ -62,7 +121,10 @@ def push_to_hub(run_dir: str | Path, repo_id: str, private: bool = False) -> str
 
     run = load_run(run_dir)
     api = HfApi()
-    with tempfile.TemporaryDirectory(prefix="nlptasks-push-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="nlptasks-push-") as folder,
+        run_lock(run.path, exclusive=False, doing="push it"),
+    ):
         stage(run.path, Path(folder))
         api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(

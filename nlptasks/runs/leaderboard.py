@@ -69,8 +69,8 @@ def find_runs(folders: Sequence[str | Path]) -> tuple[list[Run], list[tuple[str,
                 skipped.append((str(folder), "not a folder"))
                 continue
             candidates = (
-                [folder]
-                if (folder / "results.json").exists()
+                [folder]  # a run itself, finished or not (a failed one is skipped, saying so)
+                if (folder / "results.json").exists() or (folder / "recipe.yaml").exists()
                 else sorted(
                     p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
                 )
@@ -92,16 +92,24 @@ def build(
     folders: Sequence[str | Path], task: str | None = None, metric: str | None = None
 ) -> Leaderboard:
     runs, skipped = find_runs(folders)
-    groups: dict[tuple[str, str, str, int, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str, int, str, str], list[Run]] = {}
     for run in runs:
         if task and run.task != task:
             continue
         data = run.results["data"]["eval"]
-        # Only runs on the same examples are ranked together: same data, split, size, bytes.
-        key = (run.task, data["name"], data["split"], data["examples"], data["sha256"] or "")
+        # Only runs on the same examples are ranked together: same data, split, size, bytes,
+        # and the same inputs and references (en->ro and ro->en of one file are two boards).
+        key = (run.task, data["name"], data["split"], data["examples"], data["sha256"] or "",
+               _examples_key(run))  # fmt: skip
         groups.setdefault(key, []).append(run)
+    titles: dict[tuple[str, str, str], int] = {}
+    for key in groups:
+        titles[key[:3]] = titles.get(key[:3], 0) + 1
     boards = []
-    for (task_name, dataset, split, _, _), members in sorted(groups.items()):
+    for (task_name, dataset, split, _, _, examples_key), members in sorted(groups.items()):
+        if titles[(task_name, dataset, split)] > 1 and examples_key:
+            # Boards that would read alike say which examples they hold.
+            split = f"{split}, eval set {examples_key[:8]}"
         chosen = metric or _main_metric(members)
         ranked = [r for r in members if chosen in r.metrics]
         if not ranked:
@@ -120,6 +128,20 @@ def build(
             )
         )
     return Leaderboard(boards, skipped)
+
+
+def _examples_key(run: Run) -> str:
+    """The SHA-256 of the run's scored examples (inputs and references): recorded in
+    results.json, else computed from predictions.jsonl; empty when neither is there."""
+    recorded = run.results["data"]["eval"].get("examples_sha256")
+    if isinstance(recorded, str):
+        return recorded
+    from nlptasks.runs.results import examples_sha256
+
+    try:
+        return examples_sha256(run.predictions())
+    except NotARunError:
+        return ""
 
 
 def _main_metric(runs: Iterable[Run]) -> str:

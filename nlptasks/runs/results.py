@@ -9,8 +9,10 @@ which fields are read); nothing here imports the runner.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,7 +21,7 @@ from nlptasks.evaluation import uncertainty
 from nlptasks.events import strict_json
 from nlptasks.runs import card
 from nlptasks.runs.data_identity import data_source, eval_identity
-from nlptasks.runs.directory import SCHEMA_VERSION, NotARunError, load_run
+from nlptasks.runs.directory import IDENTITY_FIELDS, SCHEMA_VERSION, NotARunError, load_run
 from nlptasks.runs.provenance import command_line, provenance
 from nlptasks.runs.rundir import write_json, write_jsonl, write_text
 from nlptasks.task import declared_metrics
@@ -99,6 +101,8 @@ def write_run(
     if found.predictions:
         write_jsonl(run_dir / "predictions.jsonl", found.predictions)
         summary["predictions"] = "predictions.jsonl"
+        # Which examples, as inputs and references: en->ro and ro->en of one file differ.
+        summary["data"]["eval"]["examples_sha256"] = examples_sha256(found.predictions)
     if signatures := evaluation.signatures:
         summary["metric_signatures"] = signatures  # exactly how BLEU & co. were computed
     summary["train"]["trainable_parameters"] = trainable
@@ -136,6 +140,8 @@ def build_results(
     return {
         "schema_version": SCHEMA_VERSION,
         "task": recipe.task,
+        # Who computed the statistics: compare refuses runs whose statistics differ.
+        "task_plugin": task_plugin(recipe.task),
         "recipe": recipe.name,
         "model": recipe.model,
         "model_path": prepared.model_path,
@@ -207,6 +213,32 @@ def build_results(
     }
 
 
+def task_plugin(task: str) -> dict[str, str | None]:
+    """The plugin that registered ``task``: its name, distribution and version (nlptasks'
+    own for a built-in task)."""
+    from nlptasks.plugins.manager import plugin_infos
+    from nlptasks.plugins.registry import get_registries
+
+    tasks = get_registries().tasks
+    plugin = tasks.get(task).plugin if task in tasks else None
+    info = next((i for i in plugin_infos() if i.name == plugin), None)
+    return {
+        "name": plugin,
+        "distribution": info.distribution if info else None,
+        "version": info.version if info else None,
+    }
+
+
+def examples_sha256(rows: list[dict[str, Any]]) -> str:
+    """One SHA-256 over what identifies each scored example (its input and reference fields,
+    the ones ``compare`` pairs by), in order."""
+    hasher = hashlib.sha256()
+    for row in rows:
+        identity = {key: row[key] for key in IDENTITY_FIELDS if key in row}
+        hasher.update(json.dumps(identity, sort_keys=True, default=str).encode() + b"\n")
+    return hasher.hexdigest()
+
+
 def record_evaluation(task: Any, result: RecordedEvaluation) -> Path | None:
     """``nlptasks eval`` of a run's model adds its results to the run's model card (the
     model-index keeps every evaluation; one of the same data and metric is replaced) and a
@@ -229,7 +261,7 @@ def record_evaluation(task: Any, result: RecordedEvaluation) -> Path | None:
     found = card.eval_results(
         recipe.task, task.info.pipeline_tag, data, result.metrics, result.intervals
     )
-    write_text(path, str(card.add_eval_results(path, found)))
+    write_text(path, str(_card_with(path, found, run, task)))
     line = {
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "data": eval_identity(recipe, result.num_examples),
@@ -241,6 +273,30 @@ def record_evaluation(task: Any, result: RecordedEvaluation) -> Path | None:
     with (run_dir / "evaluations.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(strict_json(line)) + "\n")
     return path
+
+
+def _card_with(path: Path, found: list[Any], run: Any, task: Any) -> Any:
+    """The run's card with ``found`` added; a card that does not parse (edited by hand, cut
+    short) is rebuilt from the run's recipe.yaml and results.json, with a warning: the
+    evaluation is never lost to a broken README.md."""
+    try:
+        return card.add_eval_results(path, found)
+    except Exception as exc:  # yaml, ValueError, UnicodeDecodeError: huggingface_hub's many
+        from nlptasks.recipes import load_recipe
+
+        warnings.warn(
+            f"{path} did not parse as a model card ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc).strip() else 'no detail'}); it was "
+            f"rewritten from the run's recipe.yaml and results.json, with this evaluation.",
+            stacklevel=3,
+        )
+        recipe = load_recipe(run.task, str(run.path / "recipe.yaml"))
+        rebuilt = path.with_name(f".{path.name}.rebuilt")
+        try:
+            rebuilt.write_text(card.run_model_card(recipe, task, run.results), encoding="utf-8")
+            return card.add_eval_results(rebuilt, found)
+        finally:
+            rebuilt.unlink(missing_ok=True)
 
 
 def write_samples(

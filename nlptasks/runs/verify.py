@@ -59,6 +59,7 @@ def expectation(run: Run) -> Expectation:
 def verify(run_dir: str) -> Verdict:
     run = load_run(run_dir)
     expect = expectation(run)
+    _check_same_data(run, expect)
     metrics = run.metrics
     checks = []
     for bound, limits in (("min", expect.min), ("max", expect.max)):
@@ -72,3 +73,23 @@ def verify(run_dir: str) -> Verdict:
             value = metrics[metric]
             checks.append(Check(metric, value, bound, limit, expect.reference.get(metric)))
     return Verdict(run, expect, checks)
+
+
+def _check_same_data(run: Run, expect: Expectation) -> None:
+    """A run on other data than the expectation was measured on proves nothing either way:
+    refuse it, naming what differs (``expect.examples`` / ``expect.sha256`` against what
+    results.json records)."""
+    scored = run.results["data"]["eval"]
+    differs = []
+    if expect.examples is not None and scored.get("examples") != expect.examples:
+        differs.append(f"{scored.get('examples')} examples, not {expect.examples}")
+    if expect.sha256 is not None and scored.get("sha256") != expect.sha256:
+        found = str(scored.get("sha256"))[:12]
+        differs.append(f"files with SHA-256 {found}..., not {expect.sha256[:12]}...")
+    if differs:
+        measured = f" ({expect.data})" if expect.data else ""
+        raise NlpTasksError(
+            f"Run {run.path} was evaluated on other data than its recipe's expect: section was "
+            f"measured on{measured}: {scored.get('name')}, {'; '.join(differs)}. Its numbers "
+            f"cannot be checked against it; run the recipe on its own data to verify it."
+        )

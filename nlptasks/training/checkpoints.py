@@ -9,7 +9,7 @@ model folder (``save_pretrained`` model and tokenizer), plus:
 - ``rng-RANK.safetensors`` + ``rng-RANK.json``: python, numpy, torch and CUDA generators of
   each process;
 - ``trainer_state.json``: step, epoch and window index, counters, the best-checkpoint record,
-  and a manifest of every file with its size, written last.
+  and a manifest of every file with its size and SHA-256, written last.
 
 A checkpoint is written under a temporary name and swapped in by renames, so a kill at any
 moment leaves the previous one (or the new one) whole; :func:`find_resumable` checks the
@@ -18,6 +18,7 @@ manifest and skips a partial or corrupt checkpoint for the next good one, saying
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -66,7 +67,8 @@ def save(
             (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
         if getattr(accelerator, "scaler", None) is not None:  # fp16: its loss scale resumes too
             (tmp / "scaler.json").write_text(json.dumps(accelerator.scaler.state_dict()))
-        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        # Size and SHA-256 of every file: a file altered in place keeps its size.
+        files = {p.name: _fingerprint(p) for p in sorted(tmp.iterdir())}
         manifest = {**state, "num_processes": accelerator.num_processes, "files": files}
         (tmp / STATE_FILE).write_text(json.dumps(manifest, indent=2, default=str))
         swap_in(tmp, target)
@@ -118,6 +120,10 @@ def find_resumable(folder: Path) -> tuple[Path, dict[str, Any]]:
             unusable.append(f"{name} ({problem})")
             continue
         found.append((int(state["step"]), path, state))
+    if not found and unusable:
+        raise NlpTasksError(
+            f"No usable checkpoint in {folder}: {'; '.join(unusable)}. Start a new run instead."
+        )
     if not found:
         raise NlpTasksError(
             f"No usable checkpoint in {folder} (the run saved none, or train.save_checkpoints "
@@ -153,10 +159,17 @@ def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"no readable {STATE_FILE}"
     if not isinstance(state, dict) or not set(state) >= _RESUME_KEYS:
         return None, f"{STATE_FILE} is not from a resumable checkpoint"
-    for name, size in state.get("files", {}).items():
+    files = state.get("files")
+    if not isinstance(files, dict):
+        return None, f"{STATE_FILE} lists no files"
+    for name, recorded in files.items():
         file = path / name
+        # Checkpoints from before content hashes recorded the size alone.
+        size = recorded.get("size") if isinstance(recorded, dict) else recorded
         if not file.is_file() or file.stat().st_size != size:
             return None, f"{name} is missing or truncated"
+        if isinstance(recorded, dict) and _sha256(file) != recorded.get("sha256"):
+            return None, f"{name} was altered after it was saved (its SHA-256 differs)"
     for file in path.glob("*.safetensors"):
         try:
             with safe_open(str(file), framework="pt") as handle:
@@ -164,6 +177,18 @@ def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
         except (SafetensorError, OSError) as exc:
             return None, f"{file.name} is corrupt: {exc}"
     return state, ""
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def load_into(

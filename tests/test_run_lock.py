@@ -1,0 +1,193 @@
+"""A run in use is locked for everyone, a failed run says so, and what a run records stays
+true: real processes holding a run, real torn checkpoints, real cards and exports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from huggingface_hub import ModelCard
+
+from nlptasks.cli import cli
+from nlptasks.runs.lock import read_status, run_lock
+from nlptasks.testing.processes import nlptasks_command, offline_env
+
+ENV = offline_env()
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def _train(model: Path, files: tuple[Path, Path], run: Path, *extra: str) -> list[str]:
+    train, dev = files
+    return ["run", "sentiment", f"model={model}", f"data.train_path={train}",
+            f"data.eval_path={dev}", "train.max_steps=2", *extra, "-o", str(run), "-q"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    root = tmp_path_factory.mktemp("lock")
+    lines = (Path(__file__).parents[1] / "../shared/data/sst2/train.tsv").read_text().splitlines()
+    train, dev = root / "train.tsv", root / "dev.tsv"
+    train.write_text("\n".join(lines[:101]) + "\n")
+    dev.write_text("\n".join([lines[0], *lines[101:141]]) + "\n")
+    code, output = _invoke(*_train(tiny_bert, (train, dev), root / "run"))
+    assert code == 0, output
+    return root / "run"
+
+
+def _copy(run: Path, target: Path, unfinished: bool = False) -> Path:
+    shutil.copytree(run, target)
+    if unfinished:
+        (target / "results.json").unlink()
+    return target
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*nlptasks_command(1), *args], capture_output=True, text=True, env=ENV, timeout=300
+    )
+
+
+def test_a_training_run_holds_its_run_until_it_ends(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    args = _train(tiny_bert, sst2_small, run, "train.max_steps=100000", "train.batch_size=8",
+                  "train.log_every=1", "train.save_every=1")[:-1] + ["--json"]  # fmt: skip
+    process = subprocess.Popen(
+        [*nlptasks_command(1), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # until a checkpoint exists
+            if json.loads(line)["type"] == "checkpoint":
+                break
+        last = str(run / "checkpoints/last")
+        for command in (["resume", str(run)], ["eval", "sentiment", "-m", last]):
+            done = _cli(*command)
+            lines = [x for x in done.stderr.splitlines() if x.strip()]
+            assert done.returncode == 1 and len(lines) == 1, done.stderr
+            assert "is in use by another nlptasks process" in lines[0]
+        assert read_status(run)["state"] == "running"
+        events = [json.loads(x)["type"] for x in (run / "events.jsonl").read_text().splitlines()]
+        assert events.count("run_start") == 1  # nobody else wrote into the run
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+    assert read_status(run)["state"] == "interrupted"
+    with run_lock(run):  # the kernel dropped the lock with the process
+        pass
+
+
+def test_a_process_holding_a_finished_run_blocks_writers_and_readers(
+    finished: Path, tmp_path: Path
+) -> None:
+    run = _copy(finished, tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; h = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(h, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+         str(run / ".lock")], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, output = _invoke("eval", "sentiment", "-m", str(run / "model"))
+        assert code == 1 and "is in use" in output and "add this evaluation" in output
+        code, output = _invoke("export", str(run), str(tmp_path / "hub"))
+        assert code == 1 and "is in use" in output and not (tmp_path / "hub").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    code, output = _invoke("export", str(run), str(tmp_path / "hub"))
+    assert code == 0, output
+
+
+def test_a_failed_run_is_marked_and_resume_says_why(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="marked failed in status.json"):
+        code, output = _invoke(
+            *_train(
+                tiny_bert,
+                sst2_small,
+                run,
+                "train.learning_rate=1e30",
+                "train.mixed_precision=no",
+                "train.max_steps=3",
+            )  # fmt: skip
+        )
+    assert code == 1 and "NaN" in output
+    status = read_status(run)
+    assert status["state"] == "failed" and "NaN" in status["error"]
+    code, output = _invoke("resume", str(run))
+    assert code == 1 and "failed" in output and "saved no checkpoint" in output
+
+
+def test_a_torn_checkpoint_falls_back_to_the_one_named(finished: Path, tmp_path: Path) -> None:
+    run = _copy(finished, tmp_path / "run", unfinished=True)
+    optimizer = run / "checkpoints/last/optimizer.json"
+    text = optimizer.read_bytes()
+    optimizer.write_bytes(text.replace(b"[", b" ", 1))  # same size, other content
+    with pytest.warns(UserWarning, match=r"last \(optimizer.json was altered.*Resuming from best"):
+        code, output = _invoke("resume", str(run), "-q")
+    assert code == 0, output
+    assert (run / "results.json").is_file()
+
+
+def test_a_resume_of_an_untouched_or_moved_run_is_accepted(finished: Path, tmp_path: Path) -> None:
+    run = _copy(finished, tmp_path / "run", unfinished=True)
+    recipe = run / "recipe.yaml"
+    train = Path(next(x for x in recipe.read_text().splitlines() if "train_path:" in x).split()[1])
+    moved = shutil.copy(train, tmp_path / "moved.tsv")  # the same bytes elsewhere
+    recipe.write_text(recipe.read_text().replace(str(train), str(moved)))
+    code, output = _invoke("resume", str(run), "-q")
+    assert code == 0, output
+    assert read_status(run)["state"] == "finished"
+
+
+def test_an_unreadable_card_is_rewritten_on_eval(finished: Path, tmp_path: Path) -> None:
+    run = _copy(finished, tmp_path / "run")
+    (run / "README.md").write_text("---\nmodel-index: [unclosed\n---\n")
+    with pytest.warns(UserWarning, match="did not parse as a model card.*rewritten"):
+        code, output = _invoke("eval", "sentiment", "-m", str(run / "model"))
+    assert code == 0 and "accuracy" in output
+    card = ModelCard.load(run / "README.md")
+    assert {r.metric_type for r in card.data.eval_results} >= {"accuracy", "macro_f1"}
+
+
+def test_export_leaves_out_local_paths(finished: Path, tmp_path: Path) -> None:
+    code, output = _invoke("export", str(finished), str(tmp_path / "hub"))
+    assert code == 0, output
+    local = str(finished.parent)  # the data files, the model and the run all lie there
+    for name in ("README.md", "results.json"):
+        text = (tmp_path / "hub" / name).read_text()
+        assert local not in text and str(Path.home()) + "/" not in text, name
+    exported = json.loads((tmp_path / "hub/results.json").read_text())
+    original = json.loads((finished / "results.json").read_text())
+    assert exported["data"]["eval"]["files"] == ["dev.tsv"]
+    assert exported["data"]["eval"]["sha256"] == original["data"]["eval"]["sha256"]
+    assert exported["run_dir"] == "run" and "/" not in exported["model_path"]
+    assert "train_path: train.tsv" in (tmp_path / "hub/README.md").read_text()
+
+
+def test_results_record_the_task_plugin_and_compare_names_what_it_leaves_out(
+    finished: Path, tmp_path: Path
+) -> None:
+    results = json.loads((finished / "results.json").read_text())
+    plugin = results["task_plugin"]
+    assert plugin["distribution"] == "nlptasks" and plugin["version"]
+    code, output = _invoke("compare", "--json", str(finished), str(finished))
+    assert code == 0, output
+    found = json.loads(output)
+    assert {m["metric"] for m in found["metrics"]} == {"accuracy", "macro_f1"}
+    assert set(found["not_compared"]) == {"loss"}
