@@ -55,6 +55,21 @@ class MetricSpec:
     description: str = ""
 
 
+# The transformers Auto class that loads a trained model, by its pipeline tag: a task's
+# model kind unless its TaskInfo.model_classes says otherwise.
+AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "text-generation": "AutoModelForCausalLM",
+    "fill-mask": "AutoModelForMaskedLM",
+    "translation": "AutoModelForSeq2SeqLM",
+    "summarization": "AutoModelForSeq2SeqLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+    "multiple-choice": "AutoModelForMultipleChoice",
+}
+
+
 LOSS = MetricSpec("loss", greater_is_better=False, low=0.0, description="mean eval loss")
 """Every evaluation reports ``loss`` (token-weighted over the eval set); tasks do not declare
 it."""
@@ -79,6 +94,27 @@ class TaskInfo:
     optional ``problems()`` returns what is wrong, one line each)."""
     default_recipe: str = "default"
     """The recipe ``nlptasks run TASK`` uses without ``--recipe``."""
+    model_classes: tuple[str, ...] | None = None
+    """The kinds of model the task takes: names of transformers Auto classes
+    (``("AutoModelForSequenceClassification",)``; translation takes
+    ``("AutoModelForSeq2SeqLM", "AutoModelForCausalLM")``). None (the default): the Auto class
+    of ``pipeline_tag`` (see ``AUTO_CLASSES``; a tag without one checks nothing); ``()``: any
+    model. The core holds every model to it, for every task, before ``build_model`` loads the
+    weights (from ``config.json``) and after (the built model):
+
+    - a model saved with a head of another kind (``architectures`` names e.g.
+      ``BertForSequenceClassification`` for a causal-LM task) is refused, naming both kinds;
+      ``run`` also takes a base model (``AutoModel``, pretraining and language-model heads)
+      to put its new head on; ``eval`` and ``predict`` take only a model of these kinds (or a
+      base model, whose head is then new: see below);
+    - ``eval`` and ``predict`` refuse a model any of whose weights transformers initialised
+      at random (a head never trained: train it first), unless the user allows it
+      (``--allow-untrained-head``, ``nlptasks.models.allow_untrained_head()``);
+    - weights whose shapes do not fit ``config.json`` are refused, naming the weight and the
+      config value (``run`` may replace a head of another size, never the body);
+    - a model taken as ``AutoModelForCausalLM`` must attend causally: an encoder (BERT) with
+      a language-model head is refused.
+    """
 
     def __post_init__(self) -> None:
         # A declaration mistake is one line when the plugin loads, not a traceback later.
@@ -97,10 +133,27 @@ class TaskInfo:
             isinstance(f, str) for f in self.input_fields
         ):
             raise PluginError(f"{where}.input_fields must be a tuple of field names.")
+        classes = self.model_classes
+        if classes is not None and (
+            isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes)
+        ):
+            raise PluginError(
+                f"{where}.model_classes must be a tuple of transformers Auto class names, e.g. "
+                f"('AutoModelForSequenceClassification',)."
+            )
 
     @property
     def main_metric(self) -> str:
         return self.metrics[0].name if self.metrics else LOSS.name
+
+    @property
+    def model_kinds(self) -> tuple[str, ...]:
+        """The Auto classes a model of this task must fit: ``model_classes``, else the one
+        of ``pipeline_tag`` (none: any model)."""
+        if self.model_classes is not None:
+            return tuple(self.model_classes)
+        found = AUTO_CLASSES.get(self.pipeline_tag)
+        return (found,) if found else ()
 
 
 @dataclass
@@ -162,7 +215,9 @@ class Task(Protocol):
 
     info: TaskInfo
     """A class attribute; a task whose metrics depend on its options (SQuAD 2.0 adds some)
-    may replace it on the instance in ``prepare_data``."""
+    may replace it on the instance in ``prepare_data``, and one whose input fields depend on
+    the model's recipe (sentiment's text pairs) in ``build_model``: ``predict`` checks the
+    records against it again after ``build_model``."""
 
     def prepare_data(
         self, splits: datasets.DatasetDict, recipe: Recipe, trained_model: Any = None

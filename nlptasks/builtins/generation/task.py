@@ -138,7 +138,9 @@ class GenerationTask:
                             f"every record its completion."
                         )
             else:
-                resolve_column(split, options.messages_column, (), "options.messages_column")
+                resolve_column(
+                    split, options.messages_column, (), "options.messages_column", nested=True
+                )
                 split = split.select_columns([options.messages_column])
                 if options.messages_column != "messages":
                     split = split.rename_columns({options.messages_column: "messages"})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 import datasets
 import torch
@@ -55,7 +55,8 @@ class SentimentOptions:
 class SentimentTask:
     """Fine-tunes any encoder with a classification head; labels live in the model config."""
 
-    info: ClassVar[TaskInfo] = TaskInfo(
+    # An instance of a text-pair model declares the second text too (build_model).
+    info: TaskInfo = TaskInfo(
         name="sentiment",
         pipeline_tag="text-classification",
         metrics=(
@@ -188,6 +189,8 @@ class SentimentTask:
                 "sentiment",
             )
         self._remember(model, tokenizer)
+        if recipe.options.text_pair_column:  # a pair model: predict records need both texts
+            self.info = replace(self.info, input_fields=("text", "text_pair"))
         return model, tokenizer
 
     def _remember(self, model: torch.nn.Module, tokenizer: Any) -> None:
@@ -243,10 +246,15 @@ class SentimentTask:
         """Per example: its text, predicted and gold label, and counts that add up to
         accuracy and each class's F1."""
         names, texts = self.label_names, context.examples["text"]
+        columns = context.examples.column_names
+        seconds = context.examples["text_pair"] if "text_pair" in columns else [None] * len(texts)
         pairs = zip(outputs["predictions"].tolist(), outputs["references"].tolist(), strict=True)
         records, statistics = [], []
-        for text, (predicted, gold) in zip(texts, pairs, strict=True):
-            records.append({"text": text, "prediction": names[predicted], "reference": names[gold]})
+        for text, second, (predicted, gold) in zip(texts, seconds, pairs, strict=True):
+            record = {"text": text, "prediction": names[predicted], "reference": names[gold]}
+            if second is not None:  # a pair's example is both texts
+                record = {"text": text, "text_pair": second, **record}
+            records.append(record)
             statistics.append(label_statistics(names[predicted], names[gold]))
         return Scores(records, statistics)
 
@@ -263,11 +271,11 @@ class SentimentTask:
         write: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         texts = [str(record["text"]) for record in records]
+        pairs = _text_pairs(records)
         max_length = self._max_length(recipe)  # as in evaluation: the same text, the same label
         # Tokenise once, unpadded; then batches of similar length padded only to their own
         # longest text (the pipeline pads every batch of 32 to its longest).
-        encoded = tokenizer(texts, truncation=True, max_length=max_length)
-        features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
+        features = _encode(tokenizer, texts, pairs, max_length)
         results: list[dict[str, Any]] = [{} for _ in texts]
         for indices, batch in predict_batches(
             features,
@@ -280,6 +288,7 @@ class SentimentTask:
                 best = max(range(len(row)), key=row.__getitem__)
                 results[i] = {
                     "text": texts[i],
+                    **({"text_pair": pairs[i]} if pairs[i] is not None else {}),
                     "label": self.label_names[best],
                     "score": row[best],
                     "probabilities": dict(zip(self.label_names, row, strict=True)),
@@ -288,6 +297,40 @@ class SentimentTask:
 
     def model_card(self) -> dict[str, Any]:
         return {"labels": self.label_names}
+
+
+def _text_pairs(records: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """Each record's second text (``text_pair``), None where it has none. A record's
+    ``text_pair`` is never ignored: a pair model reads it (the runner makes sure a model trained
+    on pairs gets one in every record)."""
+    pairs: list[str | None] = []
+    for number, record in enumerate(records, 1):
+        pair = record.get("text_pair")
+        if pair is not None and not isinstance(pair, str):
+            raise DataError(
+                f"Input {number} has a 'text_pair' that is {type(pair).__name__}, not text. "
+                f"Give a string."
+            )
+        pairs.append(pair)
+    return pairs
+
+
+def _encode(
+    tokenizer: Any, texts: list[str], pairs: list[str | None], max_length: int
+) -> list[dict[str, Any]]:
+    """Features of each text, as a pair where it has a second text (as in training)."""
+    features: list[dict[str, Any]] = [{} for _ in texts]
+    alone = [i for i, pair in enumerate(pairs) if pair is None]
+    paired = [i for i, pair in enumerate(pairs) if pair is not None]
+    for indices, second in ((alone, None), (paired, [pairs[i] for i in paired])):
+        if not indices:
+            continue
+        encoded = tokenizer(
+            [texts[i] for i in indices], second, truncation=True, max_length=max_length
+        )
+        for row, i in enumerate(indices):
+            features[i] = {k: encoded[k][row] for k in encoded}
+    return features
 
 
 def _check_text_column(split: datasets.Dataset, column: str | None, key: str) -> None:

@@ -56,6 +56,7 @@ from nlptasks.builtins.translation.languages import (
     language_code,
     language_name,
     language_token_id,
+    prompt_problems,
     refuse_language_codes,
 )
 from nlptasks.builtins.translation.metrics import (
@@ -126,6 +127,7 @@ class TranslationOptions:
                 found.append(f"'options.{key}' must be at least 1, not {getattr(self, key)}")
         if "{text}" not in self.prompt:
             found.append("'options.prompt' must hold {text} (where the source goes)")
+        found.extend(prompt_problems(self.prompt))
         return found
 
 
@@ -136,6 +138,8 @@ class TranslationTask:
     info: ClassVar[TaskInfo] = TaskInfo(
         name="translation",
         pipeline_tag="translation",
+        # A seq2seq model, or a decoder-only one prompted to translate.
+        model_classes=("AutoModelForSeq2SeqLM", "AutoModelForCausalLM"),
         metrics=(
             MetricSpec(
                 "bleu",
