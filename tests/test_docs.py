@@ -177,6 +177,66 @@ def test_contributing_smallest_plugin_works(
     assert logged == evals and len(evals) == 2
 
 
+# ------------------------------------------------------- the conformance kit in the docs
+def test_the_docs_list_every_check_of_the_kit() -> None:
+    """docs/plugins.md and CONTRIBUTING.md show the kit's own list of checks (its tests'
+    docstrings), every one of them, in order."""
+    from nlptasks.testing.conformance import checks, checks_table
+
+    assert [name for name, _ in checks()] == sorted(
+        (n for n in vars(TaskConformance) if n.startswith("test_")),
+        key=list(vars(TaskConformance)).index,
+    )
+    assert all(summary for _, summary in checks()), "a check without a docstring"
+    table = checks_table()
+    for doc in (PAGE, (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")):
+        assert table in doc, f"the docs' table of checks must be, as generated:\n{table}"
+
+
+def _contributing_kit_blocks() -> dict[str, str]:
+    """CONTRIBUTING.md's conformance-kit example: file name (its first comment) -> text."""
+    doc = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    section = doc.split("### The conformance kit")[1].split("\n### ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    return {block.splitlines()[0].removeprefix("# "): block for block in blocks}
+
+
+def test_contributing_conformance_example_runs(tmp_path: Path) -> None:
+    """The kit example CONTRIBUTING.md shows runs as written, every check passing, in the
+    plugin `nlptasks plugins new emotion` writes, installed (its entry point on the path)."""
+    import os
+    import subprocess
+    import sys
+
+    from nlptasks.plugins.scaffold import new_plugin
+    from nlptasks.testing.conformance import checks
+    from tests.venvs import clean_env
+
+    blocks = _contributing_kit_blocks()
+    assert set(blocks) == {"tests/conftest.py", "tests/test_emotion.py"}
+    root = new_plugin("emotion", "classification", tmp_path)
+    for name, text in blocks.items():
+        (root / name).write_text(text)
+    # Installed as pip would: a dist-info with the entry point, found on the path.
+    info = tmp_path / "site" / "nlptasks_emotion-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: nlptasks-emotion\nVersion: 0.1.0\n"
+    )
+    (info / "entry_points.txt").write_text("[nlptasks]\nemotion = nlptasks_emotion\n")
+    path = os.pathsep.join([str(tmp_path / "site"), str(root)])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_emotion.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=clean_env(PYTHONPATH=path, NLPTASKS_CACHE=str(tmp_path / "cache")),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"{len(checks())} passed" in done.stdout.strip().splitlines()[-1], done.stdout
+
+
 def _core_imports() -> dict[str, set[str]]:
     """Each core module (builtins aside) -> the nlptasks modules it imports anywhere in it
     (in functions and under TYPE_CHECKING too)."""

@@ -201,3 +201,65 @@ def test_scaffold_tests_pass_as_generated(python: Path, tmp_path: Path, shape: s
     # Every check of the kit and the sample test ran; none was skipped.
     checks = [name for name in dir(TaskConformance) if name.startswith("test_")]
     assert re.match(rf"{len(checks) + 1} passed", summary), summary
+
+
+def test_the_classification_template_reads_text_pairs(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``text_pair`` column is tokenized as a pair, and its ``token_type_ids`` reach the
+    model through the padding (training and predict): the second text changes the answer."""
+    import datasets
+    import torch
+
+    from nlptasks.batching import collate_for
+    from nlptasks.plugins.scaffold import new_plugin
+    from nlptasks.recipes import load_recipe
+
+    root = new_plugin("nli", "classification", tmp_path)
+    monkeypatch.syspath_prepend(str(root))
+    from nlptasks_nli.task import NliTask  # type: ignore[import-not-found]
+
+    task = NliTask()
+    rows = {"text": ["a film", "a dull film"], "text_pair": ["it is good", "no"]}
+    splits = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({**rows, "label": ["yes", "no"]})}
+    )
+    prepared = task.prepare_data(splits, None)
+    model, tokenizer = task.build_model(str(tiny_bert), None)
+    recipe = load_recipe("sentiment", None, [f"model={tiny_bert}"])
+    features = task.preprocess(prepared["train"], tokenizer, recipe)
+    batch = collate_for(task, tokenizer)([dict(f) for f in features])
+    assert batch["token_type_ids"].max() == 1  # the pair's second text
+    assert "text_pair" not in batch
+    model.eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.bert.embeddings.token_type_embeddings.weight, std=1.0)
+    alone = task.predict(model, tokenizer, [{"text": "a film"}], recipe)
+    paired = task.predict(model, tokenizer, [{"text": "a film", "text_pair": "it is good"}], recipe)
+    assert alone[0]["score"] != paired[0]["score"]
+
+
+def test_a_card_says_how_a_task_is_used() -> None:
+    """The card's "Use" section: the task's own snippet (usage_snippet), else a record of its
+    input fields and, for a pair, the pipeline's {"text", "text_pair"} call."""
+    from nlptasks.errors import PluginError
+    from nlptasks.runs.card import task_usage, usage
+    from nlptasks.task import MetricSpec, TaskInfo
+
+    paired = usage("nli", "text-classification", ("premise", "hypothesis"))
+    assert '{"premise": "<premise>", "hypothesis": "<hypothesis>"}' in paired
+    assert 'pipe({"text": "<premise>", "text_pair": "<hypothesis>"})' in paired
+    assert 'pipe("<text>")' in usage("sentiment", "text-classification")
+
+    class Described:
+        info = TaskInfo("ranker", "text-classification", (MetricSpec("accuracy", True),))
+
+        def __init__(self, snippet: object) -> None:
+            self.snippet = snippet
+
+        def usage_snippet(self, model_path: str) -> object:
+            return self.snippet if self.snippet is None else f"{self.snippet} {model_path}"
+
+    assert task_usage(Described("```bash\nrank")).startswith("```bash\nrank PATH/TO/model")  # type: ignore[arg-type]
+    with pytest.raises(PluginError, match="usage_snippet\\(\\) must return Markdown text"):
+        task_usage(Described(None))  # type: ignore[arg-type]

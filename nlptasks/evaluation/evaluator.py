@@ -28,6 +28,7 @@ import torch
 
 from nlptasks.batching import PAD_INDEX, concat_padded, length_sorted_batches
 from nlptasks.errors import PluginError
+from nlptasks.evaluation.heads import keep_heads_float32
 from nlptasks.events import strict_json
 from nlptasks.task import EvalContext, Generates, Scores, check_step, declared_metrics
 
@@ -106,6 +107,9 @@ class Evaluator:
         model.eval()
         losses = torch.zeros((len(self.features), 2), dtype=torch.float64)
         kept: list[dict[str, torch.Tensor]] = []
+        # Metrics come from float32 logits: the body runs in the run's precision, the head
+        # does not (bf16 logits carry 8 bits of mantissa into every score).
+        keep_heads_float32(model)
         try:
             with torch.inference_mode(), acc.autocast():
                 for indices, real in self._shard():

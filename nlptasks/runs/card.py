@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -94,6 +94,8 @@ class CardContent:
     extra: dict[str, Any]
     front_matter: dict[str, Any]
     train_examples: int | None = None
+    usage: str | None = None
+    """The card's "Use" section; None: :func:`usage` from the task name and pipeline tag."""
 
 
 def build_card(content: CardContent, results: list[EvalResult]) -> ModelCard:
@@ -132,7 +134,7 @@ def body(content: CardContent, results: list[EvalResult]) -> str:
         f"## Reproduce\n\n```bash\n{content.command}\n```\n\n"
         "The resolved recipe (`recipe.yaml` in the run directory):\n\n"
         f"```yaml\n{content.recipe_yaml}```\n\n"
-        f"## Use\n\n{usage(content.task, content.pipeline_tag)}"
+        f"## Use\n\n{content.usage or usage(content.task, content.pipeline_tag)}"
         "## Intended use\n\n"
         f"{content.task} ({content.pipeline_tag}) on text like its training data "
         f"({dataset}). It was trained and evaluated as the results above say; check it on "
@@ -221,6 +223,7 @@ def run_model_card(recipe: Recipe, task: Task, summary: dict[str, Any]) -> str:
         license=recipe.license,
         command=reproduce_command(recipe),
         train_examples=summary["data"]["train_examples"],
+        usage=task_usage(task),
     )
 
 
@@ -246,6 +249,7 @@ def model_card(
     license: str | None = None,
     command: str | None = None,
     train_examples: int | None = None,
+    usage: str | None = None,
 ) -> str:
     """A README.md with Hub model-index front matter (the leaderboard format), built with
     huggingface_hub's ModelCard.
@@ -271,6 +275,7 @@ def model_card(
         extra=extra,
         front_matter=dict(front_matter or {}),
         train_examples=train_examples,
+        usage=usage,
     )
     results = eval_results(task, pipeline_tag, data, metrics, intervals)
     return str(build_card(content, results))
@@ -305,17 +310,55 @@ def reproduce_command(recipe: Recipe) -> str:
     return f"# as it was run\n{given}\n{exact}" if given else exact
 
 
-def usage(task: str, pipeline_tag: str) -> str:
-    """The card's usage snippets: nlptasks always; a transformers pipeline where transformers
-    still has one for the task (version 5 removed question-answering and translation)."""
-    text = f"```bash\nnlptasks predict {task} --model PATH/TO/model --input inputs.jsonl\n```\n\n"
+@runtime_checkable
+class DescribesUsage(Protocol):
+    """Optional: a task that says how its trained model is used (the card's "Use" section)."""
+
+    def usage_snippet(self, model_path: str) -> str:
+        """Markdown (fenced code blocks) that uses the model in ``model_path``."""
+        ...
+
+
+def task_usage(task: Task) -> str:
+    """The card's "Use" section: the task's own snippet (:class:`DescribesUsage`), else one
+    made from its pipeline tag and its input fields (a text pair shows as a pair)."""
+    if isinstance(task, DescribesUsage):
+        text = task.usage_snippet("PATH/TO/model")
+        if not isinstance(text, str):
+            from nlptasks.errors import PluginError
+
+            raise PluginError(
+                f"Task '{task.info.name}': usage_snippet() must return Markdown text, not "
+                f"{type(text).__name__}."
+            )
+        return text.rstrip("\n") + "\n\n"
+    return usage(task.info.name, task.info.pipeline_tag, tuple(task.info.input_fields))
+
+
+def usage(task: str, pipeline_tag: str, input_fields: Sequence[str] = ("text",)) -> str:
+    """The card's usage snippets: nlptasks always, with a record of the task's input fields;
+    a transformers pipeline where transformers still has one for the task (version 5 removed
+    question-answering and translation), given a pair where the task reads two texts."""
+    import json
+
+    record = json.dumps({name: f"<{name}>" for name in input_fields})
+    text = (
+        f"```bash\necho '{record}' > inputs.jsonl\n"
+        f"nlptasks predict {task} --model PATH/TO/model --input inputs.jsonl\n```\n\n"
+    )
     try:
         from transformers.pipelines import SUPPORTED_TASKS
     except ImportError:  # pragma: no cover - transformers is a dependency
         SUPPORTED_TASKS = {}
     if pipeline_tag in SUPPORTED_TASKS:
+        fields = list(input_fields)
+        if pipeline_tag == "text-classification" and len(fields) == 2:
+            # The pipeline takes a pair as {"text", "text_pair"}: token_type_ids and all.
+            call = f'pipe({{"text": "<{fields[0]}>", "text_pair": "<{fields[1]}>"}})'
+        else:
+            call = f'pipe("<{fields[0] if fields else "text"}>")'
         text += (
             "```python\nfrom transformers import pipeline\n"
-            f'pipe = pipeline("{pipeline_tag}", model="PATH/TO/model")\n```\n\n'
+            f'pipe = pipeline("{pipeline_tag}", model="PATH/TO/model")\n{call}\n```\n\n'
         )
     return text

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import shutil
@@ -98,7 +99,8 @@ class TaskConformance:
 
     # ------------------------------------------------------------------------- set-up
     def tiny_data(self, folder: Path) -> TinyData:
-        """The dataset the kit trains on; built-in tasks have one (:mod:`tiny_datasets`)."""
+        """The dataset the kit trains on; built-in tasks have one (:mod:`tiny_datasets`).
+        ``folder`` exists and is empty: write the data files there."""
         try:
             return tiny_dataset(self.task, folder)
         except KeyError:
@@ -130,7 +132,9 @@ class TaskConformance:
 
         self = cls()  # one run per class, made with the subclass's settings
         root = tmp_path_factory.mktemp(f"conformance-{self.task}")
-        data = self.tiny_data(root / "data")
+        folder = root / "data"
+        folder.mkdir()  # tiny_data writes its files here
+        data = self.tiny_data(folder)
         model = make_tiny_model(self.model_shape, root / "tiny-model", data.texts)
         overrides = [
             f"model={model}",
@@ -172,6 +176,8 @@ class TaskConformance:
 
     # ------------------------------------------------------------------------- checks
     def test_task_follows_the_protocol(self) -> None:
+        """A `Task` whose `info` has the registered name, unique metric names without `loss`,
+        input fields, an options dataclass."""
         from nlptasks.task import Task, TaskInfo
 
         task = self._task()
@@ -186,8 +192,10 @@ class TaskConformance:
         assert dataclasses.is_dataclass(info.options)
 
     def test_loads_beside_the_builtins(self) -> None:
-        """Installed next to nlptasks, the plugin and its task name clash with no built-in
-        (the built-ins always load in real use)."""
+        """No name clash with the built-in plugins.
+
+        Installed next to nlptasks, the plugin and its task name clash with no built-in (the
+        built-ins always load in real use)."""
         from nlptasks.plugins import manager as plugins
         from nlptasks.plugins.registry import get_registries
 
@@ -196,6 +204,7 @@ class TaskConformance:
             assert entry.load().info.name == self.task
 
     def test_recipes_validate(self) -> None:
+        """The plugin's recipes validate, `default_recipe` among them."""
         from nlptasks.plugins.registry import get_registries
         from nlptasks.recipes import load_recipe
 
@@ -207,6 +216,7 @@ class TaskConformance:
             assert recipe.task == self.task
 
     def test_trains_in_a_few_steps(self, conformance_run: ConformanceRun) -> None:
+        """`steps` optimizer steps, a finite loss, safetensors saved."""
         events = [
             json.loads(line)
             for line in (conformance_run.run_dir / "events.jsonl").read_text().splitlines()
@@ -218,9 +228,10 @@ class TaskConformance:
         assert "config.json" in saved and any(n.endswith(".safetensors") for n in saved), saved
 
     def test_forward_gives_one_loss_per_example(self, conformance_run: ConformanceRun) -> None:
-        """``forward`` returns a ``Step``: each example's summed loss (with a gradient in
-        training), its target count, and outputs with a row per example; training and
-        evaluation use this one call, so their losses are the same quantity."""
+        """On a train and an eval batch: a `Step` with a finite loss of shape `(batch,)`, a
+        gradient in training only, counts of that shape, an output row per example.
+
+        Training and evaluation use this one call, so their losses are the same quantity."""
         import torch
 
         from nlptasks.batching import collate_for
@@ -253,8 +264,9 @@ class TaskConformance:
                 assert len(value) == rows, f"{split}: output {key} has {len(value)} rows"
 
     def test_predictions_add_up_to_the_metrics(self, conformance_run: ConformanceRun) -> None:
-        """The statistics in ``predictions.jsonl``, summed and aggregated, give the metrics in
-        results.json: intervals and ``nlptasks compare`` use exactly the reported numbers."""
+        """`aggregate` of the summed statistics of `predictions.jsonl` gives the run's metrics.
+
+        Intervals and ``nlptasks compare`` use exactly the reported numbers."""
         from nlptasks.evaluation.bootstrap import point_estimate
 
         rows = [
@@ -269,6 +281,8 @@ class TaskConformance:
     def test_eval_reports_the_declared_metrics(
         self, conformance_run: ConformanceRun, tmp_path: Path
     ) -> None:
+        """`nlptasks.evaluate` gives `loss` and the declared metrics, in range, equal to the
+        run's."""
         import nlptasks
         from nlptasks.task import declared_metrics
 
@@ -294,16 +308,16 @@ class TaskConformance:
         assert result.num_examples > 0
 
     def test_results_follow_the_schema(self, conformance_run: ConformanceRun) -> None:
-        """results.json validates against the JSON Schema nlptasks ships."""
+        """`results.json` follows the shipped JSON Schema."""
         from nlptasks.runs.directory import schema_problems
 
         results = json.loads((conformance_run.run_dir / "results.json").read_text())
         assert schema_problems(results) == []
 
     def test_confidence_intervals_and_predictions(self, conformance_run: ConformanceRun) -> None:
-        """Every metric has a bootstrap interval around its value, and the run's
-        ``predictions.jsonl`` holds one line per eval example (or feature, for a task that
-        scores features, such as packed text blocks)."""
+        """Each metric inside its interval; a `predictions.jsonl` row per eval example.
+
+        (Or per feature, for a task that scores features, such as packed text blocks.)"""
         results = json.loads((conformance_run.run_dir / "results.json").read_text())
         found = results["confidence_intervals"]["eval"]
         expected = set(conformance_run.metrics)
@@ -323,6 +337,7 @@ class TaskConformance:
         assert all(isinstance(row["statistics"], dict) for row in rows)
 
     def test_predict_returns_json_records(self, conformance_run: ConformanceRun) -> None:
+        """A JSON-safe dict per record, the same alone as in a padded batch."""
         import nlptasks
 
         task = self._task()
@@ -344,6 +359,8 @@ class TaskConformance:
             _assert_same(alone, batched, f"predict({record!r}) alone")
 
     def test_saved_model_reloads_with_auto_classes(self, conformance_run: ConformanceRun) -> None:
+        """The pipeline tag's Auto class loads the weights `build_model(..., trained=True)`
+        gives."""
         import torch
         import transformers
 
@@ -364,8 +381,9 @@ class TaskConformance:
     def test_export_loads_with_auto_classes(
         self, conformance_run: ConformanceRun, tmp_path: Path
     ) -> None:
-        """``nlptasks export`` writes a folder that the Auto classes load as it is, with the
-        card and results beside the safetensors weights."""
+        """`nlptasks export` writes a folder the Auto classes load.
+
+        The card and results lie beside the safetensors weights."""
         import transformers
 
         from nlptasks.runs.export import export
@@ -380,6 +398,7 @@ class TaskConformance:
         transformers.AutoTokenizer.from_pretrained(folder)
 
     def test_model_card_parses(self, conformance_run: ConformanceRun) -> None:
+        """`huggingface_hub.ModelCard` reads the card, its tag and metrics."""
         from huggingface_hub import ModelCard
 
         card = ModelCard.load(conformance_run.run_dir / "README.md")
@@ -398,6 +417,7 @@ class TaskConformance:
     def test_two_process_eval_equals_one_process(
         self, conformance_run: ConformanceRun, tmp_path: Path
     ) -> None:
+        """A 2-process `torchrun` evaluation gives the same metrics."""
         import torch.distributed
 
         if not torch.distributed.is_available():
@@ -409,6 +429,23 @@ class TaskConformance:
         one = conformance_run.metrics
         assert set(two) == set(one)
         assert two == pytest.approx(one, rel=1e-5, nan_ok=True)
+
+
+def checks() -> list[tuple[str, str]]:
+    """The kit's checks, in order: each test's name and the first paragraph of its docstring
+    (what docs/plugins.md and CONTRIBUTING.md list; tests/test_docs.py keeps them equal)."""
+    found = []
+    for name, value in vars(TaskConformance).items():
+        if name.startswith("test_") and callable(value):
+            doc = inspect.getdoc(value) or ""
+            found.append((name, " ".join(doc.split("\n\n", 1)[0].split())))
+    return found
+
+
+def checks_table() -> str:
+    """:func:`checks` as the Markdown table the docs show."""
+    rows = "".join(f"| `{name}` | {summary} |\n" for name, summary in checks())
+    return "| test | checks |\n|---|---|\n" + rows
 
 
 def batch_size(batch: Any) -> int:

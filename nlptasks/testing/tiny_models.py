@@ -54,6 +54,8 @@ def make_tiny_bert(
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=128,
+        # BERT's inputs: without token_type_ids the two texts of a pair look like one.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)

@@ -1,5 +1,6 @@
 """Mixed precision: what ``train.mixed_precision: auto`` becomes on this machine, and the
-autocast context that evaluation and predict run in."""
+autocast context that evaluation and predict run in (the model's body in reduced precision,
+its output head in float32: :mod:`nlptasks.evaluation.heads`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 
 from nlptasks.errors import NlpTasksError
+from nlptasks.evaluation.heads import keep_heads_float32
 
 # CPU flags (Linux /proc/cpuinfo) of instructions that make bf16 matmuls fast; without them
 # CPU bf16 is emulated and slower than fp32.
@@ -55,13 +57,25 @@ def cpu_has_fast_bf16() -> bool:
 
 
 @contextlib.contextmanager
-def inference(precision: str, device: torch.device | str = "cpu") -> Iterator[None]:
-    """``torch.inference_mode`` plus autocast to ``precision`` (already resolved)."""
-    device_type = torch.device(device).type
+def inference(
+    precision: str, target: torch.nn.Module | torch.device | str = "cpu"
+) -> Iterator[None]:
+    """``torch.inference_mode`` plus autocast to ``precision`` (already resolved).
+
+    ``target`` is the model (or only its device): a model's output head then runs in
+    float32, so predictions and scores keep float32's precision while the body runs in
+    ``precision``.
+    """
+    if isinstance(target, torch.nn.Module):
+        keep_heads_float32(target)
+        weight = next(target.parameters(), None)
+        device = weight.device if weight is not None else torch.device("cpu")
+    else:
+        device = torch.device(target)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     with torch.inference_mode():
         if dtype is None:
             yield
         else:
-            with torch.autocast(device_type=device_type, dtype=dtype):
+            with torch.autocast(device_type=device.type, dtype=dtype):
                 yield
