@@ -24,7 +24,7 @@ class UnknownNameError(NlpTasksError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = "") -> None:
         self.kind, self.name = kind, name
-        message = f"Unknown {kind} '{name}'.{did_you_mean(name, known)}"
+        message = f"Unknown {kind} '{clip(name)}'.{did_you_mean(name, known)}"
         if hint:
             message += f" {hint}"
         super().__init__(message)
@@ -73,6 +73,52 @@ class RunInterrupted(NlpTasksError):
 
 class RunDirectoryError(NlpTasksError):
     """A run directory that exists already (runs never overwrite earlier results)."""
+
+
+SHOWN_CHARACTERS = 80
+"""How much of a user's value an error message quotes (a value may be megabytes long)."""
+
+
+def clip(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """``str(value)`` cut to ``limit`` characters with an ellipsis: every message that quotes
+    what a user gave (a key, a value, a name) quotes it through this."""
+    text = value if isinstance(value, str) else _safe_str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_repr(value: object, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)`` cut like :func:`clip`."""
+    return clip(_safe_repr(value), limit)
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except ValueError:  # an int past Python's digit limit has no decimal text
+        return _safe_repr(value)
+
+
+def _safe_repr(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return repr(value)
+        except ValueError:
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, (list, tuple, dict)) and len(value) > SHOWN_CHARACTERS:
+        # Never render a huge container in full only to cut it (megabytes, see clip).
+        head = list(value.items() if isinstance(value, dict) else value)[:SHOWN_CHARACTERS]
+        return f"{repr(head)[:-1]}, … ({len(value)} items)"
+    return repr(value)
+
+
+def shorten_message(message: str, limit: int = 1000) -> str:
+    """A message as the CLI prints it: cut in the middle past ``limit`` characters (the
+    problem is said first and the fix last; a value quoted whole in between must not push
+    them apart by megabytes)."""
+    if len(message) <= limit:
+        return message
+    half = limit // 2
+    return f"{message[:half]} … {message[-half:]}"
 
 
 def first_line(exc: BaseException) -> str:

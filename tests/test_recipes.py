@@ -517,8 +517,9 @@ def test_recipe_modules_import_alone_without_cycles() -> None:
     allowed = {  # each module imports only the ones before it
         "schema": set(),
         "builder": set(),
-        "lookup": set(),
-        "overrides": {"schema", "builder"},
+        "safe_yaml": set(),
+        "lookup": {"safe_yaml"},
+        "overrides": {"schema", "builder", "safe_yaml"},
         "loading": {"schema", "builder", "lookup", "overrides"},
     }
     assert {p.stem for p in package.glob("*.py")} == {"__init__", *allowed}
@@ -532,11 +533,78 @@ def test_recipe_modules_import_alone_without_cycles() -> None:
             and node.module.startswith("nlptasks.recipes.")
         }
         assert imported <= deps, f"nlptasks.recipes.{name} imports {imported - deps}"
-        if name == "builder":  # it knows nothing of nlptasks at all
-            assert not any(
-                (node.module or "").startswith("nlptasks")
+        if name in ("builder", "safe_yaml"):  # nothing of nlptasks but its leaf, errors
+            assert all(
+                node.module == "nlptasks.errors" or not (node.module or "").startswith("nlptasks")
                 for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom)
             )
         code = f"import nlptasks.recipes.{name}, sys; assert 'torch' not in sys.modules"
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_yaml_limits_are_one_problem_each_and_cheap() -> None:
+    """Nesting, aliases and long integers past the limits are refused before anything is
+    expanded; what stays within them reads like yaml.safe_load."""
+    import time
+
+    import yaml
+
+    from nlptasks.recipes.safe_yaml import MAX_DEPTH, YAMLLimitError, load_yaml
+
+    deepest = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)  # in the top mapping: MAX_DEPTH
+    assert load_yaml(f"a: {deepest}") == yaml.safe_load(f"a: {deepest}")
+    with pytest.raises(YAMLLimitError, match="nested more than"):
+        load_yaml(f"a: [{deepest}]")
+    few = "a: &a [x, x]\nb: [*a, *a]\n"
+    assert load_yaml(few) == yaml.safe_load(few)
+    laughs = ["a: &a [" + ",".join(["lol"] * 9) + "]"]
+    pairs = zip("abcdefgh", "bcdefghi", strict=True)
+    laughs += [f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in pairs]
+    started = time.perf_counter()
+    with pytest.raises(YAMLLimitError, match="aliases that expand"):
+        load_yaml("\n".join(laughs))  # 9**9 values if expanded
+    assert time.perf_counter() - started < 5
+    with pytest.raises(YAMLLimitError, match="5001 digits"):
+        load_yaml("a: 1" + "0" * 5000)
+    assert load_yaml("a: 0x" + "f" * 5000)["a"] > 0  # hexadecimal has no digit limit
+
+
+def test_errors_quote_values_cut_to_length() -> None:
+    from nlptasks.errors import clip, clip_repr, shorten_message
+
+    assert clip("x" * 80) == "x" * 80
+    assert clip("x" * 81) == "x" * 79 + "…"
+    assert len(clip_repr(list(range(10**6)))) == 80
+    assert clip_repr(10**5000).startswith("an integer of about 500")  # no ValueError
+    long = "start " + "v" * 10**6 + " end"
+    assert len(shorten_message(long)) < 1010 and shorten_message(long).endswith(" end")
+
+
+def test_every_seed_has_the_range_and_message_of_train_seed(tmp_path: Path) -> None:
+    from nlptasks.evaluation.bootstrap import intervals
+
+    for key in ("train.seed", "train.bootstrap_seed", "data.split_seed", "generation.seed"):
+        for bad in (-1, 2**32):
+            with pytest.raises(ConfigError, match=rf"'{key}' must be in 0\.\.4294967295"):
+                load_recipe("sentiment", "minilm", [f"{key}={bad}"])
+        load_recipe("sentiment", "minilm", [f"{key}={2**32 - 1}"])
+    with pytest.raises(NlpTasksError, match=r"'seed' must be in 0\.\.4294967295"):
+        intervals([{"x": 1.0}], lambda sums: sums, resamples=10, seed=-1)
+
+
+def test_a_registered_recipe_knows_its_task_without_a_task_key() -> None:
+    """Built-in recipes name no task (their registration does): a command of another task
+    says whose recipe it is, and validating the file by path works."""
+    from click.testing import CliRunner
+
+    from nlptasks.cli import cli
+
+    path = REPO / "nlptasks/builtins/qa/recipes/minilm.yaml"
+    assert "task:" not in path.read_text()
+    result = CliRunner().invoke(cli, ["recipes", "validate", str(path)])
+    assert result.exit_code == 0 and result.output.strip().endswith("ok"), result.output
+    with pytest.raises(ConfigError, match="is a recipe for task 'qa', not 'sentiment'"):
+        load_recipe("sentiment", str(path))
+    with pytest.raises(ConfigError, match="is a recipe for task 'qa', not 'sentiment'"):
+        load_recipe("sentiment", "qa/minilm")

@@ -7,14 +7,15 @@ import sys
 
 import click
 
+from nlptasks.cli.params import HubRepoId, Resamples, Seed
 from nlptasks.events import strict_json
 
 
 @click.command()
 @click.argument("run_a", type=click.Path(file_okay=False))
 @click.argument("run_b", type=click.Path(file_okay=False))
-@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=10))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resamples", default=1000, show_default=True, type=Resamples(low=10))
+@click.option("--seed", default=0, show_default=True, type=Seed())
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(run_a: str, run_b: str, resamples: int, seed: int, as_json: bool) -> None:
     """Whether two runs on the same eval data differ significantly (paired bootstrap over
@@ -48,6 +49,7 @@ def compare(run_a: str, run_b: str, resamples: int, seed: int, as_json: bool) ->
             "resamples": resamples,
             "seed": seed,
             "metrics": rows,
+            "not_compared": found.not_compared,
         }
         click.echo(json.dumps(strict_json(info)))
         return
@@ -72,6 +74,8 @@ def compare(run_a: str, run_b: str, resamples: int, seed: int, as_json: bool) ->
             "yes" if c.significant else "no",
         )
     Console().print(table)
+    for metric, why in found.not_compared.items():  # on stderr: stdout stays the table
+        click.echo(f"Not compared: {metric} ({why}).", err=True)
 
 
 @click.command()
@@ -152,7 +156,12 @@ def verify(run_dir: str) -> None:
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("destination", type=click.Path())
-@click.option("--push-to-hub", "repo_id", help="Also upload the folder to this Hub repository.")
+@click.option(
+    "--push-to-hub",
+    "repo_id",
+    type=HubRepoId(),
+    help="Also upload the folder to this Hub repository.",
+)
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
 def export(run_dir: str, destination: str, repo_id: str | None, private: bool) -> None:
     """Write the folder a model hub receives: safetensors weights, config, tokenizer, model

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nlptasks.errors import NlpTasksError
+from nlptasks.recipes.schema import seed_problem
+
 Reduce = Callable[[Mapping[str, float]], Mapping[str, float]]
 """Metrics from statistics summed over a multiset of examples."""
 
@@ -60,6 +63,9 @@ def point_estimate(rows: Sequence[Mapping[str, float]], reduce: Reduce) -> Mappi
 
 def _resample_counts(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
     """(chunk, n) arrays of how often each example is drawn, resample after resample."""
+    problem = seed_problem("seed", seed)  # the range of every seed, numpy's or not
+    if problem:
+        raise NlpTasksError(f"The bootstrap {problem}.")
     rng = np.random.default_rng(seed)
     done = 0
     while done < resamples:

@@ -17,7 +17,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from nlptasks.errors import clip, clip_repr
+
 T = TypeVar("T")
+
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""What an integer setting may hold: torch and numpy keep integers in 64 bits, and a larger
+one fails there, in the middle of a run, with their traceback."""
 
 Suggest = Callable[[str, str, Sequence[str]], str]
 """``suggest(prefix, key, known)``: the hint after ``unknown key 'PREFIXKEY'.`` (starting
@@ -99,7 +105,7 @@ class _Builder:
         for key, value in raw.items():
             if key not in fields:
                 hint = self.suggest(prefix, str(key), list(fields))
-                problems.append(f"unknown key '{prefix}{key}'.{hint}")
+                problems.append(f"unknown key '{prefix}{clip(key)}'.{hint}")
                 continue
             expected = hints[key]
             if value is not None and (inner := optional_dataclass(expected)) is not None:
@@ -107,9 +113,16 @@ class _Builder:
             if dataclasses.is_dataclass(expected):
                 values[key] = self.build(expected, value, f"{prefix}{key}.", problems)
                 continue
+            origin = " (set by an override)" if f"{prefix}{key}" in self.overridden else ""
+            if expected is not str and _has_huge_number(value):
+                low, high = INT_RANGE
+                problems.append(
+                    f"'{prefix}{key}'{origin} holds {_describe(value)}, past what a number "
+                    f"setting can hold ({low}..{high}). Write a smaller number."
+                )
+                continue
             ok, converted = _check_type(value, expected)
             if not ok:
-                origin = " (set by an override)" if f"{prefix}{key}" in self.overridden else ""
                 problems.append(
                     f"'{prefix}{key}'{origin} must be {_type_name(expected)}, "
                     f"got {_describe(value)}."
@@ -214,7 +227,20 @@ def _type_name(expected: Any) -> str:
     )
 
 
+def _has_huge_number(value: Any) -> bool:
+    """Whether ``value`` is, or holds, an integer outside :data:`INT_RANGE` (one too large
+    for a float too: ``float(10**400)`` raises)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not INT_RANGE[0] <= value <= INT_RANGE[1]
+    if isinstance(value, (list, tuple)):
+        return any(_has_huge_number(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_huge_number(k) or _has_huge_number(v) for k, v in value.items())
+    return False
+
+
 def _describe(value: Any) -> str:
+    """The type and value a message quotes, cut to a readable length."""
     if value is None:
         return "null"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {clip_repr(value)}"

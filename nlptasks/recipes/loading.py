@@ -10,7 +10,13 @@ from typing import Any
 
 from nlptasks.errors import ConfigError
 from nlptasks.recipes.builder import build_dataclass
-from nlptasks.recipes.lookup import options_class, read_recipe_dict, resolve_recipe_path
+from nlptasks.recipes.lookup import (
+    another_task,
+    options_class,
+    read_recipe_dict,
+    recipe_task,
+    resolve_recipe_path,
+)
 from nlptasks.recipes.overrides import (
     Overrides,
     apply_overrides_with_problems,
@@ -36,14 +42,9 @@ def load_recipe(task: str, recipe: str | None = None, overrides: Overrides = ())
     """
     path, name = resolve_recipe_path(task, recipe)
     raw = read_recipe_dict(path, task)
-    if raw.get("task", task) != task:
-        raise ConfigError(
-            str(path),
-            [
-                f"is a recipe for task '{raw['task']}', not '{task}'. "
-                f"Run 'nlptasks run {raw['task']} --recipe {path}'."
-            ],
-        )
+    owner = recipe_task(path, raw)
+    if owner is not None and owner != task:
+        raise ConfigError(str(path), [another_task(owner, task, path)])
     options_cls = options_class(task)
     raw = _move_task_settings(raw, options_cls, str(path))
     raw, override_problems = apply_overrides_with_problems(raw, overrides, options_cls)

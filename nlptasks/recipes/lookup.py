@@ -12,6 +12,7 @@ import yaml
 
 from nlptasks.errors import ConfigError, NlpTasksError, PluginError, UnknownNameError
 from nlptasks.plugins.registry import get_registries
+from nlptasks.recipes.safe_yaml import YAMLLimitError, load_yaml
 from nlptasks.task import task_info
 
 
@@ -43,6 +44,8 @@ def resolve_recipe_path(task: str, recipe: str | None) -> tuple[Path, str]:
             )
         return candidate, candidate.stem
     key = recipe if "/" in recipe else f"{task}/{recipe}"
+    if key in regs.recipes and (owner := regs.recipes.get(key).tasks[0]) != task:
+        raise ConfigError(recipe, [another_task(owner, task, recipe)])
     if key not in regs.recipes:
         known = [n.split("/", 1)[1] for n in regs.recipes.names() if n.startswith(f"{task}/")]
         raise UnknownNameError(
@@ -60,7 +63,7 @@ def locate_recipe(item: str) -> tuple[Path, str]:
     """
     path = Path(item)
     if path.is_file():
-        task = read_recipe_dict(path).get("task")
+        task = recipe_task(path, read_recipe_dict(path))
         if not task:
             raise ConfigError(str(path), ["has no 'task:' key. Add 'task: NAME' to the file."])
         return path, str(task)
@@ -74,6 +77,28 @@ def locate_recipe(item: str) -> tuple[Path, str]:
             f"Recipe name '{item}' is ambiguous: {names}. Write TASK/NAME, e.g. {matches[0].name}."
         )
     raise UnknownNameError("recipe", item, regs.recipes.names(), "See 'nlptasks recipes list'.")
+
+
+def recipe_task(path: Path, raw: dict[str, Any]) -> str | None:
+    """The task of a recipe file: its own ``task:`` key, else the task it is registered for
+    (a plugin's recipes, the built-in ones included, name none: their registration does)."""
+    if raw.get("task"):
+        return str(raw["task"])
+    target = path.resolve()
+    for entry in get_registries().recipes:
+        path_like = isinstance(entry.target, (str, Path))
+        if entry.tasks and path_like and Path(entry.target).resolve() == target:
+            return entry.tasks[0]
+    return None
+
+
+def another_task(owner: str, task: str, recipe: str | Path) -> str:
+    """The problem of giving a recipe of task ``owner`` to a command for ``task`` (never a
+    list of its options as unknown keys)."""
+    return (
+        f"is a recipe for task '{owner}', not '{task}'. Give a '{task}' recipe, or run "
+        f"'nlptasks run {owner} --recipe {recipe}'."
+    )
 
 
 def read_recipe_dict(path: Path, task: str | None = None) -> dict[str, Any]:
@@ -115,19 +140,24 @@ def read_yaml(path: Path) -> dict[str, Any]:
             str(path), [f"is not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8."]
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(
-            f"{path}{where}", [f"malformed YAML ({problem}). Fix the syntax there."]
-        ) from None
+        raise ConfigError(f"{path}{where}", [yaml_problem(exc)]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), ["must be a YAML mapping of keys to values."])
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong with unreadable YAML, and the fix, in one line."""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    if isinstance(exc, YAMLLimitError):
+        return f"{problem}. {exc.note}"
+    return f"malformed YAML ({problem}). Fix the syntax there."
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

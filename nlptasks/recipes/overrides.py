@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 import yaml
 
-from nlptasks.errors import ConfigError
+from nlptasks.errors import ConfigError, clip
 from nlptasks.recipes.builder import Suggest, field_hints, optional_dataclass, suggest_key
+from nlptasks.recipes.safe_yaml import YAMLLimitError, load_yaml
 from nlptasks.recipes.schema import NoOptions, Recipe, recipe_field_types
 
 Overrides = list[str] | tuple[str, ...]
@@ -46,7 +47,7 @@ def apply_overrides_with_problems(
             if "=" in item or _field_type(keys, options_cls) is None:
                 hint = _path_hint(keys, options_cls) if "=" not in item else ""
                 hint = hint or (" Write ~KEY with no value." if "=" in item else "")
-                problems.append(f"cannot remove '{item[1:]}': not a recipe key.{hint}")
+                problems.append(f"cannot remove '{clip(item[1:])}': not a recipe key.{hint}")
                 continue
             node = result
             for key in keys[:-1]:
@@ -56,19 +57,22 @@ def apply_overrides_with_problems(
             continue
         key, sep, value_text = item.partition("=")
         if not sep or not key:
-            problems.append(f"override '{item}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1).")
+            problems.append(
+                f"override '{clip(item)}' is not KEY=VALUE or ~KEY (e.g. train.epochs=1)."
+            )
             continue
         parts = key.split(".")
         expected = _field_type(parts, options_cls)
         if key == "task":
             problems.append(
-                f"override '{item}' cannot change the task; run 'nlptasks run "
-                f"{value_text or 'TASK'} ...' instead."
+                f"override '{clip(item)}' cannot change the task; run 'nlptasks run "
+                f"{clip(value_text or 'TASK')} ...' instead."
             )
             continue
         if expected is None:
             problems.append(
-                f"override '{item}' sets unknown key '{key}'.{_path_hint(parts, options_cls)}"
+                f"override '{clip(item)}' sets unknown key '{clip(key)}'."
+                f"{_path_hint(parts, options_cls)}"
             )
             continue
         node = result
@@ -76,7 +80,10 @@ def apply_overrides_with_problems(
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = parse_value(value_text, expected)
+        try:
+            node[parts[-1]] = parse_value(value_text, expected)
+        except YAMLLimitError as exc:
+            problems.append(f"override '{clip(item)}' holds {exc.problem}. {exc.note}")
     return result, problems
 
 
@@ -96,7 +103,9 @@ def parse_value(text: str, expected: Any) -> Any:
     if _accepts_plain_text(expected) and text not in ("null", "~"):
         return text
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
+    except YAMLLimitError:
+        raise  # well-formed, but past a limit: the caller says which
     except yaml.YAMLError:
         return text  # not YAML: keep the text, validation checks its type
 

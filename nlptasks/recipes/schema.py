@@ -16,9 +16,30 @@ from typing import Any, Literal
 
 import yaml
 
+SEED_RANGE = (0, 2**32 - 1)
+"""What every seed may be (``train.seed``, ``data.split_seed``, ``train.bootstrap_seed``,
+``generation.seed``, ``compare --seed``): what numpy and torch seed their generators with."""
+MAX_RESAMPLES = 100_000
+"""Bootstrap resamples at most (``train.bootstrap_resamples``, ``compare --resamples``): more
+adds nothing to a 95% interval and runs for hours after the training is done."""
+
+
+def seed_problem(key: str, seed: int | None) -> str | None:
+    """``'KEY' must be in 0..4294967295`` for a seed out of range (None: no seed, fine)."""
+    low, high = SEED_RANGE
+    if seed is None or low <= seed <= high:
+        return None
+    return f"'{key}' must be in {low}..{high}"
+
 
 def _failed(checks: list[tuple[bool, str]]) -> list[str]:
     return [f"{message}." for ok, message in checks if not ok]
+
+
+def _seed(key: str, seed: int | None) -> list[tuple[bool, str]]:
+    """The range check of a seed, as ``_failed`` takes it."""
+    problem = seed_problem(key, seed)
+    return [(False, problem)] if problem else []
 
 
 @dataclass
@@ -62,6 +83,7 @@ class DataConfig:
                     self.max_eval_examples is None or self.max_eval_examples > 0,
                     "'data.max_eval_examples' must be at least 1",
                 ),
+                *_seed("data.split_seed", self.split_seed),
             ]
         )
 
@@ -125,7 +147,11 @@ class TrainConfig:
                     "'train.max_steps' must be at least 1",
                 ),
                 (self.batch_size > 0, "'train.batch_size' must be at least 1"),
-                (self.bootstrap_resamples >= 0, "'train.bootstrap_resamples' must be 0 or more"),
+                (
+                    0 <= self.bootstrap_resamples <= MAX_RESAMPLES,
+                    f"'train.bootstrap_resamples' must be in 0..{MAX_RESAMPLES} (0: no intervals)",
+                ),
+                *_seed("train.bootstrap_seed", self.bootstrap_seed),
                 (accumulation > 0, "'train.gradient_accumulation_steps' must be >= 1"),
                 (
                     accumulation <= 0 or self.batch_size % accumulation == 0,
@@ -144,7 +170,7 @@ class TrainConfig:
                     "'train.max_grad_norm' must be above 0 (null turns clipping off); a "
                     "negative norm would flip every step",
                 ),
-                (0 <= self.seed < 2**32, "'train.seed' must be in 0..4294967295"),
+                *_seed("train.seed", self.seed),
                 (0 <= self.warmup_ratio < 1, "'train.warmup_ratio' must be in [0, 1)"),
                 (
                     self.eval_every is None or self.eval_every > 0,
@@ -210,10 +236,7 @@ class GenerationConfig:
                     math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
                     "'generation.repetition_penalty' must be a number above 0",
                 ),
-                (
-                    self.seed is None or 0 <= self.seed < 2**32,
-                    "'generation.seed' must be in 0..4294967295",
-                ),
+                *_seed("generation.seed", self.seed),
                 (self.every is None or self.every > 0, "'generation.every' must be at least 1"),
             ]
         )
@@ -265,6 +288,12 @@ class Expectation:
     """The published or measured numbers the bounds are set from."""
     data: str = ""
     """The eval data the numbers are for (a run on other data is not comparable)."""
+    examples: int | None = None
+    """How many eval examples the numbers were measured on (results.json's
+    ``data.eval.examples``); ``verify`` refuses a run that scored another number."""
+    sha256: str | None = None
+    """The SHA-256 of those eval files (results.json's ``data.eval.sha256``), for local
+    files; ``verify`` refuses a run on other bytes."""
     source: str = ""
     """Where the reference numbers come from: a paper's table, a README, a measured run."""
 
