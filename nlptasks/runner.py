@@ -12,13 +12,11 @@ functions, so a run from a notebook equals a run from the shell.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
-import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from nlptasks.errors import (
     DataError,
     NlpTasksError,
     PluginError,
+    RunDirectoryError,
     RunInterrupted,
     did_you_mean,
     first_line,
@@ -44,7 +43,8 @@ from nlptasks.evaluation.evaluator import Evaluation, Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.plugins.registry import load_task
 from nlptasks.recipes import LoraConfig, Recipe, load_recipe, read_yaml, with_absolute_paths
-from nlptasks.runs import results, rundir
+from nlptasks.runs import lock as run_lock
+from nlptasks.runs import results, rundir, trained_with
 from nlptasks.task import ReadsSources, WritesSamples, declared_metrics
 from nlptasks.training import checkpoints, lora, precision
 from nlptasks.training.trainer import StopRequests, Trainer, make_accelerator
@@ -113,6 +113,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     _quiet_libraries()
     task = load_task(recipe.task)
     model_path = models.resolve_model(recipe.model)
+    models.check_model_fits(task, model_path, trained=False)  # before data and weights
     splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
     splits = task.prepare_data(splits, recipe)
     # After prepare_data: a task's metrics may depend on its options (SQuAD 2.0 adds some).
@@ -120,6 +121,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     with models.remote_code(recipe.trust_remote_code):
         model, tokenizer = task.build_model(model_path, recipe)
+    models.check_built_model(task, model, tokenizer, model_path, trained=False)
     models.check_tokenizer(model, tokenizer, model_path)
     if recipe.lora.enabled:
         model = lora.add_adapters(model, recipe.lora, recipe.name or "recipe")
@@ -163,35 +165,47 @@ def run_recipe(
     recipe = with_absolute_paths(recipe)
     checkpoint = _check_before_loading(recipe, output_dir, resume_dir)
     prepared = prepare_run(recipe)
-    run_dir = _open_run_dir(prepared, output_dir, resume_dir)
-    main = prepared.accelerator.is_main_process
-    events = EventLog(run_dir / "events.jsonl", reporter if main else QuietReporter(), enabled=main)
-    # The signal handler covers the whole run, the final save included: a signal there lets
-    # the (short) save finish, so the run directory is whole either way.
-    with StopRequests() as stop:
-        try:
-            _announce(events, prepared, run_dir, checkpoint)
-            trainer = _make_trainer(prepared, events, run_dir)
-            # Samples from before fine-tuning (not on a resumed run: its model is trained).
-            before = _samples_before(prepared) if main and checkpoint is None else None
-            outcome = trainer.train(stop=stop, resume_from=checkpoint)
-            evaluation = _final_evaluation(trainer, outcome)
-            summary: dict[str, Any] = {}
-            if main:
-                summary = _write_results(
-                    prepared, trainer, outcome, evaluation, run_dir, before, started
-                )
-            events.emit("run_end", run_dir=str(run_dir), metrics=evaluation.metrics)
-        except RunInterrupted:
-            raise  # its own "interrupted" event is written
-        except Exception as exc:
-            # A full disk may refuse this line too; the error itself still reaches the user.
-            with contextlib.suppress(Exception):
-                events.emit("failed", error=f"{type(exc).__name__}: {first_line(exc)}")
-            raise
-        finally:
-            events.close()
-        prepared.accelerator.wait_for_everyone()
+    run_dir, lock = _open_run_dir(prepared, output_dir, resume_dir)
+    # The run is locked from its first file to its last: no other process writes into it
+    # (a resume, an eval's card update) or reads it half-written (an export) meanwhile.
+    with lock:
+        main = prepared.accelerator.is_main_process
+        events = EventLog(
+            run_dir / "events.jsonl", reporter if main else QuietReporter(), enabled=main
+        )
+        # The signal handler covers the whole run, the final save included: a signal there
+        # lets the (short) save finish, so the run directory is whole either way.
+        with StopRequests() as stop:
+            try:
+                _announce(events, prepared, run_dir, checkpoint)
+                trainer = _make_trainer(prepared, events, run_dir)
+                # Samples from before fine-tuning (not on a resumed run: its model is trained).
+                before = _samples_before(prepared) if main and checkpoint is None else None
+                outcome = trainer.train(stop=stop, resume_from=checkpoint)
+                evaluation = _final_evaluation(trainer, outcome)
+                summary: dict[str, Any] = {}
+                if main:
+                    summary = _write_results(
+                        prepared, trainer, outcome, evaluation, run_dir, before, started
+                    )
+                    run_lock.write_status(run_dir, "finished")
+                events.emit("run_end", run_dir=str(run_dir), metrics=evaluation.metrics)
+            except RunInterrupted as exc:
+                if main:  # its own "interrupted" event is written
+                    _mark(run_dir, "interrupted", first_line(exc))
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {first_line(exc)}"
+                # A full disk may refuse these lines too; the error itself still reaches
+                # the user.
+                with contextlib.suppress(Exception):
+                    events.emit("failed", error=error)
+                if main:
+                    _mark(run_dir, "failed", error)
+                raise
+            finally:
+                events.close()
+            prepared.accelerator.wait_for_everyone()
     if stop.signal_name is not None:
         # The run is complete: exit 0 (a scheduler must not requeue it), and say so.
         warnings.warn(
@@ -205,8 +219,15 @@ def run_recipe(
 def _check_before_loading(
     recipe: Recipe, output_dir: str | None, resume_dir: Path | None
 ) -> Path | None:
-    """What fails without loading anything: room on disk, and (for a resume) a whole
-    checkpoint to resume from, which this returns."""
+    """What fails without loading anything: the precision this machine can run, an output
+    folder that is new, room on disk, and (for a resume) a whole checkpoint to resume from,
+    which this returns. (The recipe and the command's flags are checked before this.)"""
+    precision.resolve(recipe.train.mixed_precision)
+    if resume_dir is None and output_dir is not None and Path(output_dir).expanduser().exists():
+        raise RunDirectoryError(
+            f"Output directory '{output_dir}' already exists; runs never overwrite earlier "
+            f"results. Choose a new --output-dir or remove that one."
+        )
     output = resume_dir or (Path(output_dir).parent if output_dir else Path(recipe.output_dir))
     rundir.check_room(output, models.resolve_model(recipe.model), recipe.train)
     if resume_dir is None:
@@ -215,15 +236,37 @@ def _check_before_loading(
     return checkpoint
 
 
-def _open_run_dir(prepared: PreparedRun, output_dir: str | None, resume_dir: Path | None) -> Path:
-    """The run directory, on every process (all take part in checkpoints): a resumed run's
-    own, or a new one holding the resolved recipe (written by the main process alone)."""
+def _open_run_dir(
+    prepared: PreparedRun, output_dir: str | None, resume_dir: Path | None
+) -> tuple[Path, contextlib.ExitStack[bool | None]]:
+    """The run directory, on every process (all take part in checkpoints), and its lock,
+    held: a resumed run's own (:func:`resume` holds its lock), or a new one holding the
+    resolved recipe, locked before its first file (the main process writes and locks)."""
+    held = contextlib.ExitStack()
     if resume_dir is not None:
-        return resume_dir
+        return resume_dir, held
     run_dir = _make_run_dir(prepared.accelerator, output_dir, prepared.recipe)
     if prepared.accelerator.is_main_process:
-        rundir.write_text(run_dir / "recipe.yaml", rundir.recipe_yaml(prepared.recipe))
-    return run_dir
+        with contextlib.ExitStack() as on_failure:
+            on_failure.push(held)
+            held.enter_context(run_lock.run_lock(run_dir, doing="train in it"))
+            run_lock.write_status(run_dir, "running")
+            rundir.write_text(run_dir / "recipe.yaml", rundir.recipe_yaml(prepared.recipe))
+            on_failure.pop_all()
+    return run_dir, held
+
+
+def _mark(run_dir: Path, state: str, error: str) -> None:
+    """Record in status.json how the run ended without results, and say the folder stays."""
+    step = run_lock.last_step(run_dir)
+    with contextlib.suppress(OSError):  # a full disk: the error itself still reaches the user
+        run_lock.write_status(run_dir, state, error=error, step=step)
+    if state == "failed":
+        warnings.warn(
+            f"The run failed; its folder {run_dir} is kept, marked failed in status.json "
+            f"(leaderboard skips it, and 'nlptasks resume' says why).",
+            stacklevel=3,
+        )
 
 
 def _announce(
@@ -248,6 +291,8 @@ def _announce(
         num_processes=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
         resumed_from=str(checkpoint) if checkpoint else None,
+        # What the run trains with: a resume of an edited recipe.yaml is refused against it.
+        trained_with=trained_with.record(recipe),
     )
 
 
@@ -297,7 +342,7 @@ def _samples(prepared: PreparedRun, model: Any) -> list[dict[str, Any]] | None:
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), prepared.accelerator.autocast():
+        with precision.inference(prepared.accelerator.mixed_precision, model):
             return list(prepared.task.samples(model, prepared.tokenizer, prepared.recipe))
     finally:
         if was_training:
@@ -322,8 +367,11 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
     task = read_yaml(recipe_file).get("task")
     if not task:
         raise NlpTasksError(f"{recipe_file} names no task. Start a new run instead.")
-    recipe = load_recipe(str(task), str(recipe_file))
-    with _exclusive(folder):
+    with run_lock.run_lock(folder, doing="resume it"):
+        recipe = load_recipe(str(task), str(recipe_file))
+        trained_with.check_resume(folder, with_absolute_paths(recipe))
+        _say_how_it_ended(folder)
+        run_lock.write_status(folder, "running")
         try:
             return run_recipe(recipe, reporter=reporter, resume_dir=folder)
         except DataError as exc:
@@ -332,28 +380,24 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
             ) from exc
 
 
-@contextlib.contextmanager
-def _exclusive(folder: Path) -> Iterator[None]:
-    """One process tree at a time per run directory: two resumes would write over each
-    other's checkpoints. (torchrun's other processes follow their rank 0.)"""
-    # The launcher's RANK, not accelerate's state: that is set up later, with the run's
-    # own settings.
-    if os.environ.get("RANK", "0") != "0":
-        yield
+def _say_how_it_ended(folder: Path) -> None:
+    """A failed run resumes from its newest whole checkpoint, saying what happened; one that
+    failed before its first checkpoint is refused with the cause."""
+    how = run_lock.failure(folder)
+    if how is None:
         return
-    handle = (folder / ".lock").open("a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
+        checkpoint, state = checkpoints.find_resumable(folder / "checkpoints")
+    except NlpTasksError:
         raise NlpTasksError(
-            f"Run '{folder}' is in use by another nlptasks process. Wait for it to end."
+            f"Run '{folder}' failed {how} and saved no checkpoint; there is nothing to "
+            f"resume. Fix the cause and start a new run."
         ) from None
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+    warnings.warn(
+        f"Run '{folder}' failed {how}. Resuming from its checkpoint {checkpoint.name} (step "
+        f"{state['step']}); if the cause is in the recipe, start a new run instead.",
+        stacklevel=3,
+    )
 
 
 def _source_reader(task: Any, recipe: Recipe) -> data.ReadSource | None:
@@ -388,8 +432,31 @@ def evaluate_model(
     _quiet_libraries()
     task = load_task(task_name)
     resolved = model_recipe(task_name, model_dir, recipe, overrides)
+    run_dir = run_lock.run_of(model_dir)
+    if run_dir is None:
+        return _evaluate(task, model_dir, resolved)
+    # The model of a finished run gets this evaluation on its card (written: exclusive); a
+    # checkpoint is only read (shared). Either way, not while the run trains.
+    writes = Path(model_dir).expanduser().resolve().name == "model"
+    doing = "add this evaluation to its card" if writes else "read its checkpoint"
+    with run_lock.run_lock(run_dir, exclusive=writes, doing=doing):
+        trained_with.check_eval_split(run_dir, _results_of(run_dir), with_absolute_paths(resolved))
+        return _evaluate(task, model_dir, resolved)
+
+
+def _results_of(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        found = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _evaluate(task: Any, model_dir: str, resolved: Recipe) -> EvalResult:
+    models.check_model_fits(task, model_dir, trained=True)  # before the weights load
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
+    models.check_built_model(task, model, tokenizer, model_dir, trained=True)
     model.eval()
     models.check_tokenizer(model, tokenizer, model_dir)
     splits = data.load_splits(
@@ -461,13 +528,16 @@ def predict(
         if mixed_precision is not None
         else precision.resolve(resolved.train.mixed_precision)
     )
+    models.check_model_fits(task, model_dir, trained=True)  # before the weights load
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
+    models.check_built_model(task, model, tokenizer, model_dir, trained=True)
+    checked = check_records(task, checked, labels)  # fields build_model may add (text pairs)
     model.eval()
     models.check_tokenizer(model, tokenizer, model_dir)
     if torch.cuda.is_available():
         model.to("cuda")
-    with precision.inference(chosen, model.device):
+    with precision.inference(chosen, model):  # the output head in float32
         found = task.predict(model, tokenizer, checked, resolved, stream)
     return _checked_predictions(task.info.name, found, len(checked))
 

@@ -18,7 +18,8 @@ import click
 import yaml
 from safetensors import SafetensorError
 
-from nlptasks.errors import NlpTasksError, RunInterrupted, first_line
+from nlptasks.cli.params import HubRepoId, Seed
+from nlptasks.errors import NlpTasksError, RunInterrupted, clip, first_line, shorten_message
 from nlptasks.events import JsonReporter, QuietReporter, RichReporter, strict_json
 from nlptasks.plugins.manager import call_hook, plugin_infos
 from nlptasks.plugins.registry import get_registries
@@ -44,7 +45,7 @@ class NlpTasksGroup(click.Group):
         except NlpTasksError as exc:
             if ctx.meta.get("nlptasks.debug"):
                 raise
-            click.secho(f"Error: {exc}", fg="red", err=True)
+            click.secho(f"Error: {shorten_message(str(exc))}", fg="red", err=True)
             # 130 is the shell's code for "stopped by Ctrl-C"; scripts can tell it apart.
             ctx.exit(exc.exit_code if isinstance(exc, RunInterrupted) else 1)
         except KeyboardInterrupt:
@@ -117,6 +118,7 @@ def _reporter(quiet: bool, as_json: bool) -> Any:
 @click.option(
     "--push-to-hub",
     "repo_id",
+    type=HubRepoId(),
     help="Upload the finished run's model folder (as 'nlptasks export' writes it) to this Hub "
     "repository.",
 )
@@ -212,8 +214,18 @@ def _summarise(result: Any, as_json: bool) -> None:
 @click.option("--model", "-m", "model_dir", required=True, help="A trained model directory.")
 @click.option("--recipe", "-r", help="Recipe whose data to use (default: the model's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--allow-untrained-head",
+    is_flag=True,
+    help="Take a model whose head transformers initialised at random (its scores mean nothing).",
+)
 def eval_command(
-    task: str, overrides: tuple[str, ...], model_dir: str, recipe: str | None, as_json: bool
+    task: str,
+    overrides: tuple[str, ...],
+    model_dir: str,
+    recipe: str | None,
+    as_json: bool,
+    allow_untrained_head: bool,
 ) -> None:
     """Evaluate a trained model on the eval split of a recipe's data.
 
@@ -221,10 +233,12 @@ def eval_command(
     Example:
         nlptasks eval sentiment --model runs/RUN/model data.eval_path=dev.tsv
     """
+    from nlptasks.models import allow_untrained_head as untrained_heads
     from nlptasks.runner import evaluate_model
 
     _require_dir(model_dir)
-    result = evaluate_model(task, model_dir, recipe, list(overrides))
+    with untrained_heads(allow_untrained_head):
+        result = evaluate_model(task, model_dir, recipe, list(overrides))
     if not result.main_process:  # under torchrun every process evaluates; one prints
         return
     if as_json:
@@ -293,11 +307,16 @@ def eval_command(
 )
 @click.option(
     "--seed",
-    type=click.IntRange(min=0, max=2**32 - 1),
+    type=Seed(),
     help="Generating tasks: seed of sampling (same seed, same text).",
 )
 @click.option(
     "--greedy", is_flag=True, help="Generating tasks: greedy decoding (no sampling, one beam)."
+)
+@click.option(
+    "--allow-untrained-head",
+    is_flag=True,
+    help="Take a model whose head transformers initialised at random (its outputs mean nothing).",
 )
 def predict(
     task: str,
@@ -316,6 +335,7 @@ def predict(
     num_beams: int | None,
     seed: int | None,
     greedy: bool,
+    allow_untrained_head: bool,
 ) -> None:
     """Predict with a trained model; prints one JSON object per input, in input order.
 
@@ -336,7 +356,10 @@ def predict(
         records.append(_record_from_fields(fields))
         labels.append("The --field record")
     if input_file:
-        for line, record in _read_jsonl(Path(input_file)):
+        found = _read_jsonl(Path(input_file))
+        if not found:  # a mistake (a wrong file, an empty pipe), not a request for nothing
+            raise NlpTasksError(_no_records(input_file))
+        for line, record in found:
             records.append(record)
             labels.append(f"{input_file} line {line}")
     if not records:
@@ -352,16 +375,19 @@ def predict(
         written.append(text)
         click.echo(text, nl=False)
 
-    predictions = predict_records(
-        task,
-        model_dir,
-        records,
-        batch_size,
-        mixed_precision,
-        [*overrides, *decoding],
-        labels,
-        stream=write if sys.stdout.isatty() else None,
-    )
+    from nlptasks.models import allow_untrained_head as untrained_heads
+
+    with untrained_heads(allow_untrained_head):
+        predictions = predict_records(
+            task,
+            model_dir,
+            records,
+            batch_size,
+            mixed_precision,
+            [*overrides, *decoding],
+            labels,
+            stream=write if sys.stdout.isatty() else None,
+        )
     if written:
         return
     for item in predictions:
@@ -407,6 +433,16 @@ def _record_from_fields(fields: tuple[str, ...]) -> dict[str, str]:
     return record
 
 
+def _no_records(input_file: str) -> str:
+    """The message for an --input that holds no record."""
+    where = "Standard input" if input_file == "-" else f"Input file '{input_file}'"
+    example = "one text per line" if input_file.lower().endswith(".txt") else 'e.g. {"text": "..."}'
+    return (
+        f"{where} has no records (it is empty or holds only blank lines). Give one record per "
+        f"line, {example}."
+    )
+
+
 def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     """(line number, record) from JSON lines: objects, or plain JSON strings for one-field
     tasks; from a ``.txt`` file, each line as a string."""
@@ -430,8 +466,11 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     items: list[tuple[int, Any]] = []
     if path.suffix.lower() == ".txt":
         # One text per line, every line kept (an empty one is refused by number), so that
-        # output line i answers input line i.
-        return [(n, line) for n, line in enumerate(text.splitlines(), 1)]
+        # output line i answers input line i; a file of blank lines only has no records.
+        lines = text.splitlines()
+        if not any(line.strip() for line in lines):
+            return []
+        return list(enumerate(lines, 1))
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -634,7 +673,7 @@ def recipes_validate(paths: tuple[str, ...]) -> None:
             validate(raw, str(path))  # the task's options class checks its section too
         except NlpTasksError as exc:
             failed = True
-            click.secho(f"{item}: {exc}", fg="red", err=True)
+            click.secho(f"{clip(item)}: {shorten_message(str(exc))}", fg="red", err=True)
             continue
         click.echo(f"{item}: ok")
     if failed:
@@ -786,5 +825,5 @@ def _load_plugin_commands() -> None:
     try:
         call_hook("register_commands", cli=cli)
     except NlpTasksError as exc:
-        click.secho(f"Error: {exc}", fg="red", err=True)
+        click.secho(f"Error: {shorten_message(str(exc))}", fg="red", err=True)
         sys.exit(1)
