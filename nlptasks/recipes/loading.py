@@ -42,7 +42,7 @@ def load_recipe(task: str, recipe: str | None = None, overrides: Overrides = ())
     """
     path, name = resolve_recipe_path(task, recipe)
     raw = read_recipe_dict(path, task)
-    owner = recipe_task(path, raw)
+    owner = recipe_task(path, raw, task)
     if owner is not None and owner != task:
         raise ConfigError(str(path), [another_task(owner, task, path)])
     options_cls = options_class(task)

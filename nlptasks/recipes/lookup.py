@@ -79,17 +79,22 @@ def locate_recipe(item: str) -> tuple[Path, str]:
     raise UnknownNameError("recipe", item, regs.recipes.names(), "See 'nlptasks recipes list'.")
 
 
-def recipe_task(path: Path, raw: dict[str, Any]) -> str | None:
+def recipe_task(path: Path, raw: dict[str, Any], wanted: str | None = None) -> str | None:
     """The task of a recipe file: its own ``task:`` key, else the task it is registered for
-    (a plugin's recipes, the built-in ones included, name none: their registration does)."""
+    (a plugin's recipes, the built-in ones included, name none: their registration does).
+    One file may be registered for several tasks: ``wanted`` among them is its task."""
     if raw.get("task"):
         return str(raw["task"])
     target = path.resolve()
-    for entry in get_registries().recipes:
-        path_like = isinstance(entry.target, (str, Path))
-        if entry.tasks and path_like and Path(entry.target).resolve() == target:
-            return entry.tasks[0]
-    return None
+    owners = [
+        task
+        for entry in get_registries().recipes
+        if isinstance(entry.target, (str, Path)) and Path(entry.target).resolve() == target
+        for task in entry.tasks
+    ]
+    if wanted in owners:
+        return wanted
+    return owners[0] if owners else None
 
 
 def another_task(owner: str, task: str, recipe: str | Path) -> str:

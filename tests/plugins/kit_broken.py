@@ -120,9 +120,15 @@ class BadPredictTask(SentimentTask):
 
 
 class WrongTagTask(SentimentTask):
-    """Says question-answering while it saves a sequence-classification model."""
+    """Says question-answering while it saves a sequence-classification model (and declares
+    that model kind, so the core's model-fit check lets it train: only the kit's reload with
+    the tag's Auto class can tell)."""
 
-    info: ClassVar[TaskInfo] = _info("kit-wrong-tag", pipeline_tag="question-answering")
+    info: ClassVar[TaskInfo] = _info(
+        "kit-wrong-tag",
+        pipeline_tag="question-answering",
+        model_classes=("AutoModelForSequenceClassification",),
+    )
 
 
 class NoInputFieldsTask(SentimentTask):
