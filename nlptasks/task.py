@@ -99,8 +99,9 @@ class TaskInfo:
     (``("AutoModelForSequenceClassification",)``; translation takes
     ``("AutoModelForSeq2SeqLM", "AutoModelForCausalLM")``). None (the default): the Auto class
     of ``pipeline_tag`` (see ``AUTO_CLASSES``; a tag without one checks nothing); ``()``: any
-    model. The core holds every model to it, for every task, before ``build_model`` loads the
-    weights (from ``config.json``) and after (the built model):
+    model. ``model_kinds`` is the result, the default filled in. The core
+    (``nlptasks.model_fit``) holds every model to it, for every task, before ``build_model``
+    loads the weights (from ``config.json``) and after (the built model):
 
     - a model saved with a head of another kind (``architectures`` names e.g.
       ``BertForSequenceClassification`` for a causal-LM task) is refused, naming both kinds;
@@ -109,7 +110,7 @@ class TaskInfo:
       base model, whose head is then new: see below);
     - ``eval`` and ``predict`` refuse a model any of whose weights transformers initialised
       at random (a head never trained: train it first), unless the user allows it
-      (``--allow-untrained-head``, ``nlptasks.models.allow_untrained_head()``);
+      (``--allow-untrained-head``, ``nlptasks.model_fit.allow_untrained_head()``);
     - weights whose shapes do not fit ``config.json`` are refused, naming the weight and the
       config value (``run`` may replace a head of another size, never the body);
     - a model taken as ``AutoModelForCausalLM`` must attend causally: an encoder (BERT) with
@@ -148,8 +149,9 @@ class TaskInfo:
 
     @property
     def model_kinds(self) -> tuple[str, ...]:
-        """The Auto classes a model of this task must fit: ``model_classes``, else the one
-        of ``pipeline_tag`` (none: any model)."""
+        """The Auto classes a model of this task must fit: ``model_classes`` as declared,
+        else the one of ``pipeline_tag`` (none: any model). Declare ``model_classes``; read
+        this."""
         if self.model_classes is not None:
             return tuple(self.model_classes)
         found = AUTO_CLASSES.get(self.pipeline_tag)

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import safetensors.torch
 import torch
 import transformers
 from click.testing import CliRunner
+from safetensors import SafetensorError
 
 import nlptasks
-from nlptasks import models
+from nlptasks import model_fit
 from nlptasks.cli import cli
 from nlptasks.errors import ModelError, PluginError
 from nlptasks.task import MetricSpec, TaskInfo
@@ -85,7 +87,7 @@ def test_a_malformed_declaration_is_one_line_when_the_plugin_loads(classes: Any)
 def test_an_unknown_auto_class_is_the_plugins_error(tiny_bert: Path) -> None:
     task = _Task(pipeline_tag="x", model_classes=("AutoModelForTelepathy",))
     with pytest.raises(PluginError, match="'AutoModelForTelepathy', which is no transformers"):
-        models.check_model_fits(task, str(tiny_bert), trained=False)
+        model_fit.check_model_fits(task, str(tiny_bert), "run")
 
 
 def test_a_model_type_without_the_tasks_kind_is_refused_before_loading(tmp_path: Path) -> None:
@@ -93,8 +95,8 @@ def test_a_model_type_without_the_tasks_kind_is_refused_before_loading(tmp_path:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "distilbert"}))
     task = _Task(pipeline_tag="text-generation")
     with pytest.raises(ModelError, match="'distilbert' model, which AutoModelForCausalLM cannot"):
-        models.check_model_fits(task, str(tmp_path), trained=False)
-    models.check_model_fits(_Task(pipeline_tag="text-classification"), str(tmp_path), False)
+        model_fit.check_model_fits(task, str(tmp_path), "run")
+    model_fit.check_model_fits(_Task(pipeline_tag="text-classification"), str(tmp_path), "run")
 
 
 def test_a_task_that_builds_another_kind_than_it_declares_is_refused(tiny_bert: Path) -> None:
@@ -104,7 +106,7 @@ def test_a_task_that_builds_another_kind_than_it_declares_is_refused(tiny_bert: 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert)
     with pytest.raises(PluginError, match="built a sequence classification model"):
-        models.check_built_model(task, model, tokenizer, str(tiny_bert), trained=False)
+        model_fit.check_built_model(task, model, tokenizer, str(tiny_bert), trained=False)
 
 
 def test_a_plugins_own_module_is_not_judged(tiny_bert: Path) -> None:
@@ -118,30 +120,77 @@ def test_a_plugins_own_module_is_not_judged(tiny_bert: Path) -> None:
             self.head = torch.nn.Linear(2, 2)
             self.config = transformers.AutoConfig.from_pretrained(tiny_bert)
 
-    models.check_built_model(task, Wrapper(), tokenizer, str(tiny_bert), trained=True)
+    model_fit.check_built_model(task, Wrapper(), tokenizer, str(tiny_bert), trained=True)
 
 
 # ------------------------------------------------------------------------------- probes
 def test_the_causal_probe_tells_a_decoder_from_an_encoder(tiny_bert: Path, tiny_gpt2: Path) -> None:
     gpt2 = transformers.AutoModelForCausalLM.from_pretrained(tiny_gpt2)
     bert = transformers.AutoModelForCausalLM.from_pretrained(tiny_bert)
-    assert models._attends_causally(gpt2) is True
-    assert models._attends_causally(bert) is False
+    assert model_fit._attends_causally(gpt2) is True
+    assert model_fit._attends_causally(bert) is False
     bert.train()
-    models._attends_causally(bert)
+    model_fit._attends_causally(bert)
     assert bert.training  # the probe leaves the mode as it found it
 
 
 def test_a_bert_made_a_decoder_is_causal(tiny_bert: Path) -> None:
     """BERT with is_decoder=True attends causally: the check is about attention, not names."""
     bert = transformers.AutoModelForCausalLM.from_pretrained(tiny_bert, is_decoder=True)
-    assert models._attends_causally(bert) is True
+    assert model_fit._attends_causally(bert) is True
 
 
-def test_checkpoint_shapes_read_only_the_header(tiny_bert: Path) -> None:
-    shapes = models.checkpoint_shapes(str(tiny_bert))
+def test_checkpoint_shapes_read_only_the_header(tiny_bert: Path, tmp_path: Path) -> None:
+    """A file whose tensor data is cut off after the header (no loader takes it) still gives
+    every shape: nothing past the header is read."""
+    whole = (tiny_bert / "model.safetensors").read_bytes()
+    header_end = 8 + int.from_bytes(whole[:8], "little")
+    (tmp_path / "model.safetensors").write_bytes(whole[:header_end] + b"not tensors")
+    with pytest.raises(SafetensorError):
+        safetensors.torch.load_file(tmp_path / "model.safetensors")
+    shapes = model_fit.checkpoint_shapes(str(tmp_path))
+    assert shapes == model_fit.checkpoint_shapes(str(tiny_bert))
     assert shapes["embeddings.word_embeddings.weight"][1] == 32
-    assert models.checkpoint_shapes(str(tiny_bert / "nowhere")) == {}
+    assert model_fit.checkpoint_shapes(str(tiny_bert / "nowhere")) == {}
+
+
+class _NeedsImages(transformers.BertLMHeadModel):
+    """An encoder with a language-model head whose forward needs more than input_ids."""
+
+    def forward(self, input_ids: Any, images: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().forward(input_ids=input_ids, **kwargs)
+
+
+def test_a_model_the_causal_probe_cannot_run_is_taken(tiny_bert: Path) -> None:
+    """The probe's trade-off, pinned: a forward that needs more inputs gives no verdict and
+    the model is taken, even this bidirectional one (refusing would refuse working causal
+    LMs that the probe cannot feed)."""
+    model = _NeedsImages.from_pretrained(tiny_bert)
+    assert model_fit._attends_causally(model) is None
+    model_fit._check_causal(_Task(pipeline_tag="text-generation"), model, str(tiny_bert))
+
+
+def test_weights_without_the_loaded_mark_are_not_judged_untrained(tiny_bert: Path) -> None:
+    """transformers marks the weights from_pretrained loaded; a model built another way (no
+    weight marked) cannot tell a new head from a loaded one, and is taken."""
+    task = _Task(pipeline_tag="text-classification")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert)
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    with pytest.raises(ModelError, match=r"newly initialised at random \(classifier.weight"):
+        model_fit.check_built_model(task, loaded, tokenizer, str(tiny_bert), trained=True)
+    config = transformers.AutoConfig.from_pretrained(tiny_bert)
+    built = transformers.AutoModelForSequenceClassification.from_config(config)
+    assert not any(getattr(p, "_is_hf_initialized", False) for p in built.parameters())
+    model_fit.check_built_model(task, built, tokenizer, str(tiny_bert), trained=True)
+
+
+def test_a_size_names_the_config_values_that_size_weights(tiny_bert: Path) -> None:
+    """An ffn width of 128 is not blamed on max_position_embeddings, also 128; a size that
+    no sizing value makes names the values equal to it."""
+    config = transformers.AutoConfig.from_pretrained(tiny_bert)
+    assert model_fit._size_causes(config, {128}) == [("max_position_embeddings", 128)]
+    config.intermediate_size = 128
+    assert model_fit._size_causes(config, {128}) == [("intermediate_size", 128)]
 
 
 # --------------------------------------------------------------- what still works, and how
@@ -176,7 +225,7 @@ def test_an_untrained_head_is_taken_when_asked_for(tiny_bert: Path) -> None:
 def test_the_python_api_allows_an_untrained_head_in_a_block(tiny_bert: Path) -> None:
     with pytest.raises(ModelError, match="Train it first"):
         nlptasks.predict("sentiment", str(tiny_bert), ["a film"])
-    with pytest.warns(UserWarning, match="newly initialised"), models.allow_untrained_head():
+    with pytest.warns(UserWarning, match="newly initialised"), model_fit.allow_untrained_head():
         [found] = nlptasks.predict("sentiment", str(tiny_bert), ["a film"])
     assert set(found["probabilities"]) == {"LABEL_0", "LABEL_1"}
 

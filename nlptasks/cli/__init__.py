@@ -233,7 +233,7 @@ def eval_command(
     Example:
         nlptasks eval sentiment --model runs/RUN/model data.eval_path=dev.tsv
     """
-    from nlptasks.models import allow_untrained_head as untrained_heads
+    from nlptasks.model_fit import allow_untrained_head as untrained_heads
     from nlptasks.runner import evaluate_model
 
     _require_dir(model_dir)
@@ -375,7 +375,7 @@ def predict(
         written.append(text)
         click.echo(text, nl=False)
 
-    from nlptasks.models import allow_untrained_head as untrained_heads
+    from nlptasks.model_fit import allow_untrained_head as untrained_heads
 
     with untrained_heads(allow_untrained_head):
         predictions = predict_records(

@@ -57,10 +57,13 @@ def add_files(f: Files) -> None:
         id2label={"0": "a", "1": "b", "2": "c"},
         label2id={"a": 0, "b": 1, "c": 2},
     )
+    # An ffn width doubled: 128, as max_position_embeddings is (the cause is the ffn width).
+    f["cls_ffn"] = _edited(f["classifier"], root / "cls-ffn", intermediate_size=128)
     f["base_hidden"] = _edited(f["model"], root / "base-hidden", hidden_size=64)
     f["gpt2_width"] = _edited(f["gpt2"], root / "gpt2-width", n_embd=64)
     f["gpt2_vocab"] = _edited(f["gpt2"], root / "gpt2-vocab", vocab_size=4000)
     f["bart_width"] = _edited(f["bart"], root / "bart-width", d_model=64)
+    f["bart_ffn"] = _edited(f["bart"], root / "bart-ffn", encoder_ffn_dim=128)
     # A text-pair classifier: the run's model, in a run whose recipe names a second column.
     pair_run = root / "pair-run"
     _copy(f["run"] / "model", pair_run / "model")
@@ -149,8 +152,8 @@ CASES: list[Case] = [
     ("predict qa with a causal LM", lambda f: _predict(f, "qa", "gpt2"), 1, ("GPT2LMHeadModel", "task 'qa' needs a question answering model")),
     ("predict sentiment with a span model", lambda f: _predict(f, "sentiment", "span_model"), 1, ("question answering model (BertForQuestionAnswering)", "task 'sentiment' needs", "nlptasks predict qa")),
     ("predict sentiment with a seq2seq model", lambda f: _predict(f, "sentiment", "bart"), 1, ("sequence-to-sequence model (BartForConditionalGeneration)", "task 'sentiment' needs")),
-    ("eval generation of a classifier", lambda f: _eval(f, "generation", "classifier"), 1, ("BertForSequenceClassification", "task 'generation' needs a causal language model")),
-    ("eval sentiment of a causal LM", lambda f: _eval(f, "sentiment", "gpt2"), 1, ("GPT2LMHeadModel", "task 'sentiment' needs a sequence classification model")),
+    ("eval generation of a classifier", lambda f: _eval(f, "generation", "classifier"), 1, ("BertForSequenceClassification", "task 'generation' needs a causal language model", "nlptasks eval sentiment --model")),
+    ("eval sentiment of a causal LM", lambda f: _eval(f, "sentiment", "gpt2"), 1, ("GPT2LMHeadModel", "task 'sentiment' needs a sequence classification model", "nlptasks eval generation --model")),
     ("eval qa of a classifier", lambda f: _eval(f, "qa", "classifier"), 1, ("BertForSequenceClassification", "task 'qa' needs a question answering model")),
     ("run generation from a classifier", lambda f: _run(f, "generation", "classifier"), 1, ("BertForSequenceClassification", "task 'generation' needs a causal language model", "base model")),
     ("run qa from a classifier", lambda f: _run(f, "qa", "classifier"), 1, ("BertForSequenceClassification", "task 'qa' needs a question answering model", "base model")),
@@ -165,6 +168,8 @@ CASES: list[Case] = [
     # --------------------------------------------------- weights that do not fit config.json
     ("predict with a hidden size the weights lack", lambda f: _predict(f, "sentiment", "cls_hidden"), 1, (*MISMATCH, "cls-hidden", "hidden_size")),
     ("predict with more labels than the head", lambda f: _predict(f, "sentiment", "cls_labels"), 1, (*MISMATCH, "cls-labels", "classifier.weight", "num_labels")),
+    ("predict with an ffn width the weights lack", lambda f: _predict(f, "sentiment", "cls_ffn"), 1, (*MISMATCH, "intermediate.dense.weight", "(config.json: intermediate_size 128)")),
+    ("predict translation with an ffn width the weights lack", lambda f: _predict(f, "translation", "bart_ffn", "--set", "options.source_lang=en", "--set", "options.target_lang=fr"), 1, (*MISMATCH, "fc1.weight", "(config.json: encoder_ffn_dim 128)")),
     ("eval with a hidden size the weights lack", lambda f: _eval(f, "sentiment", "cls_hidden"), 1, (*MISMATCH, "hidden_size")),
     ("run from a base with a hidden size the weights lack", lambda f: _run(f, "sentiment", "base_hidden"), 1, (*MISMATCH, "base-hidden", "hidden_size")),
     ("run qa from a base with a hidden size the weights lack", lambda f: _run(f, "qa", "base_hidden"), 1, (*MISMATCH, "hidden_size")),
