@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -395,7 +396,10 @@ def _check_rows_whole(path: Path, shown: str, rows: int) -> None:
 
     A quote at the start of a field opens a quoted field, which runs to the next quote: a
     sentence that starts with one (``"Great fun, for all,1``) swallows the rows after it
-    without a word from pandas.
+    without a word from pandas. That next quote is then rarely a closing one (it opens a word,
+    ``a "classic" film``), so the record is damaged: text after its closing quote, or another
+    number of fields than the header. A well-formed quoted field is never refused, whatever
+    its lines look like (a paragraph's middle line may well hold a comma).
     """
     lines_with_text = _line_count(path)
     if rows + 1 >= lines_with_text:
@@ -406,24 +410,33 @@ def _check_rows_whole(path: Path, shown: str, rows: int) -> None:
     if header is None or not joined:
         return  # blank lines only
     fields = len(header[2])
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
-    for first, last, cells in joined:
-        # Lines between the first and the last that are whole rows of their own, or a record
-        # with another number of fields than the header: rows that a quote swallowed.
-        inner = lines[first : last - 1]
-        if len(cells) != fields or any(len(line.split(",")) == fields for line in inner):
+    for first, last, cells, raw in joined:
+        if len(cells) != fields or _quote_damaged(raw):
             raise DataError(
                 f"Cannot read '{shown}' as csv: line {first} starts a field with a quote "
                 f'(") that closes only on line {last}, so lines {first}-{last} were read as '
                 f"one row ({lines_with_text - 1} lines, {rows} rows). Double the quote "
                 f'("") if it is part of the text, or close it on its line.'
             )
-    first, last, _ = joined[0]
+    first, last, _, _ = joined[0]
     warnings.warn(
         f"'{shown}': {len(joined)} row(s) hold quoted text of several lines (the first on "
-        f"lines {first}-{last}), so its {lines_with_text - 1} lines are {rows} rows.",
+        f"lines {first}-{last}), so its {lines_with_text - 1} lines are {rows} rows. If a "
+        f'quote there was meant as text, double it ("").',
         stacklevel=3,
     )
+
+
+def _quote_damaged(raw: str) -> bool:
+    """A record whose closing quote is followed by more text than a delimiter or the line's
+    end (csv and pandas keep that text silently; strict csv refuses it)."""
+    try:
+        with _no_field_limit():
+            for _ in csv.reader(io.StringIO(raw, newline=""), strict=True):
+                pass
+    except csv.Error:
+        return True
+    return False
 
 
 def _line_count(path: Path) -> int:
@@ -435,14 +448,27 @@ def _line_count(path: Path) -> int:
     return count
 
 
-def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
-    """(first line, last line, cells) of each record, as pandas splits them."""
+def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str], str]]:
+    """(first line, last line, cells, raw text) of each record, as pandas splits them.
+
+    The lines are the ones csv reads (LF, CRLF or CR; not str.splitlines' form feeds or
+    line separators), so the numbers named are the file's.
+    """
     with _no_field_limit(), path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+        taken: list[str] = []
+
+        def lines() -> Iterator[str]:
+            for line in handle:
+                taken.append(line)
+                yield line
+
+        reader = csv.reader(lines())
         first = 1
         for cells in reader:
+            raw = "".join(taken)
+            taken.clear()
             if cells:
-                yield first, reader.line_num, cells
+                yield first, reader.line_num, cells, raw
             first = reader.line_num + 1
 
 

@@ -324,3 +324,53 @@ def test_prompt_templates() -> None:
         assert prompt_problems(good) == []
     assert "did you mean {target}?" in prompt_problems("{text} in {targte}")[0]
     assert "not a valid template" in prompt_problems("{text")[0]
+
+
+def test_a_quoted_paragraph_whose_lines_look_like_rows_is_read(tmp_path: Path) -> None:
+    """A well-formed quoted field of several lines is kept even when a middle line has as many
+    commas as the header (its closing quote ends the field: nothing was swallowed)."""
+    rows = ['"Para one.\nIt was long, and dull.\nThe end.",1'] + [f"film {i},1" for i in range(40)]
+    path = tmp_path / "p.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match=r"lines 2-4\)"):
+        dataset = load_file(str(path))
+    assert len(dataset) == 41 and dataset["text"][0].startswith("Para one.\nIt was long")
+
+
+def test_line_numbers_of_joined_rows_follow_csv_lines(tmp_path: Path) -> None:
+    """A form feed or a line separator inside a row is no line break for csv: the lines
+    checked and named are the file's (str.splitlines would count more)."""
+    rows = [f"film\x0c {i}\u2028x,1" for i in range(40)]
+    rows[21] = '"first\nsecond\nthird\nfourth",1'
+    path = tmp_path / "ff.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match=r"lines 23-26\)"):
+        dataset = load_file(str(path))
+    assert len(dataset) == 40 and dataset["text"][21] == "first\nsecond\nthird\nfourth"
+
+
+@pytest.mark.parametrize(
+    ("first", "header"),
+    [("English\tRomanian", True), ("en_XX\tro_RO", True), ("Romanian\tEnglish", True)],
+)
+def test_a_tsv_header_may_name_the_pair_by_name_or_locale_code(
+    tmp_path: Path, first: str, header: bool
+) -> None:
+    from nlptasks.builtins.translation.data import read_tsv
+
+    path = tmp_path / "en-ro.tsv"
+    path.write_text(first + "\n" + "".join(f"a film {i}\tun film {i}\n" for i in range(5)))
+    rows = read_tsv(str(path), "data.train_path", ("en", "source"), ("ro", "target"))
+    assert len(rows) == 5
+    swapped = first.startswith("Romanian")
+    assert rows["source"][0] == ("un film 0" if swapped else "a film 0")
+
+
+def test_a_first_row_that_is_no_header_is_a_pair(tmp_path: Path) -> None:
+    """Short words are language codes too ("it" / "es"): such a first row is data."""
+    from nlptasks.builtins.translation.data import read_tsv
+
+    path = tmp_path / "en-es.tsv"
+    path.write_text("it\tes\n" + "".join(f"a film {i}\tuna película {i}\n" for i in range(5)))
+    rows = read_tsv(str(path), "data.train_path", ("en", "source"), ("es", "target"))
+    assert len(rows) == 6 and rows["source"][0] == "it" and rows["target"][0] == "es"

@@ -137,36 +137,57 @@ def read_tsv(
 
 def _refuse_other_languages(path_text: str, cells: list[str], source: str, target: str) -> None:
     """A header row that names two languages, not the recipe's pair (it would be read as a
-    pair of texts, and the file translates another pair)."""
-    if source and target and all(_is_language(cell) for cell in cells):
-        raise DataError(
-            f"'{path_text}' line 1 names the languages {cells[0].strip()} and "
-            f"{cells[1].strip()}, but the recipe translates {source} to {target}. Set "
-            f"options.source_lang / options.target_lang to the file's languages, or use a "
-            f"file of that pair."
-        )
+    pair of texts, and the file translates another pair).
 
-
-def _is_language(cell: str) -> bool:
-    """A language code or name as a header writes it (en, English, en_XX, eng_Latn)."""
-    text = cell.strip()
-    names = {name.lower() for name in LANGUAGE_NAMES.values()}
-    return (
-        text.lower() in LANGUAGE_NAMES
-        or text.lower() in names
-        or re.fullmatch(r"[a-z]{2,3}_[A-Z][A-Za-z]{1,3}", text) is not None
+    Names and locale codes (German, de_DE, deu_Latn) are a header. Bare codes are short words
+    too ("it" / "es" is an English-Spanish pair): they are a header only when one names the
+    recipe's source language, or its target in the source column; else the row is data.
+    """
+    if not (source and target):
+        return
+    found = [_language_of(cell) for cell in cells]
+    if None in found:
+        return
+    bare = [cell.strip().lower() in LANGUAGE_NAMES for cell in cells]
+    base_source, base_target = _language_of(source), _language_of(target)
+    if any(bare) and not (found[0] in (base_source, base_target) or found[1] == base_source):
+        return
+    raise DataError(
+        f"'{path_text}' line 1 names the languages {cells[0].strip()} and "
+        f"{cells[1].strip()}, but the recipe translates {source} to {target}. Set "
+        f"options.source_lang / options.target_lang to the file's languages, or use a "
+        f"file of that pair."
     )
+
+
+def _language_of(cell: str) -> str | None:
+    """The language a header cell names (en, English, en_XX, eng_Latn), as its code in
+    lower case (two letters where the code has them), or None."""
+    text = cell.strip()
+    lowered = text.lower()
+    if lowered in LANGUAGE_NAMES:
+        return lowered
+    by_name = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
+    if lowered in by_name:
+        return by_name[lowered]
+    if re.fullmatch(r"[a-z]{2,3}_[a-z]{2,4}", lowered):  # en_XX, eng_Latn (any case)
+        return lowered.split("_")[0]
+    return None
 
 
 def _header_order(
     names: list[str], source_names: Sequence[str], target_names: Sequence[str]
 ) -> tuple[int, int] | None:
-    """(source column, target column) when ``names`` is a header row, else None."""
-    sources = {n.lower() for n in source_names}
-    targets = {n.lower() for n in target_names}
-    if names[0] in sources and names[1] in targets:
+    """(source column, target column) when ``names`` is a header row, else None: the
+    words ``source`` / ``target``, or the recipe's languages by code, name or locale code."""
+    sources = {n.lower() for n in source_names} | {_language_of(n) for n in source_names}
+    targets = {n.lower() for n in target_names} | {_language_of(n) for n in target_names}
+    sources.discard(None)
+    targets.discard(None)
+    cells = [{name, _language_of(name)} - {None} for name in names]
+    if cells[0] & sources and cells[1] & targets:
         return (0, 1)
-    if names[0] in targets and names[1] in sources:
+    if cells[0] & targets and cells[1] & sources:
         return (1, 0)
     return None
 
