@@ -26,7 +26,7 @@ import torch
 import transformers
 from accelerate.utils import broadcast_object_list, set_seed
 
-from nlptasks import data, models
+from nlptasks import data, model_fit, models
 from nlptasks.batching import collate_for
 from nlptasks.errors import (
     ConfigError,
@@ -113,7 +113,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     _quiet_libraries()
     task = load_task(recipe.task)
     model_path = models.resolve_model(recipe.model)
-    models.check_model_fits(task, model_path, trained=False)  # before data and weights
+    model_fit.check_model_fits(task, model_path, "run")  # before data and weights
     splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
     splits = task.prepare_data(splits, recipe)
     # After prepare_data: a task's metrics may depend on its options (SQuAD 2.0 adds some).
@@ -121,8 +121,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     with models.remote_code(recipe.trust_remote_code):
         model, tokenizer = task.build_model(model_path, recipe)
-    models.check_built_model(task, model, tokenizer, model_path, trained=False)
-    models.check_tokenizer(model, tokenizer, model_path)
+    model_fit.check_built_model(task, model, tokenizer, model_path, trained=False)
     if recipe.lora.enabled:
         model = lora.add_adapters(model, recipe.lora, recipe.name or "recipe")
     elif recipe.lora != LoraConfig():
@@ -244,6 +243,8 @@ def _open_run_dir(
     resolved recipe, locked before its first file (the main process writes and locks)."""
     held = contextlib.ExitStack()
     if resume_dir is not None:
+        if prepared.accelerator.is_main_process:
+            run_lock.write_status(resume_dir, "running")
         return resume_dir, held
     run_dir = _make_run_dir(prepared.accelerator, output_dir, prepared.recipe)
     if prepared.accelerator.is_main_process:
@@ -371,7 +372,8 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
         recipe = load_recipe(str(task), str(recipe_file))
         trained_with.check_resume(folder, with_absolute_paths(recipe))
         _say_how_it_ended(folder)
-        run_lock.write_status(folder, "running")
+        # status.json says "running" only once the early checks pass (_open_run_dir): a
+        # refused resume (no whole checkpoint, missing data) keeps the state the run had.
         try:
             return run_recipe(recipe, reporter=reporter, resume_dir=folder)
         except DataError as exc:
@@ -435,11 +437,11 @@ def evaluate_model(
     run_dir = run_lock.run_of(model_dir)
     if run_dir is None:
         return _evaluate(task, model_dir, resolved)
-    # The model of a finished run gets this evaluation on its card (written: exclusive); a
-    # checkpoint is only read (shared). Either way, not while the run trains.
+    # Shared: evaluations of one model run side by side (each on its own eval set), but not
+    # while the run trains. The card update takes its own short lock (results.py).
     writes = Path(model_dir).expanduser().resolve().name == "model"
     doing = "add this evaluation to its card" if writes else "read its checkpoint"
-    with run_lock.run_lock(run_dir, exclusive=writes, doing=doing):
+    with run_lock.run_lock(run_dir, exclusive=False, doing=doing):
         trained_with.check_eval_split(run_dir, _results_of(run_dir), with_absolute_paths(resolved))
         return _evaluate(task, model_dir, resolved)
 
@@ -453,12 +455,11 @@ def _results_of(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _evaluate(task: Any, model_dir: str, resolved: Recipe) -> EvalResult:
-    models.check_model_fits(task, model_dir, trained=True)  # before the weights load
+    model_fit.check_model_fits(task, model_dir, "eval")  # before the weights load
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
-    models.check_built_model(task, model, tokenizer, model_dir, trained=True)
+    model_fit.check_built_model(task, model, tokenizer, model_dir, trained=True)
     model.eval()
-    models.check_tokenizer(model, tokenizer, model_dir)
     splits = data.load_splits(
         resolved.data, need_train=False, read_source=_source_reader(task, resolved)
     )
@@ -528,13 +529,12 @@ def predict(
         if mixed_precision is not None
         else precision.resolve(resolved.train.mixed_precision)
     )
-    models.check_model_fits(task, model_dir, trained=True)  # before the weights load
+    model_fit.check_model_fits(task, model_dir, "predict")  # before the weights load
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
-    models.check_built_model(task, model, tokenizer, model_dir, trained=True)
+    model_fit.check_built_model(task, model, tokenizer, model_dir, trained=True)
     checked = check_records(task, checked, labels)  # fields build_model may add (text pairs)
     model.eval()
-    models.check_tokenizer(model, tokenizer, model_dir)
     if torch.cuda.is_available():
         model.to("cuda")
     with precision.inference(chosen, model):  # the output head in float32

@@ -362,3 +362,21 @@ def test_bad_inputs_are_one_line(runs: dict[str, Path], cli: Any, tmp_path: Path
     assert "NaN" not in out and "Infinity" not in out
     json.loads(out)
     cli("leaderboard", str(tmp_path / "board"))  # the table too
+
+
+@pytest.mark.parametrize("name", ["smollm2", "smollm2-lora"])
+def test_a_generation_recipe_expects_the_size_of_its_eval_set(name: str) -> None:
+    """verify refuses a run on another eval set only when expect names its size: the size is
+    counted here through nlptasks.data, as a run reads it (gpt2's WikiText needs the Hub)."""
+    from nlptasks import data as loading
+    from nlptasks.plugins.registry import load_task
+    from nlptasks.recipes import load_recipe
+    from nlptasks.runner import _source_reader
+
+    recipe = load_recipe("generation", name, [])
+    task = load_task("generation")
+    splits = loading.load_splits(
+        recipe.data, need_train=False, read_source=_source_reader(task, recipe)
+    )
+    splits = task.prepare_data(splits, recipe)
+    assert recipe.expect is not None and recipe.expect.examples == len(splits["eval"]) == 22

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
@@ -36,11 +37,17 @@ def _train(model: Path, files: tuple[Path, Path], run: Path, *extra: str) -> lis
 def finished(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
     root = tmp_path_factory.mktemp("lock")
     lines = (Path(__file__).parents[1] / "../shared/data/sst2/train.tsv").read_text().splitlines()
-    train, dev = root / "train.tsv", root / "dev.tsv"
+    (root / "data").mkdir()
+    train, dev = root / "data/train.tsv", root / "data/dev.tsv"
     train.write_text("\n".join(lines[:101]) + "\n")
     dev.write_text("\n".join([lines[0], *lines[101:141]]) + "\n")
-    code, output = _invoke(*_train(tiny_bert, (train, dev), root / "run"))
-    assert code == 0, output
+    # The command names the data through a symlink: recipe.yaml records the resolved path,
+    # the command line (results.json, the card) the one typed.
+    (root / "dlink").symlink_to(root / "data")
+    typed = (root / "dlink/train.tsv", root / "dlink/dev.tsv")
+    # A process of its own: results.json records the command line of an nlptasks process.
+    done = _cli(*_train(tiny_bert, typed, root / "run"))
+    assert done.returncode == 0, done.stderr
     return root / "run"
 
 
@@ -169,9 +176,15 @@ def test_export_leaves_out_local_paths(finished: Path, tmp_path: Path) -> None:
     code, output = _invoke("export", str(finished), str(tmp_path / "hub"))
     assert code == 0, output
     local = str(finished.parent)  # the data files, the model and the run all lie there
-    for name in ("README.md", "results.json"):
-        text = (tmp_path / "hub" / name).read_text()
-        assert local not in text and str(Path.home()) + "/" not in text, name
+    typed = [a.split("=", 1)[-1] for a in _train(finished, (finished, finished), finished)]
+    typed += [str(finished.parent / "dlink/train.tsv"), str(finished.parent / "dlink")]
+    assert "dlink/train.tsv" in (finished / "results.json").read_text()  # what the test is for
+    for path in sorted((tmp_path / "hub").iterdir()):  # every file, the model's JSON too
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        leaks = [
+            p for p in (local, str(Path.home()) + "/", *typed) if p.startswith("/") and p in text
+        ]
+        assert not leaks, (path.name, leaks)
     exported = json.loads((tmp_path / "hub/results.json").read_text())
     original = json.loads((finished / "results.json").read_text())
     assert exported["data"]["eval"]["files"] == ["dev.tsv"]
@@ -191,3 +204,70 @@ def test_results_record_the_task_plugin_and_compare_names_what_it_leaves_out(
     found = json.loads(output)
     assert {m["metric"] for m in found["metrics"]} == {"accuracy", "macro_f1"}
     assert set(found["not_compared"]) == {"loss"}
+
+
+def _hold(lock: Path, how: str) -> subprocess.Popen[str]:
+    """Another process holding ``lock`` (``LOCK_SH`` or ``LOCK_EX``) until killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import fcntl, sys, time; h = open(sys.argv[1], 'a+'); "
+         f"fcntl.flock(h, fcntl.{how}); print('held', flush=True); time.sleep(120)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_two_evals_of_one_model_run_at_once(finished: Path, tmp_path: Path) -> None:
+    run = _copy(finished, tmp_path / "run")
+    other = _hold(run / ".lock", "LOCK_SH")  # an evaluation of the model in progress
+    try:
+        code, output = _invoke("eval", "sentiment", "-m", str(run / "model"))
+    finally:
+        other.kill()
+        other.wait()
+    assert code == 0 and "accuracy" in output, output
+    assert len((run / "evaluations.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_refused_resume_keeps_the_state_the_run_had(finished: Path, tmp_path: Path) -> None:
+    run = _copy(finished, tmp_path / "run", unfinished=True)
+    (run / "status.json").write_text('{"state": "interrupted", "at": "then"}')
+    for state in (run / "checkpoints").glob("*/trainer_state.json"):  # every one torn
+        state.write_text("{}")
+    code, output = _invoke("resume", str(run), "-q")
+    assert code == 1 and "No usable checkpoint" in output, output
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+
+
+def test_a_killed_run_reads_interrupted_and_a_running_one_is_not_offered_for_resume(
+    finished: Path, tmp_path: Path
+) -> None:
+    run = _copy(finished, tmp_path / "runs/run", unfinished=True)
+    (run / "status.json").write_text('{"state": "running", "at": "then"}')  # then SIGKILL
+    assert read_status(run)["state"] == "interrupted"
+    trainer = _hold(run / ".lock", "LOCK_EX")
+    try:
+        assert read_status(run)["state"] == "running"
+        code, output = _invoke("leaderboard", str(tmp_path / "runs"))
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert code == 0, output
+    assert "is running (in use" in output and "resume" not in output, output
+
+
+def test_a_resume_may_change_what_only_logs_saves_or_reports(
+    finished: Path, tmp_path: Path
+) -> None:
+    run = _copy(finished, tmp_path / "run", unfinished=True)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["train"].update(log_every=1, save_every=1, save_total_limit=1,
+                           bootstrap_resamples=10, bootstrap_seed=7)  # fmt: skip
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    code, output = _invoke("resume", str(run), "-q")
+    assert code == 0, output
+    recipe["train"]["eval_every"] = 1  # picks the best checkpoint: still refused
+    run = _copy(finished, tmp_path / "run2", unfinished=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    code, output = _invoke("resume", str(run), "-q")
+    assert code == 1 and "train.eval_every" in output, output

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nlptasks.errors import NlpTasksError
-from nlptasks.runs.lock import failure
+from nlptasks.runs.lock import failure, in_use
 
 SCHEMA_VERSION = 1
 # Fields of a prediction row that say which example it is (the same in two runs of one
@@ -89,6 +89,11 @@ def load_run(path: str | Path) -> Run:
     if not folder.is_dir():
         raise NotARunError(f"{folder} is not a folder. Give a run directory (runs/TASK-...).")
     if not results_file.is_file():
+        if in_use(folder):  # training or resuming now: resuming it would be refused
+            raise NotARunError(
+                f"{folder} is running (in use by another nlptasks process); it has no results "
+                f"yet. Wait for it to finish."
+            )
         if (how := failure(folder)) is not None:
             raise NotARunError(
                 f"{folder} is a run that failed {how}; it has no results to read. "

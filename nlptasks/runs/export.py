@@ -2,8 +2,8 @@
 
 The folder holds exactly what a user of the model needs: the weights (safetensors only),
 config, tokenizer, generation config, the model card (README.md) and results.json, both
-with every local path the run records replaced by its file name (the SHA-256 of the data
-stays). Not the eval texts of predictions.jsonl, nor recipe.yaml: a hub repository may be
+with every local path replaced by its file name (the SHA-256 of the data stays), the model's
+JSON files too. Not the eval texts of predictions.jsonl, nor recipe.yaml: a hub repository may be
 public. It is written aside and renamed into place, never over an existing folder nor into
 a run directory, and never while another process writes into the run.
 """
@@ -11,6 +11,7 @@ a run directory, and never while another process writes into the run.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,11 +60,16 @@ def stage(run_dir: Path, folder: Path) -> None:
         raise NlpTasksError(
             f"{model} has no safetensors weights; nlptasks exports safetensors only."
         )
+    local = _local_paths(run_dir)
     for path in sorted(model.iterdir()):
         # Pickled weights are never shipped: safetensors cannot run code when loaded.
         if path.is_file() and path.suffix not in (".bin", ".pt", ".pth", ".ckpt"):
-            shutil.copy2(path, folder / path.name)
-    local = _local_paths(run_dir)
+            if path.suffix == ".json" and path.name not in _VOCABULARIES:
+                # config.json and its kind may name the folder a model was loaded from.
+                found = json.loads(path.read_text(encoding="utf-8"))
+                write_json(folder / path.name, _scrubbed(found, local))
+            else:
+                shutil.copy2(path, folder / path.name)
     card = run_dir / "README.md"
     if card.is_file():
         text = card.read_text(encoding="utf-8", errors="replace")
@@ -97,16 +103,37 @@ def _strings(tree: Any) -> list[str]:
 
 def _without(local: dict[str, str], text: str) -> str:
     """``text`` with each local path replaced by its name, longest first (a folder's path is
-    part of its files' paths); the home folder's path is ``~`` in whatever is left."""
+    part of its files' paths), then every other absolute or ``~/`` path too: the command a
+    user typed may name a path the run never recorded (a symlink, a relative folder's parent
+    resolved differently), and a public card must name none."""
     for path, name in local.items():
         text = text.replace(path, name)
-    home = str(Path.home())
-    return text.replace(home + "/", "~/") if len(home) > 1 else text
+    return _ANY_PATH.sub(_name_of, text)
+
+
+# An absolute or home path: ``/`` or ``~/`` that starts a word (after a space, ``=``, a quote,
+# a bracket), not the ``/`` inside a URL, a Hub id (org/name) or a relative path (../data).
+_ANY_PATH = re.compile(r"(?<![\w.:/<>~-])(?:~/|/)(?=[\w.~-])[^\s'\"`,;()\[\]{}<>|]*")
+# The tokenizer's vocabulary holds tokens, not paths: a token that looks like one stays.
+_VOCABULARIES = {"tokenizer.json", "vocab.json"}
+
+
+def _name_of(match: re.Match[str]) -> str:
+    return Path(match.group(0).rstrip("/")).name or "~"
+
+
+def _scrubbed(tree: Any, local: dict[str, str]) -> Any:
+    """``tree`` (parsed JSON) with local paths left out of every string value."""
+    if isinstance(tree, dict):
+        return {key: _scrubbed(value, local) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_scrubbed(value, local) for value in tree]
+    return _without(local, tree) if isinstance(tree, str) else tree
 
 
 def _public_results(results: dict[str, Any], local: dict[str, str]) -> dict[str, Any]:
     """results.json without local paths: file names and SHA-256 identify the data."""
-    public = json.loads(_without(local, json.dumps(results)))
+    public = _scrubbed(results, local)
     public["run_dir"] = Path(str(results.get("run_dir", ""))).name
     public["model_path"] = Path(str(results.get("model_path", ""))).name
     eval_data = public.get("data", {}).get("eval", {})

@@ -1,12 +1,12 @@
 """The lock of a run directory, and the status it records (running, failed, interrupted,
 finished).
 
-A process that writes into a run (training from its first file to its last, ``resume``,
-``eval``'s card update) holds the run's lock exclusively; one that only reads it (``export``,
-``eval`` of one of its checkpoints) holds it shared. Either is refused with one line while
-the other kind holds it, so no two processes ever write into one run and nothing reads a run
-while it changes. The lock is ``flock`` on ``RUN/.lock``: the kernel drops it when the holder
-dies, so a killed run is never left locked.
+A process that writes into a run (training from its first file to its last, ``resume``)
+holds the run's lock exclusively; one that only reads it (``export``, ``eval``) holds it
+shared; ``eval`` writes its card lines under a second, short lock (:func:`card_lock`). Either
+kind is refused with one line while the other holds it, so no two processes ever write into
+one run and nothing reads a run while it changes. The lock is ``flock`` on ``RUN/.lock``: the
+kernel drops it when the holder dies, so a killed run is never left locked.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from nlptasks.errors import NlpTasksError
 
 LOCK_FILE = ".lock"
+CARD_LOCK_FILE = ".card.lock"
 STATUS_FILE = "status.json"
 
 
@@ -62,6 +63,39 @@ def run_lock(folder: Path, exclusive: bool = True, doing: str = "write into it")
         handle.close()
 
 
+@contextlib.contextmanager
+def card_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s card lock (``RUN/.card.lock``), waiting for it: evaluations of one
+    model run side by side under the shared run lock, and only their (short) writes of
+    README.md and evaluations.jsonl take turns. A separate file, so it never conflicts with
+    the shared run lock its holder has."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    with (folder / CARD_LOCK_FILE).open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def in_use(folder: Path) -> bool:
+    """Whether a process holds ``folder``'s run lock exclusively (training or resuming it)."""
+    try:
+        # Read-only: asking never creates a lock file in a folder (leaderboard reads any).
+        handle = (folder / LOCK_FILE).open("rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def run_of(model_dir: str | Path) -> Path | None:
     """The run directory a model folder lies in (``RUN/model``, ``RUN/checkpoints/NAME``), or
     None for a folder outside a run."""
@@ -92,12 +126,20 @@ def write_status(folder: Path, state: str, **details: Any) -> None:
 
 
 def read_status(folder: Path) -> dict[str, Any]:
-    """The run's ``status.json``; empty for a run from before it existed or a broken file."""
+    """The run's ``status.json``; empty for a run from before it existed or a broken file.
+
+    A run recorded ``running`` whose lock nobody holds reads ``interrupted``: its process
+    died without a word (SIGKILL, the machine went down), and the kernel dropped its lock."""
     try:
         found = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return found if isinstance(found, dict) else {}
+    if not isinstance(found, dict):
+        return {}
+    if found.get("state") == "running" and not in_use(folder):
+        return {**found, "state": "interrupted", "error": "its process ended without a word "
+                "(killed, or the machine went down)"}  # fmt: skip
+    return found
 
 
 def failure(folder: Path) -> str | None:

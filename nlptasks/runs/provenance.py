@@ -70,7 +70,8 @@ def command_line() -> str | None:
 
     program = Path(sys.argv[0]).name if sys.argv else ""
     if program == "nlptasks" or sys.argv[0].endswith(
-        ("nlptasks/cli/__init__.py", "nlptasks/__main__.py")
+        # python -m nlptasks.cli runs the package's __main__.py (as torchrun does)
+        ("nlptasks/cli/__init__.py", "nlptasks/cli/__main__.py", "nlptasks/__main__.py")
     ):
         return shlex.join(["nlptasks", *sys.argv[1:]])
     return None

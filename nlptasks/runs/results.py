@@ -22,6 +22,7 @@ from nlptasks.events import strict_json
 from nlptasks.runs import card
 from nlptasks.runs.data_identity import data_source, eval_identity
 from nlptasks.runs.directory import IDENTITY_FIELDS, SCHEMA_VERSION, NotARunError, load_run
+from nlptasks.runs.lock import card_lock
 from nlptasks.runs.provenance import command_line, provenance
 from nlptasks.runs.rundir import write_json, write_jsonl, write_text
 from nlptasks.task import declared_metrics
@@ -261,7 +262,15 @@ def record_evaluation(task: Any, result: RecordedEvaluation) -> Path | None:
     found = card.eval_results(
         recipe.task, task.info.pipeline_tag, data, result.metrics, result.intervals
     )
-    write_text(path, str(_card_with(path, found, run, task)))
+    # Evaluations of one model may run at once (shared run lock): each reads the card and
+    # writes it back with its results added, in turn, so none is lost.
+    with card_lock(run_dir):
+        write_text(path, str(_card_with(path, found, run, task)))
+        _append_evaluation(run_dir, recipe, result)
+    return path
+
+
+def _append_evaluation(run_dir: Path, recipe: Any, result: RecordedEvaluation) -> None:
     line = {
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "data": eval_identity(recipe, result.num_examples),
@@ -272,7 +281,6 @@ def record_evaluation(task: Any, result: RecordedEvaluation) -> Path | None:
     }
     with (run_dir / "evaluations.jsonl").open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(strict_json(line)) + "\n")
-    return path
 
 
 def _card_with(path: Path, found: list[Any], run: Any, task: Any) -> Any:

@@ -18,6 +18,15 @@ from nlptasks.runs.data_identity import eval_split_name, files_sha256, held_out,
 
 # Keys that change no number of the run: how it is described and where runs are written.
 _FREE = {"description", "output_dir", "run_name", "license", "expect", "name"}
+# Training keys a resume may change: none alters a weight or which checkpoint is best.
+_FREE_TRAIN = {
+    "train.log_every",  # how often the loss is printed and logged, not what it is
+    "train.save_every",  # when checkpoints are written; a resume restores the exact state
+    "train.save_total_limit",  # how many old checkpoints are kept (best and last always are)
+    "train.bootstrap_resamples",  # the precision of the reported intervals, after training
+    "train.bootstrap_seed",  # which resamples those intervals draw, after training
+}
+# Not free: train.eval_every, which decides the evaluations that pick the best checkpoint.
 # Data paths may change when the data moved, as long as the bytes are the same.
 _PATHS = ("data.train_path", "data.eval_path")
 
@@ -62,7 +71,7 @@ def check_resume(run_dir: Path, recipe: Recipe) -> None:
     hashes = found.get("files_sha256") or {}
     changes = []
     for key in sorted(before.keys() | now.keys()):
-        if key.split(".")[0] in _FREE:
+        if key.split(".")[0] in _FREE or key in _FREE_TRAIN:
             continue
         old, new = before.get(key), now.get(key)
         if _is_path(key) and isinstance(new, str) and key in hashes:
