@@ -192,3 +192,23 @@ def test_a_bf16_run_evaluates_with_a_float32_head(
     exact = nlptasks.evaluate("sentiment", str(run_dir / "model"), None, "train.mixed_precision=no")
     assert exact.mixed_precision == "no"
     assert result.metrics["loss"] == pytest.approx(exact.metrics["loss"], abs=1e-3)
+
+
+def test_a_copy_runs_its_own_head_and_the_model_pickles(tiny_bert: Path) -> None:
+    """The float32 head is hooks, not a patched forward: a deep copy (peft's modules_to_save
+    makes one) uses its own head's weights, and the model still pickles."""
+    import copy
+    import io
+
+    model = _classifier(tiny_bert, CLASS_BIAS)
+    heads.keep_heads_float32(model)
+    heads.keep_heads_float32(model)  # idempotent: one pair of hooks
+    assert len(model.classifier._forward_pre_hooks) == 1
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin.classifier.weight.zero_()
+        twin.classifier.bias.zero_()
+    logits, _ = _outputs(twin, _batch(tiny_bert), "bf16", twin)
+    assert torch.count_nonzero(logits) == 0  # the copy's zeroed head, not the original's
+    torch.save(model, io.BytesIO())
+    assert torch.is_autocast_enabled("cpu") is False  # the hooks left no autocast behind

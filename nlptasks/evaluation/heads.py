@@ -11,13 +11,12 @@ unchanged (their head stays in bf16, so training speed is too).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-_MARK = "_nlptasks_float32_head"
+# Per head, the autocast contexts its pre-hook left (one per call in flight), for its hook.
+_MARK = "_nlptasks_autocast_stack"
 
 # Heads of models whose body is not an attribute named by ``base_model_prefix`` (T5 keeps
 # ``encoder`` / ``decoder`` at the top) or of a plugin's own model class.
@@ -26,14 +25,48 @@ _HEAD_NAMES = ("classifier", "score", "qa_outputs", "classification_head", "lm_h
 
 def keep_heads_float32(model: torch.nn.Module) -> list[str]:
     """Make ``model``'s output heads run in float32 outside autocast when no gradient is
-    taken; idempotent. Returns the heads' names (empty for a model without a head)."""
+    taken; idempotent. Returns the heads' names (empty for a model without a head).
+
+    Forward hooks, not a patched ``forward``: hooks are module-level functions kept in the
+    module's hook dicts, so a deep copy of the model (peft's ``modules_to_save`` makes one)
+    runs its own head, and the model still pickles.
+    """
     inner = unwrapped(model)
     heads = output_heads(inner)
     for head in heads.values():
-        if not getattr(head, _MARK, False):
-            head.forward = _float32_forward(head.forward, head)
-            setattr(head, _MARK, True)
+        if _autocast_off not in head._forward_pre_hooks.values():
+            head.register_forward_pre_hook(_autocast_off, with_kwargs=True)
+            # always_call: autocast is restored even when the head's forward raises.
+            head.register_forward_hook(_autocast_back, always_call=True)
     return list(heads)
+
+
+def _autocast_off(
+    head: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """Before the head: leave autocast and cast half-precision inputs to float32."""
+    weight = next(head.parameters(), None)
+    stack = head.__dict__.setdefault(_MARK, [])
+    if (
+        torch.is_grad_enabled()  # a training step: as fast as before
+        or weight is None
+        or weight.dtype != torch.float32  # a model loaded in bf16 has no float32 to give
+        or not torch.is_autocast_enabled(weight.device.type)
+    ):
+        stack.append(None)
+        return None
+    off = torch.autocast(device_type=weight.device.type, enabled=False)
+    off.__enter__()
+    stack.append(off)
+    return _to_float32(args), _to_float32(kwargs)
+
+
+def _autocast_back(head: torch.nn.Module, args: Any, output: Any) -> None:
+    """After the head: back to the autocast state the body runs in."""
+    stack = head.__dict__.get(_MARK)
+    off = stack.pop() if stack else None
+    if off is not None:
+        off.__exit__(None, None, None)
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
@@ -79,23 +112,6 @@ def output_heads(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     if isinstance(found, torch.nn.Module) and all(found is not h for h in heads.values()):
         heads["output_embeddings"] = found
     return heads
-
-
-def _float32_forward(forward: Callable[..., Any], head: torch.nn.Module) -> Callable[..., Any]:
-    @functools.wraps(forward)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        weight = next(head.parameters(), None)
-        if (
-            torch.is_grad_enabled()  # a training step: as fast as before
-            or weight is None
-            or weight.dtype != torch.float32  # a model loaded in bf16 has no float32 to give
-            or not torch.is_autocast_enabled(weight.device.type)
-        ):
-            return forward(*args, **kwargs)
-        with torch.autocast(device_type=weight.device.type, enabled=False):
-            return forward(*_to_float32(args), **_to_float32(kwargs))
-
-    return run
 
 
 def _to_float32(value: Any) -> Any:
