@@ -246,7 +246,8 @@ class SentimentTask:
         """Per example: its text, predicted and gold label, and counts that add up to
         accuracy and each class's F1."""
         names, texts = self.label_names, context.examples["text"]
-        columns = context.examples.column_names
+        # A datasets.Dataset, or a plain mapping of columns (the metric tests pass one).
+        columns = getattr(context.examples, "column_names", None) or list(context.examples)
         seconds = context.examples["text_pair"] if "text_pair" in columns else [None] * len(texts)
         pairs = zip(outputs["predictions"].tolist(), outputs["references"].tolist(), strict=True)
         records, statistics = [], []
