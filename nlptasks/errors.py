@@ -44,7 +44,9 @@ class ConfigError(NlpTasksError):
         else:
             # Still one line per problem, but never a traceback.
             listed = "; ".join(f"({i}) {p.rstrip('.')}" for i, p in enumerate(problems, 1))
-            message = f"Recipe {source} has {len(problems)} problems: {listed}."
+            # A last problem ending in a question ("Did you mean 'x'?") takes no full stop.
+            end = "" if listed.endswith(("?", "!")) else "."
+            message = f"Recipe {source} has {len(problems)} problems: {listed}{end}"
         super().__init__(message)
 
 

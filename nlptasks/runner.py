@@ -35,6 +35,7 @@ from nlptasks.errors import (
     PluginError,
     RunDirectoryError,
     RunInterrupted,
+    clip,
     did_you_mean,
     first_line,
 )
@@ -644,6 +645,18 @@ def _check_metric_for_best(recipe: Recipe, task: Any) -> None:
             [
                 f"'train.metric_for_best' is '{wanted}', which task '{recipe.task}' does not "
                 f"report.{did_you_mean(wanted, known)} It reports {', '.join(known)}."
+            ],
+        )
+    # expect: is read by 'verify' after the run; a misspelt metric must not wait that long.
+    bounds = recipe.expect.min | recipe.expect.max if recipe.expect is not None else {}
+    unknown = [name for name in bounds if name not in known]
+    if unknown:
+        kind = "min" if unknown[0] in recipe.expect.min else "max"  # type: ignore[union-attr]
+        raise ConfigError(
+            recipe.name or "recipe",
+            [
+                f"'expect.{kind}.{clip(unknown[0])}' names a metric task '{recipe.task}' does "
+                f"not report.{did_you_mean(unknown[0], known)} It reports {', '.join(known)}."
             ],
         )
 

@@ -489,3 +489,46 @@ def test_swapped_label_names_are_not_read_from_a_stale_cache(trained_run: Path) 
     assert code == 0, output
     # Same rows, every gold label flipped: a binary accuracy turns into its complement.
     assert json.loads(output)["accuracy"] == pytest.approx(1 - straight)
+
+
+def _online_without_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The Hub online (HF_HUB_OFFLINE unset) and no token anywhere huggingface_hub looks."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+
+
+def test_push_without_a_token_fails_before_training(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _online_without_token(monkeypatch, tmp_path)
+    train, dev = sst2_small
+    code, output = invoke(
+        "run", "sentiment", f"model={tiny_bert}", f"data.train_path={train}",
+        f"data.eval_path={dev}", "--push-to-hub", "me/my-model", "-o", str(tmp_path / "r"),
+    )  # fmt: skip
+    _one_line_error(code, output, "needs a Hub token", "hf auth login", "HF_TOKEN")
+    assert not (tmp_path / "r").exists()
+
+
+def test_failed_push_keeps_the_run_and_says_how_to_push_later(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    _online_without_token(monkeypatch, tmp_path)
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    # A local port nothing listens on: the upload fails at once, without the network.
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    dest = tmp_path / "exported"
+    code, output = invoke("export", str(trained_run), str(dest), "--push-to-hub", "me/my-model")
+    assert code == 1, output
+    assert "Traceback" not in output
+    error = output.strip().splitlines()[-1]  # after the "Exported ..." line
+    for needle in ("upload to 'me/my-model' failed", f"kept at {trained_run}",
+                   f"nlptasks export {trained_run} DIR --push-to-hub me/my-model"):  # fmt: skip
+        assert needle in error, output
+    assert (trained_run / "model").is_dir()

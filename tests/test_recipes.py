@@ -608,3 +608,37 @@ def test_a_registered_recipe_knows_its_task_without_a_task_key() -> None:
         load_recipe("sentiment", str(path))
     with pytest.raises(ConfigError, match="is a recipe for task 'qa', not 'sentiment'"):
         load_recipe("sentiment", "qa/minilm")
+
+
+def test_run_rows_of_the_bad_input_table_create_no_run_folder(
+    tiny_bert: Path, sst2_small: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The table checks each message; this checks the 'before the work' part of the 'run'
+    rows: their -o folder never exists, so a check moved back after training fails here."""
+    from click.testing import CliRunner
+
+    from nlptasks.cli import cli
+    from tests.bad_input import recipes as table
+
+    train, dev = sst2_small
+    f = {"root": tmp_path, "model": tiny_bert, "train": train, "dev": dev}
+    table.add_files(f)
+    checked = 0
+    for name, argv_of, code, _ in table.CASES:
+        try:
+            argv = argv_of(f)
+        except KeyError:  # a row on the table's shared finished run: no 'run' row needs it
+            continue
+        if argv[0] != "run" or "-o" not in argv:
+            continue
+        folder = Path(argv[argv.index("-o") + 1])
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == code, (name, result.output)
+        assert not folder.exists(), f"{name}: {folder} was created"
+        checked += 1
+    assert checked >= 10
+
+
+def test_a_question_ends_the_message_without_a_full_stop() -> None:
+    message = str(ConfigError("r.yaml", ["a is wrong.", "unknown key 'x'. Did you mean 'y'?"]))
+    assert message.endswith("Did you mean 'y'?"), message

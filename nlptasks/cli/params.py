@@ -87,4 +87,10 @@ class HubRepoId(click.ParamType):
                 f"{flag} needs the Hub, but HF_HUB_OFFLINE is set. Unset it to upload, or drop "
                 f"{flag} (and upload later with 'nlptasks export RUN FOLDER {flag} {text}')."
             )
+        from huggingface_hub import get_token
+
+        if get_token() is None:  # else the upload fails only after the training
+            raise NlpTasksError(
+                f"{flag} needs a Hub token, but there is none: run 'hf auth login' or set HF_TOKEN."
+            )
         return text

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from nlptasks.errors import clip
 
 SEED_RANGE = (0, 2**32 - 1)
 """What every seed may be (``train.seed``, ``data.split_seed``, ``train.bootstrap_seed``,
@@ -312,6 +315,13 @@ class Expectation:
                 for name, value in bounds.items()
                 if not math.isfinite(value)
             ]
+        if self.examples is not None and self.examples < 1:
+            found.append(f"'expect.examples' must be at least 1, not {self.examples}")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
+            found.append(
+                f"'expect.sha256' must be 64 hex characters (results.json's data.eval.sha256), "
+                f"not '{clip(self.sha256)}'"
+            )
         return [f"{problem}." for problem in found]
 
 

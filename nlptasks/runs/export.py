@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nlptasks.errors import NlpTasksError, RunDirectoryError
+from nlptasks.errors import NlpTasksError, RunDirectoryError, first_line
 from nlptasks.recipes import read_yaml
 from nlptasks.runs.directory import load_run
 from nlptasks.runs.lock import enclosing_run, run_lock
@@ -153,10 +153,19 @@ def push_to_hub(run_dir: str | Path, repo_id: str, private: bool = False) -> str
         run_lock(run.path, exclusive=False, doing="push it"),
     ):
         stage(run.path, Path(folder))
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            folder_path=folder,
-            repo_id=repo_id,
-            commit_message=f"Upload {run.path.name} (nlptasks {run.task} run)",
-        )
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.upload_folder(
+                folder_path=folder,
+                repo_id=repo_id,
+                commit_message=f"Upload {run.path.name} (nlptasks {run.task} run)",
+            )
+        # Broad on purpose: the Hub's HTTP errors, httpx's connection errors and OSError
+        # differ by huggingface_hub version; any of them leaves the run whole to push later.
+        except Exception as exc:
+            raise NlpTasksError(
+                f"The upload to '{repo_id}' failed ({type(exc).__name__}: {first_line(exc)}). "
+                f"The run is kept at {run.path}; push it later with 'nlptasks export "
+                f"{run.path} DIR --push-to-hub {repo_id}'."
+            ) from exc
     return f"https://huggingface.co/{repo_id}"

@@ -69,6 +69,9 @@ CASES: list[Case] = [
     ("predict with a negative seed", lambda f: _predict(f, "--seed", "-1", "x"), 1, ("'--seed' must be in 0..4294967295",)),
     ("integer past 64 bits", lambda f: _run(f, "lora.enabled=true", "lora.r=100000000000000000000000"), 1, ("'lora.r' (set by an override) holds int 100000000000000000000000", "Write a smaller number")),
     ("integer past a float", lambda f: _run(f, f"train.epochs={HUGE}"), 1, ("'train.epochs' (set by an override) holds int 1000", "…", "Write a smaller number")),
+    ("expectation of a misspelt metric", lambda f: _run(f, "expect.min.accurcy=0.9"), 1, ("'expect.min.accurcy' names a metric task 'sentiment' does not report", "Did you mean 'accuracy'?")),
+    ("expectation of a short sha256", lambda f: _run(f, "expect.min.accuracy=0.1", "expect.sha256=abc"), 1, ("'expect.sha256' must be 64 hex characters",)),
+    ("expectation of zero examples", lambda f: _run(f, "expect.min.accuracy=0.1", "expect.examples=0"), 1, ("'expect.examples' must be at least 1",)),
     ("expectation past a float", lambda f: _run(f, f"expect.min.accuracy={HUGE}"), 1, ("'expect.min' holds dict", "Write a smaller number")),
     # ------------------------------------------------------- recipes past the reader's limits
     ("override past the digit limit", lambda f: _run(f, f"train.epochs={DIGITS}"), 1, ("holds an integer of 5001 digits", "Write a smaller number")),
