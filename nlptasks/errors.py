@@ -82,10 +82,14 @@ SHOWN_CHARACTERS = 80
 
 
 def clip(value: object, limit: int = SHOWN_CHARACTERS) -> str:
-    """``str(value)`` cut to ``limit`` characters with an ellipsis: every message that quotes
-    what a user gave (a key, a value, a name) quotes it through this."""
+    """``str(value)`` cut to ``limit`` characters with an ellipsis in the middle: every
+    message that quotes what a user gave (a key, a value, a name, a path) quotes it through
+    this. The middle, because a long path's end (the file name) is as telling as its start."""
     text = value if isinstance(value, str) else _safe_str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
 
 
 def clip_repr(value: object, limit: int = SHOWN_CHARACTERS) -> str:

@@ -574,7 +574,10 @@ def test_errors_quote_values_cut_to_length() -> None:
     from nlptasks.errors import clip, clip_repr, shorten_message
 
     assert clip("x" * 80) == "x" * 80
-    assert clip("x" * 81) == "x" * 79 + "…"
+    assert clip("x" * 81) == "x" * 52 + "…" + "x" * 27
+    long_path = "/tmp/" + "d" * 100 + "/my-recipe.yaml"  # the file name survives the cut
+    assert clip(long_path).startswith("/tmp/ddd") and clip(long_path).endswith("/my-recipe.yaml")
+    assert len(clip(long_path)) == 80
     assert len(clip_repr(list(range(10**6)))) == 80
     assert clip_repr(10**5000).startswith("an integer of about 500")  # no ValueError
     long = "start " + "v" * 10**6 + " end"

@@ -99,6 +99,13 @@ def leaderboard(folders: tuple[str, ...], task: str | None, metric: str | None, 
     from nlptasks.runs import leaderboard as board
 
     found = board.build(folders or ("runs",), task, metric)
+    if task is not None and not found.boards:
+        from nlptasks.plugins.registry import get_registries
+
+        # No run of it and no such task: a typo, not an empty board (a task whose plugin is
+        # gone still ranks its runs, so the registry is asked only when nothing was found).
+        if task not in get_registries().tasks:
+            get_registries().tasks.get(task)  # one line: the unknown task, with did-you-mean
     if fmt == "json":
         click.echo(board.as_json(found))
         return
@@ -171,9 +178,15 @@ def export(run_dir: str, destination: str, repo_id: str | None, private: bool) -
     Example:
         nlptasks export runs/RUN exported/my-model --push-to-hub me/my-model
     """
+    from nlptasks.errors import NlpTasksError
     from nlptasks.runs.export import export as run_export
     from nlptasks.runs.export import push_to_hub
 
+    if private and not repo_id:  # before writing anything: --private alone would be ignored
+        raise NlpTasksError(
+            "--private makes the Hub repository private, but nothing is pushed: add "
+            "--push-to-hub REPO_ID, or drop --private."
+        )
     folder = run_export(run_dir, destination)
     click.echo(f"Exported {run_dir} to {folder}")
     if repo_id:

@@ -58,6 +58,8 @@ CASES: list[Case] = [
     ("push to a repo id of three parts", lambda f: _run(f, "--push-to-hub", "a/b/c"), 1, ("'a/b/c' is not a Hub repository id",)),
     ("push while offline", lambda f: _run(f, "--push-to-hub", "me/my-model"), 1, ("--push-to-hub needs the Hub, but HF_HUB_OFFLINE is set", "nlptasks export")),
     ("export to an invalid repo id", lambda f: ["export", str(f["run"]), str(f["root"] / "exported"), "--push-to-hub", "bad id!!"], 1, ("'bad id!!' is not a Hub repository id",)),
+    ("export --private without a push", lambda f: ["export", str(f["run"]), str(f["root"] / "exported-private"), "--private"], 1, ("--private", "nothing is pushed", "--push-to-hub REPO_ID")),
+    ("leaderboard of an unknown task", lambda f: ["leaderboard", str(f["run"]), "--task", "sentimnet"], 1, ("Unknown task 'sentimnet'", "Did you mean 'sentiment'")),
     ("negative bootstrap seed", lambda f: _run(f, "train.bootstrap_seed=-1"), 1, ("'train.bootstrap_seed' must be in 0..4294967295",)),
     ("bootstrap seed too big", lambda f: _run(f, "train.bootstrap_seed=4294967296"), 1, ("'train.bootstrap_seed' must be in 0..4294967295",)),
     ("negative split seed", lambda f: _run(f, "data.split_seed=-1", "~data.eval_path"), 1, ("'data.split_seed' must be in 0..4294967295",)),
@@ -91,7 +93,7 @@ CASES: list[Case] = [
     # -------------------------------------------------------- values quoted, cut to length
     ("billion laughs", lambda f: ["run", "sentiment", "-r", str(f["laughs_yaml"])], 1, ("laughs.yaml line", "aliases that expand to more than 100000 values")),
     ("an alias holding itself", lambda f: ["run", "sentiment", "-r", str(f["self_alias_yaml"])], 1, ("an alias that refers to the value holding it",)),
-    ("a long value is cut", lambda f: _run(f, "train.batch_size=" + "x" * 500), 1, ("got str '" + "x" * 78 + "…",)),
-    ("a long key is cut", lambda f: _run(f, "y" * 500 + "=1"), 1, ("sets unknown key '" + "y" * 79 + "…'",)),
-    ("a long task name is cut", lambda f: ["run", "t" * 500], 1, ("Unknown task '" + "t" * 79 + "…'",)),
+    ("a long value is cut", lambda f: _run(f, "train.batch_size=" + "x" * 500), 1, ("got str '" + "x" * 51 + "…" + "x" * 26 + "'",)),
+    ("a long key is cut", lambda f: _run(f, "y" * 500 + "=1"), 1, ("sets unknown key '" + "y" * 52 + "…" + "y" * 27 + "'",)),
+    ("a long task name is cut", lambda f: ["run", "t" * 500], 1, ("Unknown task '" + "t" * 52 + "…" + "t" * 27 + "'",)),
 ]  # fmt: skip
