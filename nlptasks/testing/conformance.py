@@ -33,22 +33,11 @@ from typing import Any, ClassVar
 
 import pytest
 
+from nlptasks.task import AUTO_CLASSES  # the Auto class that loads a saved model, by tag
 from nlptasks.testing.processes import run_nlptasks
 from nlptasks.testing.tiny_datasets import TinyData, tiny_dataset
 
 SHAPES = ("encoder", "causal", "seq2seq")
-
-# The Auto class that loads a saved model, by its pipeline tag.
-AUTO_CLASSES = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-    "text-generation": "AutoModelForCausalLM",
-    "fill-mask": "AutoModelForMaskedLM",
-    "translation": "AutoModelForSeq2SeqLM",
-    "summarization": "AutoModelForSeq2SeqLM",
-    "text2text-generation": "AutoModelForSeq2SeqLM",
-}
 
 
 def make_tiny_model(shape: str, folder: str | Path, texts: Sequence[str], seed: int = 0) -> Path:
