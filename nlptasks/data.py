@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nlptasks.errors import OFFLINE_HINT, DataError, first_line, hub_offline, hub_unreachable
+from nlptasks.jsonl import JsonLineError, json_lines
 from nlptasks.plugins.registry import get_registries
 
 if TYPE_CHECKING:
@@ -358,24 +359,22 @@ def _json_problem(path: Path, lines: bool) -> str | None:
             )
         return None
     with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return (
-                    f"line {number} is not valid JSON ({exc.msg}, column {exc.colno}). "
-                    f"Check the file's format at that line: one JSON object a line."
-                )
-            if not isinstance(value, dict):
-                kind = {list: "a list", str: "a string", bool: "true/false"}.get(
-                    type(value), "a number" if value is not None else "null"
-                )
-                return (
-                    f"line {number} is {kind}, not a JSON object. Write one object a line "
-                    f'({{"text": ..., ...}}).'
-                )
+        try:
+            for number, value in json_lines(handle):
+                if not isinstance(value, dict):
+                    kind = {list: "a list", str: "a string", bool: "true/false"}.get(
+                        type(value), "a number" if value is not None else "null"
+                    )
+                    return (
+                        f"line {number} is {kind}, not a JSON object. Write one object a line "
+                        f'({{"text": ..., ...}}).'
+                    )
+        except JsonLineError as bad:
+            return (
+                f"line {bad.number} is not valid JSON ({bad.error.msg}, column "
+                f"{bad.error.colno}). Check the file's format at that line: one JSON object a "
+                f"line."
+            )
     return None
 
 

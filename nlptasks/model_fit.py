@@ -221,12 +221,15 @@ def _known_model_types() -> frozenset[str]:
 
 
 # ------------------------------------------------------------------ on the built model
-def check_built_model(task: Any, model: Any, tokenizer: Any, reference: str, trained: bool) -> None:
-    """After ``build_model``: the tokenizer belongs to the model (:func:`check_tokenizer`),
-    the model is of a kind the task takes (``TaskInfo.model_classes``), attends causally
-    where it is taken as a causal LM, and has no weight that does not fit its config
-    (``trained``, i.e. ``eval`` and ``predict``: and no weight that transformers initialised
-    at random, unless :func:`allow_untrained_head`)."""
+def check_built_model(
+    task: Any, model: Any, tokenizer: Any, reference: str, command: Command
+) -> None:
+    """After ``build_model`` for ``command``: the tokenizer belongs to the model
+    (:func:`check_tokenizer`), the model is of a kind the task takes
+    (``TaskInfo.model_classes``), attends causally where it is taken as a causal LM, and has
+    no weight that does not fit its config (``eval`` and ``predict``, which take a trained
+    model: and no weight that transformers initialised at random, unless
+    :func:`allow_untrained_head`)."""
     from transformers import PreTrainedModel
 
     check_tokenizer(model, tokenizer, reference)  # a folder's first problem: its own files
@@ -244,7 +247,7 @@ def check_built_model(task: Any, model: Any, tokenizer: Any, reference: str, tra
         )
     if "AutoModelForCausalLM" in kinds and not core.config.is_encoder_decoder:
         _check_causal(task, core, reference)
-    _check_new_weights(task, core, reference, trained)
+    _check_new_weights(task, core, reference, trained=command != "run")
 
 
 def _unwrapped(model: Any) -> Any:

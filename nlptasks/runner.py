@@ -44,8 +44,10 @@ from nlptasks.evaluation.evaluator import Evaluation, Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.plugins.registry import load_task
 from nlptasks.recipes import LoraConfig, Recipe, load_recipe, read_yaml, with_absolute_paths
+from nlptasks.runs import directory, results, rundir, trained_with
+from nlptasks.runs import events as run_events
 from nlptasks.runs import lock as run_lock
-from nlptasks.runs import results, rundir, trained_with
+from nlptasks.runs import status as run_status
 from nlptasks.task import ReadsSources, WritesSamples, declared_metrics
 from nlptasks.training import checkpoints, lora, precision
 from nlptasks.training.trainer import StopRequests, Trainer, make_accelerator
@@ -122,7 +124,7 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     set_seed(recipe.train.seed)  # the new head's initialisation is part of the run's seed
     with models.remote_code(recipe.trust_remote_code):
         model, tokenizer = task.build_model(model_path, recipe)
-    model_fit.check_built_model(task, model, tokenizer, model_path, trained=False)
+    model_fit.check_built_model(task, model, tokenizer, model_path, "run")
     if recipe.lora.enabled:
         model = lora.add_adapters(model, recipe.lora, recipe.name or "recipe")
     elif recipe.lora != LoraConfig():
@@ -188,7 +190,7 @@ def run_recipe(
                     summary = _write_results(
                         prepared, trainer, outcome, evaluation, run_dir, before, started
                     )
-                    run_lock.write_status(run_dir, "finished")
+                    run_status.write_status(run_dir, "finished")
                 events.emit("run_end", run_dir=str(run_dir), metrics=evaluation.metrics)
             except RunInterrupted as exc:
                 if main:  # its own "interrupted" event is written
@@ -245,14 +247,14 @@ def _open_run_dir(
     held = contextlib.ExitStack()
     if resume_dir is not None:
         if prepared.accelerator.is_main_process:
-            run_lock.write_status(resume_dir, "running")
+            run_status.write_status(resume_dir, "running")
         return resume_dir, held
     run_dir = _make_run_dir(prepared.accelerator, output_dir, prepared.recipe)
     if prepared.accelerator.is_main_process:
         with contextlib.ExitStack() as on_failure:
             on_failure.push(held)
             held.enter_context(run_lock.run_lock(run_dir, doing="train in it"))
-            run_lock.write_status(run_dir, "running")
+            run_status.write_status(run_dir, "running")
             rundir.write_text(run_dir / "recipe.yaml", rundir.recipe_yaml(prepared.recipe))
             on_failure.pop_all()
     return run_dir, held
@@ -260,9 +262,9 @@ def _open_run_dir(
 
 def _mark(run_dir: Path, state: str, error: str) -> None:
     """Record in status.json how the run ended without results, and say the folder stays."""
-    step = run_lock.last_step(run_dir)
+    step = run_events.last_step(run_dir)
     with contextlib.suppress(OSError):  # a full disk: the error itself still reaches the user
-        run_lock.write_status(run_dir, state, error=error, step=step)
+        run_status.write_status(run_dir, state, error=error, step=step)
     if state == "failed":
         warnings.warn(
             f"The run failed; its folder {run_dir} is kept, marked failed in status.json "
@@ -386,7 +388,7 @@ def resume(run_dir: str | Path, reporter: Reporter | None = None) -> RunResult:
 def _say_how_it_ended(folder: Path) -> None:
     """A failed run resumes from its newest whole checkpoint, saying what happened; one that
     failed before its first checkpoint is refused with the cause."""
-    how = run_lock.failure(folder)
+    how = run_status.failure(folder)
     if how is None:
         return
     try:
@@ -435,7 +437,7 @@ def evaluate_model(
     _quiet_libraries()
     task = load_task(task_name)
     resolved = model_recipe(task_name, model_dir, recipe, overrides)
-    run_dir = run_lock.run_of(model_dir)
+    run_dir = directory.run_of(model_dir)
     if run_dir is None:
         return _evaluate(task, model_dir, resolved)
     # Shared: evaluations of one model run side by side (each on its own eval set), but not
@@ -459,7 +461,7 @@ def _evaluate(task: Any, model_dir: str, resolved: Recipe) -> EvalResult:
     model_fit.check_model_fits(task, model_dir, "eval")  # before the weights load
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
-    model_fit.check_built_model(task, model, tokenizer, model_dir, trained=True)
+    model_fit.check_built_model(task, model, tokenizer, model_dir, "eval")
     model.eval()
     splits = data.load_splits(
         resolved.data, need_train=False, read_source=_source_reader(task, resolved)
@@ -517,6 +519,7 @@ def predict(
             "predict takes a list of records, not one string. Write [text] for a single one."
         )
     task = load_task(task_name)
+    fields = task.info.input_fields
     checked = check_records(task, records, labels)
     if not checked:
         return []
@@ -533,8 +536,10 @@ def predict(
     model_fit.check_model_fits(task, model_dir, "predict")  # before the weights load
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
-    model_fit.check_built_model(task, model, tokenizer, model_dir, trained=True)
-    checked = check_records(task, checked, labels)  # fields build_model may add (text pairs)
+    model_fit.check_built_model(task, model, tokenizer, model_dir, "predict")
+    added = [f for f in task.info.input_fields if f not in fields]
+    if added:  # build_model may add fields (a text-pair model: text_pair)
+        checked = check_records(task, checked, labels, only=added)
     model.eval()
     if torch.cuda.is_available():
         model.to("cuda")
@@ -570,10 +575,13 @@ def check_records(
     task: Any,
     records: Sequence[Mapping[str, Any] | str],
     labels: Sequence[str] | None = None,
+    only: Sequence[str] | None = None,
 ) -> list[Mapping[str, Any]]:
     """Records with every input field the task declares; one line naming what is missing
-    (and where: ``labels[i]``, else ``input i``)."""
+    (and where: ``labels[i]``, else ``input i``). ``only``: check just these of the fields
+    (those added since ``records`` were checked)."""
     fields = task.info.input_fields
+    checking = fields if only is None else tuple(only)
     name = task.info.name
     checked: list[Mapping[str, Any]] = []
     for number, record in enumerate(records, 1):
@@ -590,19 +598,19 @@ def check_records(
                 f"{where} is {type(record).__name__}, not an object. Give a JSON object "
                 f"with {', '.join(fields)}."
             )
-        missing = [f for f in fields if f not in record or record[f] is None]
+        missing = [f for f in checking if f not in record or record[f] is None]
         if missing:
             raise NlpTasksError(
                 f"{where} has no '{missing[0]}' field (task '{name}' needs "
                 f"{', '.join(fields)}). Add it."
             )
-        not_text = [f for f in fields if not isinstance(record[f], str)]
+        not_text = [f for f in checking if not isinstance(record[f], str)]
         if not_text:
             kind = type(record[not_text[0]]).__name__
             raise NlpTasksError(
                 f"{where} has a '{not_text[0]}' that is {kind}, not text. Give a string."
             )
-        empty = [f for f in fields if not record[f].strip()]
+        empty = [f for f in checking if not record[f].strip()]
         if empty:
             raise NlpTasksError(f"{where} has an empty '{empty[0]}'. Give it text.")
         checked.append(record)
@@ -615,7 +623,9 @@ def model_recipe(
     """The recipe for using a trained model: ``recipe`` if given, else its run's own
     (refusing a model trained for another task), else the task's default."""
     if recipe is None:
-        recipe = run_recipe_of(model_dir)
+        # recipe.yaml is all this reads: a model folder beside one counts, events or not.
+        run = directory.run_of(model_dir, files=("recipe.yaml",))
+        recipe = str(run / "recipe.yaml") if run is not None else None
         trained_for = read_yaml(Path(recipe)).get("task") if recipe else None
         if trained_for and trained_for != task_name:
             raise NlpTasksError(
@@ -624,16 +634,6 @@ def model_recipe(
                 f"--model {model_dir}'."
             )
     return load_recipe(task_name, recipe, list(overrides))
-
-
-def run_recipe_of(model_dir: str) -> str | None:
-    """The ``recipe.yaml`` of the run a model folder belongs to: ``RUN/model`` or
-    ``RUN/checkpoints/NAME``; None for a folder outside a run."""
-    folder = Path(model_dir).expanduser().resolve()
-    candidates = [folder.parent / "recipe.yaml"]
-    if folder.parent.name == "checkpoints":
-        candidates.append(folder.parent.parent / "recipe.yaml")
-    return next((str(c) for c in candidates if c.is_file()), None)
 
 
 def _check_metric_for_best(recipe: Recipe, task: Any) -> None:

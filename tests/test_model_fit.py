@@ -106,7 +106,7 @@ def test_a_task_that_builds_another_kind_than_it_declares_is_refused(tiny_bert: 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert)
     with pytest.raises(PluginError, match="built a sequence classification model"):
-        model_fit.check_built_model(task, model, tokenizer, str(tiny_bert), trained=False)
+        model_fit.check_built_model(task, model, tokenizer, str(tiny_bert), "run")
 
 
 def test_a_plugins_own_module_is_not_judged(tiny_bert: Path) -> None:
@@ -120,7 +120,7 @@ def test_a_plugins_own_module_is_not_judged(tiny_bert: Path) -> None:
             self.head = torch.nn.Linear(2, 2)
             self.config = transformers.AutoConfig.from_pretrained(tiny_bert)
 
-    model_fit.check_built_model(task, Wrapper(), tokenizer, str(tiny_bert), trained=True)
+    model_fit.check_built_model(task, Wrapper(), tokenizer, str(tiny_bert), "eval")
 
 
 # ------------------------------------------------------------------------------- probes
@@ -177,11 +177,11 @@ def test_weights_without_the_loaded_mark_are_not_judged_untrained(tiny_bert: Pat
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert)
     loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert)
     with pytest.raises(ModelError, match=r"newly initialised at random \(classifier.weight"):
-        model_fit.check_built_model(task, loaded, tokenizer, str(tiny_bert), trained=True)
+        model_fit.check_built_model(task, loaded, tokenizer, str(tiny_bert), "eval")
     config = transformers.AutoConfig.from_pretrained(tiny_bert)
     built = transformers.AutoModelForSequenceClassification.from_config(config)
     assert not any(getattr(p, "_is_hf_initialized", False) for p in built.parameters())
-    model_fit.check_built_model(task, built, tokenizer, str(tiny_bert), trained=True)
+    model_fit.check_built_model(task, built, tokenizer, str(tiny_bert), "eval")
 
 
 def test_a_size_names_the_config_values_that_size_weights(tiny_bert: Path) -> None:

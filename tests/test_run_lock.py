@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
 from nlptasks.cli import cli
-from nlptasks.runs.lock import read_status, run_lock
+from nlptasks.runs.lock import run_lock
+from nlptasks.runs.status import read_status
 from nlptasks.testing.processes import nlptasks_command, offline_env
 
 ENV = offline_env()

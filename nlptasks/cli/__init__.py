@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from nlptasks.cli.params import HubRepoId, Seed
 from nlptasks.errors import NlpTasksError, RunInterrupted, clip, first_line, shorten_message
 from nlptasks.events import JsonReporter, QuietReporter, RichReporter, strict_json
+from nlptasks.jsonl import JsonLineError, json_lines
 from nlptasks.plugins.manager import call_hook, plugin_infos
 from nlptasks.plugins.registry import get_registries
 from nlptasks.recipes import (
@@ -446,6 +447,25 @@ def _no_records(input_file: str) -> str:
 def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
     """(line number, record) from JSON lines: objects, or plain JSON strings for one-field
     tasks; from a ``.txt`` file, each line as a string."""
+    text = _input_text(path)
+    if path.suffix.lower() == ".txt":
+        # One text per line, every line kept (an empty one is refused by number), so that
+        # output line i answers input line i; a file of blank lines only has no records.
+        lines = text.splitlines()
+        if not any(line.strip() for line in lines):
+            return []
+        return list(enumerate(lines, 1))
+    try:
+        return list(json_lines(text.splitlines()))
+    except JsonLineError as bad:
+        raise NlpTasksError(
+            f"{path} line {bad.number} is not valid JSON ({bad.error.msg}). Write one JSON "
+            f'object per line, e.g. {{"text": "..."}}.'
+        ) from None
+
+
+def _input_text(path: Path) -> str:
+    """The text of --input ``path`` (``-``: standard input), or one line saying why not."""
     if str(path) == "-":
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
         try:
@@ -463,25 +483,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
             raise NlpTasksError(
                 f"Input file '{path}' is not UTF-8 text. Save it as UTF-8."
             ) from None
-    items: list[tuple[int, Any]] = []
-    if path.suffix.lower() == ".txt":
-        # One text per line, every line kept (an empty one is refused by number), so that
-        # output line i answers input line i; a file of blank lines only has no records.
-        lines = text.splitlines()
-        if not any(line.strip() for line in lines):
-            return []
-        return list(enumerate(lines, 1))
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            items.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise NlpTasksError(
-                f"{path} line {number} is not valid JSON ({exc.msg}). Write one JSON object "
-                f'per line, e.g. {{"text": "..."}}.'
-            ) from None
-    return items
+    return text
 
 
 def _require_dir(model_dir: str) -> None:

@@ -1,5 +1,5 @@
-"""Reading finished run directories back: results.json, predictions.jsonl (for compare,
-leaderboard, verify and export)."""
+"""Finding run directories and reading finished ones back: the run a path lies in,
+results.json, predictions.jsonl (for eval, compare, leaderboard, verify and export)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from nlptasks.errors import NlpTasksError
-from nlptasks.runs.lock import failure, in_use
+from nlptasks.jsonl import JsonLineError, json_lines
+from nlptasks.runs.lock import in_use
+from nlptasks.runs.status import failure
 
 SCHEMA_VERSION = 1
 # Fields of a prediction row that say which example it is (the same in two runs of one
@@ -20,6 +22,31 @@ IDENTITY_FIELDS = ("id", "text", "question", "source", "reference", "references"
 
 class NotARunError(NlpTasksError):
     """A folder that is not a finished nlptasks run (of a schema this version reads)."""
+
+
+# What every run directory holds from its start (written before its first step).
+RUN_FILES = ("recipe.yaml", "events.jsonl")
+
+
+def is_run(folder: Path, files: tuple[str, ...] = RUN_FILES) -> bool:
+    """Whether ``folder`` holds a run's ``files``."""
+    return all((folder / name).is_file() for name in files)
+
+
+def run_of(model_dir: str | Path, files: tuple[str, ...] = RUN_FILES) -> Path | None:
+    """The run directory a model folder lies in (``RUN/model``, ``RUN/checkpoints/NAME``), or
+    None for a folder outside a run. ``files``: what that run must hold."""
+    folder = Path(model_dir).expanduser().resolve()
+    candidates = [folder.parent]
+    if folder.parent.name == "checkpoints":
+        candidates.append(folder.parent.parent)
+    return next((run for run in candidates if is_run(run, files)), None)
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run directory ``path`` is (or lies inside), if any."""
+    folder = Path(path).expanduser().resolve()
+    return next((run for run in (folder, *folder.parents) if is_run(run)), None)
 
 
 @dataclass
@@ -47,16 +74,15 @@ class Run:
             )
         rows = []
         with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise NotARunError(f"{path}, line {number}, is not JSON ({exc.msg}).") from None
-                if not isinstance(row, dict) or not isinstance(row.get("statistics"), dict):
-                    raise NotARunError(f"{path}, line {number}, has no 'statistics' object.")
-                rows.append(row)
+            try:
+                for number, row in json_lines(handle):
+                    if not isinstance(row, dict) or not isinstance(row.get("statistics"), dict):
+                        raise NotARunError(f"{path}, line {number}, has no 'statistics' object.")
+                    rows.append(row)
+            except JsonLineError as bad:
+                raise NotARunError(
+                    f"{path}, line {bad.number}, is not JSON ({bad.error.msg})."
+                ) from None
         if not rows:
             raise NotARunError(f"{path} is empty: the run scored no example.")
         return rows

@@ -19,8 +19,8 @@ from typing import Any
 
 from nlptasks.errors import NlpTasksError, RunDirectoryError, first_line
 from nlptasks.recipes import read_yaml
-from nlptasks.runs.directory import load_run
-from nlptasks.runs.lock import enclosing_run, run_lock
+from nlptasks.runs.directory import enclosing_run, load_run
+from nlptasks.runs.lock import run_lock
 from nlptasks.runs.rundir import write_json
 
 

@@ -8,13 +8,13 @@ events.jsonl: the resolved recipe, and the SHA-256 of its local training files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from nlptasks.errors import NlpTasksError
 from nlptasks.recipes import Recipe, recipe_to_dict
 from nlptasks.runs.data_identity import eval_split_name, files_sha256, held_out, train_files
+from nlptasks.runs.events import read_events
 
 # Keys that change no number of the run: how it is described and where runs are written.
 _FREE = {"description", "output_dir", "run_name", "license", "expect", "name"}
@@ -47,15 +47,10 @@ def record(recipe: Recipe) -> dict[str, Any]:
 def recorded(run_dir: Path) -> dict[str, Any] | None:
     """The record of the run's first start, or None for a run from before records."""
     try:
-        with (run_dir / "events.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict) and event.get("type") == "run_start":
-                    found = event.get("trained_with")
-                    return found if isinstance(found, dict) else None
+        for event in read_events(run_dir):
+            if event.get("type") == "run_start":
+                found = event.get("trained_with")
+                return found if isinstance(found, dict) else None
     except OSError:
         return None
     return None
