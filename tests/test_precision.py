@@ -110,20 +110,56 @@ def test_the_heads_of_each_model_shape(tiny_bert: Path, tiny_gpt2: Path, tiny_ba
     assert found("AutoModel", tiny_bert) == []
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _head_runs_in_float32(wrapped: Any, inner: Any, tiny_bert: Path) -> None:
+    """Through the wrapper: the model inside is found, its head kept in float32, and a bf16
+    forward pass of the wrapper gives float32 logits."""
+    assert heads.unwrapped(wrapped) is inner
+    assert heads.keep_heads_float32(wrapped) == ["classifier"]
+    wrapped.eval()
+    with precision.inference("bf16", wrapped):
+        logits = wrapped(**_batch(tiny_bert)).logits
+    assert logits.dtype == torch.float32
+
+
 def test_heads_inside_ddp_peft_and_compile_wrappers(tiny_bert: Path) -> None:
     import peft
 
-    model = _classifier(tiny_bert, CLASS_BIAS)
     adapted = peft.get_peft_model(
-        model,
+        _classifier(tiny_bert, CLASS_BIAS),
         peft.LoraConfig(target_modules=["query", "value"], modules_to_save=["classifier"]),
     )
-    assert heads.unwrapped(adapted) is adapted.get_base_model()
-    assert heads.keep_heads_float32(adapted) == ["classifier"]
-    adapted.eval()
-    with precision.inference("bf16", adapted):
-        logits = adapted(**_batch(tiny_bert)).logits
-    assert logits.dtype == torch.float32
+    _head_runs_in_float32(adapted, adapted.get_base_model(), tiny_bert)
+
+    model = _classifier(tiny_bert, CLASS_BIAS)
+    # DDP needs a process group: this process alone, over gloo (CPU).
+    torch.distributed.init_process_group(
+        "gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{_free_port()}"
+    )
+    try:
+        _head_runs_in_float32(torch.nn.parallel.DistributedDataParallel(model), model, tiny_bert)
+    finally:
+        torch.distributed.destroy_process_group()
+
+    # torch.compile: the model is found through `_orig_mod` (its forward pass: below).
+    model = _classifier(tiny_bert, CLASS_BIAS)
+    compiled = torch.compile(model)
+    assert heads.unwrapped(compiled) is model
+    assert heads.keep_heads_float32(compiled) == ["classifier"]
+
+
+def test_a_compiled_models_head_runs_in_float32(tiny_bert: Path) -> None:
+    """The head's hooks run eagerly inside a compiled model (traced, they broke autocast)."""
+    model = _classifier(tiny_bert, CLASS_BIAS)
+    _head_runs_in_float32(torch.compile(model), model, tiny_bert)
 
 
 def _saved_classifier(tiny_bert: Path, folder: Path) -> Path:

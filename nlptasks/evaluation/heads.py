@@ -41,6 +41,9 @@ def keep_heads_float32(model: torch.nn.Module) -> list[str]:
     return list(heads)
 
 
+# Run eagerly under torch.compile: traced, the pre-hook's autocast.__enter__ becomes part of
+# the graph and the hook's __exit__ finds no state ("'autocast' object has no attribute 'prev'").
+@torch.compiler.disable
 def _autocast_off(
     head: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
@@ -61,6 +64,7 @@ def _autocast_off(
     return _to_float32(args), _to_float32(kwargs)
 
 
+@torch.compiler.disable
 def _autocast_back(head: torch.nn.Module, args: Any, output: Any) -> None:
     """After the head: back to the autocast state the body runs in."""
     stack = head.__dict__.get(_MARK)
