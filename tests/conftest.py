@@ -49,6 +49,30 @@ def _fresh_plugins() -> Iterator[None]:
     plugins.reset()
 
 
+def _torch_state() -> dict[str, object]:
+    """What a test must leave as it found it: torch's process-wide settings."""
+    import torch
+
+    return {
+        "autocast cpu": torch.is_autocast_enabled("cpu"),
+        "autocast dtype": torch.get_autocast_dtype("cpu"),
+        "grad enabled": torch.is_grad_enabled(),
+        "default dtype": torch.get_default_dtype(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _torch_state_unchanged() -> Iterator[None]:
+    """A test that leaves autocast on (or grad off) changes what later tests compute; fail
+    the test that leaked it, not a later one."""
+    before = _torch_state()
+    yield
+    after = _torch_state()
+    changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert not changed, f"the test changed torch's global state (before, after): {changed}"
+
+
 def sst2_rows(split: str, limit: int | None = None) -> list[tuple[str, int]]:
     with open(SST2 / f"{split}.tsv", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)

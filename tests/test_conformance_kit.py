@@ -98,11 +98,8 @@ DEFECTS: dict[str, dict[str, tuple[str, str]]] = {
     "kit-nan-metric": {
         "test_eval_reports_the_declared_metrics": ("failed", "macro_f1 is NaN on the tiny data"),
     },
-    # Caught when this file runs alone; after test_bad_input, test_bootstrap, test_cli and
-    # test_conformance in one session the padding check passes (state leaking between
-    # tests, not yet found: see issue 18's closing note), so it is not judged here.
     "kit-unmasked-predict": {
-        "test_predict_returns_json_records": ("any", ""),
+        "test_predict_returns_json_records": ("failed", "{'text': 'a dull film'}) alone['score']"),
     },
     "kit-bad-predict": {
         "test_predict_returns_json_records": (
