@@ -250,6 +250,7 @@ def test_duplicate_of_another_name_leaves_sentiment_usable(clashing_plugins: Non
     assert {row["name"]: row["plugin"] for row in models} == {
         "all-minilm-l6-v2": "sentiment",
         "smollm2-135m": "generation",
+        "gemma3-270m": "generation",
         "clash-model": "clash-a, clash-b (conflict)",
     }
 

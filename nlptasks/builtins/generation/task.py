@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,10 +330,32 @@ class GenerationTask:
 def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
     """Each position's loss for predicting the next token, (batch, length); positions whose
     next label is ``IGNORE`` (and the last one) are 0."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     # Shift the labels, not the logits (as transformers' loss does): slicing the
     # (batch, length, vocabulary) logits would copy them; the last position has no target.
-    return token_losses(logits, F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE))
+    labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    targets = labels != IGNORE
+    if _keeps_logits(model):
+        # The output layer only where a label is learned (not at prompts or padding): with a
+        # large vocabulary (Gemma's 262,144 tokens) the logits are most of the memory.
+        logits = model(**inputs, logits_to_keep=targets).logits
+        if logits.dim() == 2 and logits.shape[0] == int(targets.sum()):
+            losses = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+            losses[targets] = token_losses(logits, labels[targets])
+            return losses
+    return token_losses(model(**inputs).logits, labels)
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    """Whether the model (inside DDP or PEFT wrappers) computes logits only at the positions
+    a ``logits_to_keep`` mask gives (transformers 5 causal LMs)."""
+    inner: Any = getattr(model, "module", model)  # DDP
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    try:
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
