@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner, Result
 
-from nlptasks import DataError
+from nlptasks import ConfigError, DataError
 from nlptasks.builtins.generation.data import IGNORE
 from nlptasks.builtins.translation.data import read_parallel, read_tsv
 from nlptasks.builtins.translation.metrics import (
@@ -21,7 +21,7 @@ from nlptasks.builtins.translation.metrics import (
     sentence_statistics,
     signatures,
 )
-from nlptasks.builtins.translation.task import PromptedTranslator
+from nlptasks.builtins.translation.task import LineEnd, PromptedTranslator
 from nlptasks.cli import cli
 from nlptasks.testing import make_tiny_bart, make_tiny_gpt2
 from nlptasks.testing.processes import run_nlptasks
@@ -265,6 +265,77 @@ def test_prompted_models_learn_the_target_only(tmp_path: Path, chat: bool) -> No
                 total += F.cross_entropy(logits[r, t - 1], batch["labels"][r, t])
     assert step.loss.sum().item() == pytest.approx(total.item(), rel=1e-5)
     assert step.count.tolist() == [len([t for t in f["labels"] if t != IGNORE]) for f in features]
+
+
+def test_a_completion_prompt_puts_the_space_with_the_first_word(tmp_path: Path) -> None:
+    """``options.prompt_separator=" "`` after "...French:": the prompt ends at the colon and
+    the learned target starts with " word", as the tokenizer sees it in running text."""
+    texts = [*lines("train.europarl-v7.first10k.en", 300), "Romanian:"]
+    model_dir = make_tiny_gpt2(tmp_path / "gpt2", texts, dropout=0)
+    pairs = [("The house is red.", "Casa este rosie.")] * 4
+    task, splits, recipe = _task_and_splits(
+        model_dir,
+        [
+            "options.source_lang=en",
+            "options.target_lang=ro",
+            f"options.source_path={write_lines(tmp_path / 't.en', [e for e, _ in pairs])}",
+            f"options.target_path={write_lines(tmp_path / 't.ro', [r for _, r in pairs])}",
+            "data.eval_fraction=0.5",
+            "options.chat_template=false",
+            "options.prompt=English: {text}\nRomanian:",
+            "options.prompt_separator= ",  # a string option takes the text as typed
+        ],
+    )
+    _, tokenizer = task.build_model(str(model_dir), recipe)
+    feature = task.preprocess(splits["train"], tokenizer, recipe)[0]
+    labels = feature["labels"]
+    start = next(i for i, t in enumerate(labels) if t != IGNORE)
+    assert tokenizer.decode(feature["input_ids"][:start]).endswith(
+        "English: The house is red.\nRomanian:"
+    )
+    learned = labels[start:-1]  # the EOS last
+    assert learned == tokenizer(" Casa este rosie.", add_special_tokens=False)["input_ids"]
+    assert 'then " "' in task.translator.card()["prompt"]
+    with pytest.raises(ConfigError, match="prompt_separator. must be a line break or a space"):
+        _task_and_splits(
+            model_dir,
+            ["options.source_lang=en", "options.target_lang=ro", "options.prompt_separator=--"],
+        )
+
+
+def test_prompted_generation_stops_each_row_after_its_first_line(tmp_path: Path) -> None:
+    """A base model never says EOS: a row is done at its first line break after some text
+    (only that line is kept), not at the token budget; leading blank lines do not end it."""
+    from transformers import AutoTokenizer
+
+    texts = lines("train.europarl-v7.first10k.en", 300)
+    tokenizer = AutoTokenizer.from_pretrained(make_tiny_gpt2(tmp_path / "gpt2", texts))
+    line_end = LineEnd(tokenizer)
+
+    vocabulary = tokenizer.get_vocab()
+
+    def token(piece: str) -> list[int]:
+        [found] = tokenizer(piece, add_special_tokens=False)["input_ids"]
+        return [found]
+
+    newline, space = token("\n"), token(" ")
+    # A word the tiny vocabulary holds whole (byte-level BPE: no leading space marker).
+    word = [next(i for p, i in sorted(vocabulary.items()) if p.isalpha() and len(p) > 2)]
+    assert line_end.breaks.tolist() and newline[0] in line_end.breaks.tolist()
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    prompt = ids("The house") + newline  # a prompt may hold line breaks: they do not count
+    rows = {
+        "text then a break": (word + newline, True),
+        "a leading break only": (space + newline, False),
+        "a break before the text": (newline + word, False),
+        "text, no break yet": (word + word, False),
+    }
+    batch = torch.tensor([prompt + new for new, _ in rows.values()])
+    done = line_end.after(len(prompt))(batch, None)
+    assert done.tolist() == [want for _, want in rows.values()]
 
 
 def test_eval_generates_as_many_tokens_as_the_data_needs(

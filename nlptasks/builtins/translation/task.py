@@ -1,5 +1,5 @@
 """Translation: seq2seq models (Marian, T5, BART, mBART/NLLB/M2M) and decoder-only models
-prompted to translate (SmolLM2), scored by sacreBLEU BLEU and chrF on generated text.
+prompted to translate (Gemma 3, SmolLM2), scored by sacreBLEU BLEU and chrF on generated text.
 
 One task, two model kinds; ``build_model`` picks the ``Translator`` of the model it loads:
 
@@ -8,8 +8,9 @@ One task, two model kinds; ``build_model`` picks the ``Translator`` of the model
   language codes (``src_lang`` / ``tgt_lang``) and generation forces the target language's
   code first.
 - :class:`PromptedTranslator` (decoder-only): the source goes into a prompt (the tokenizer's
-  chat template when it has one), the target follows it, and only the target (and its EOS)
-  is learned. Generated text is cut at its first line break (one line in, one line out).
+  chat template when it has one, else a plain or completion prompt), the target follows it,
+  and only the target (and its EOS) is learned. Generated text is cut at its first line
+  break (one line in, one line out), and generation stops there.
 
 Generation-based evaluation runs through the core's evaluation path; its ``max_new_tokens``
 comes from the eval data (the longest reference, with room to spare), never from
@@ -30,7 +31,14 @@ from typing import Any, ClassVar, Literal
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from nlptasks import (
     DataError,
@@ -105,6 +113,11 @@ class TranslationOptions:
     chat_template: bool | None = None
     """Decoder-only models: wrap the prompt in the tokenizer's chat template (default: when
     the tokenizer has one)."""
+    prompt_separator: str = "\n"
+    """Decoder-only models without a chat template: what joins the prompt and the
+    translation. A line break (the default), or a space after a completion prompt such as
+    ``"English: {text}\nFrench:"`` (what a base model continues best); a space is tokenized
+    with the translation's first word, as in running text."""
 
     def problems(self) -> list[str]:
         found = []
@@ -125,6 +138,11 @@ class TranslationOptions:
         for key in ("max_source_length", "max_target_length"):
             if getattr(self, key) < 1:
                 found.append(f"'options.{key}' must be at least 1, not {getattr(self, key)}")
+        if not self.prompt_separator or self.prompt_separator.strip(" \n"):
+            found.append(
+                '\'options.prompt_separator\' must be a line break or a space ("\\n" or " "), '
+                f"not {self.prompt_separator!r}"
+            )
         if "{text}" not in self.prompt:
             found.append("'options.prompt' must hold {text} (where the source goes)")
         found.extend(prompt_problems(self.prompt))
@@ -160,7 +178,7 @@ class TranslationTask:
         ),
         input_fields=("text",),
         options=TranslationOptions,
-        default_recipe="smollm2",
+        default_recipe="gemma3-270m",
     )
 
     def __init__(self) -> None:
@@ -471,6 +489,13 @@ class PromptedTranslator(Translator):
         refuse_language_codes(self.options)
         chosen = self.options.chat_template
         self.chat = bool(getattr(tokenizer, "chat_template", None)) if chosen is None else chosen
+        self._tokenizer = tokenizer
+        self._line_end: LineEnd | None = None
+        # Spaces between prompt and translation go with the translation's first word (a
+        # tokenizer sees " Au" as it would in running text); line breaks end the prompt.
+        separator = self.options.prompt_separator
+        self.prompt_end = "" if self.chat else separator.rstrip(" ")
+        self.target_start = "" if self.chat else separator[len(self.prompt_end) :]
 
     def source_ids(self, tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         limit = self.options.max_source_length
@@ -495,13 +520,14 @@ class PromptedTranslator(Translator):
         if self.chat:
             rendered = render_chat(tokenizer, [{"role": "user", "content": request}], prompt=True)
             return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-        ids = list(tokenizer(request + "\n")["input_ids"])  # with the BOS the model expects
+        ids = list(tokenizer(request + self.prompt_end)["input_ids"])  # with the BOS it expects
         if ids and self.eos_token_id is not None and ids[-1] == self.eos_token_id:
             ids = ids[:-1]  # some tokenizers end every text with EOS: not before the target
         return ids
 
     def target_ids(self, tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-        encoded = tokenizer(text_target=list(texts), add_special_tokens=False)["input_ids"]
+        starts = [self.target_start + text for text in texts]
+        encoded = tokenizer(text_target=starts, add_special_tokens=False)["input_ids"]
         eos = [] if self.eos_token_id is None else [self.eos_token_id]
         return [[*ids, *eos] for ids in encoded]
 
@@ -547,6 +573,13 @@ class PromptedTranslator(Translator):
         if self.context_length is not None:
             room = self.context_length - prompt.shape[1]
             kwargs = {**kwargs, "max_new_tokens": max(1, min(kwargs["max_new_tokens"], room))}
+        if kwargs.get("num_beams", 1) == 1:
+            # Only the first line is kept (``decode``): stop each row once it ends one. A base
+            # model never says EOS, and would otherwise write up to the budget.
+            if self._line_end is None:
+                self._line_end = LineEnd(self._tokenizer)
+            stop = StoppingCriteriaList([self._line_end.after(prompt.shape[1])])
+            kwargs = {**kwargs, "stopping_criteria": stop}
         output = model.generate(input_ids=prompt, attention_mask=batch["prompt_mask"], **kwargs)
         return output[:, prompt.shape[1] :]  # the new tokens only
 
@@ -555,8 +588,34 @@ class PromptedTranslator(Translator):
         return super().decode(tokenizer, ids).split("\n", 1)[0].strip()
 
     def card(self) -> dict[str, Any]:
-        prompt = json.dumps(self.options.prompt) + (" (chat template)" if self.chat else "")
+        separator = "" if self.chat else f", then {json.dumps(self.options.prompt_separator)}"
+        prompt = json.dumps(self.options.prompt) + (" (chat template)" if self.chat else separator)
         return {**super().card(), "prompt": prompt}
+
+
+class LineEnd:
+    """Which tokens end a line of text, for a stopping criterion: a row is done when it
+    generates a line break after some text (leading blank lines are stripped anyway)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        self.breaks = torch.tensor([i for i, p in enumerate(pieces) if "\n" in p])
+        self.blanks = torch.tensor([i for i, p in enumerate(pieces) if not p.strip()])
+
+    def after(self, prompt_length: int) -> StoppingCriteria:
+        """The criterion for prompts of ``prompt_length`` tokens (left-padded batches)."""
+        return _LineDone(self, prompt_length)
+
+
+class _LineDone(StoppingCriteria):
+    def __init__(self, line_end: LineEnd, prompt_length: int) -> None:
+        self.line_end, self.prompt_length = line_end, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        new = input_ids[:, self.prompt_length :]
+        breaks, blanks = (t.to(new.device) for t in (self.line_end.breaks, self.line_end.blanks))
+        text_before = (~torch.isin(new[:, :-1], blanks)).any(dim=1)
+        return torch.isin(new[:, -1], breaks) & text_before
 
 
 def _config_source(model_dir: str) -> str:
