@@ -8,6 +8,7 @@ import contextvars
 import hashlib
 import pickle
 import re
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,29 @@ def resolve_model(reference: str) -> str:
     if reference in models:
         return str(models.get(reference).load()())
     return reference
+
+
+# Files a model's license asks to travel with its weights: LICENSE, NOTICE, Gemma's terms.
+_LICENSE_FILE = re.compile(r"^(licen[cs]e|notice|copying)|terms", re.IGNORECASE)
+
+
+def license_files(folder: str | Path) -> list[Path]:
+    """The license, notice and terms files beside a local model's weights, sorted by name
+    (none for a hub id or a folder without them)."""
+    path = Path(folder).expanduser() if folder else None
+    if path is None or not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_file() and _LICENSE_FILE.search(p.name))
+
+
+def carry_license_files(source: str | Path, target: Path) -> None:
+    """Copy the license files of the model folder ``source`` into ``target`` (a model saved
+    from it), so a fine-tuned model keeps the terms its base model came with."""
+    if source and Path(source).expanduser().resolve() == target.resolve():
+        return
+    for found in license_files(source):
+        if not (target / found.name).exists():
+            shutil.copy2(found, target / found.name)
 
 
 # The shape of a Hub repo id, "name" or "namespace/name" (letters, digits, "-", "_", ".").

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,13 +29,17 @@ def trained_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     train, dev = work / "train.tsv", work / "dev.tsv"
     for src, dst, n in ((SST2 / "train.tsv", train, 400), (SST2 / "dev.tsv", dev, 200)):
         dst.write_text("\n".join(src.read_text().splitlines()[: n + 1]) + "\n")
+    # A base model with terms of its own (as Gemma's): the fine-tuned model must keep them.
+    base = work / "base"
+    shutil.copytree(tiny_bert, base)
+    (base / "NOTICE.md").write_text("Use of this model is bound by its terms.\n")
     run_dir = work / "run"
     code, output = invoke(
         "run",
         "sentiment",
         "--recipe",
         "minilm",
-        f"model={tiny_bert}",
+        f"model={base}",
         f"data.train_path={train}",
         f"data.eval_path={dev}",
         "train.epochs=2",
@@ -48,6 +53,14 @@ def trained_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     assert f"Run directory: {run_dir}" in output
     assert "accuracy" in output
     return run_dir
+
+
+def test_the_base_models_terms_go_with_the_fine_tuned_model(trained_run: Path) -> None:
+    notice = "Use of this model is bound by its terms.\n"
+    assert (trained_run / "model" / "NOTICE.md").read_text() == notice
+    assert not (trained_run / "model" / "LICENSE").exists()  # only what the base model had
+    card = (trained_run / "README.md").read_text()
+    assert "- license files: NOTICE.md (the base model's" in card
 
 
 def test_run_directory_contents(trained_run: Path) -> None:

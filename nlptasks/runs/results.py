@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nlptasks.evaluation import uncertainty
 from nlptasks.events import strict_json
+from nlptasks.models import carry_license_files
 from nlptasks.runs import card
 from nlptasks.runs.data_identity import data_source, eval_identity
 from nlptasks.runs.directory import IDENTITY_FIELDS, SCHEMA_VERSION, NotARunError, load_run
@@ -93,6 +94,8 @@ def write_run(
     # LoRA adapters are merged in: the saved model loads with plain transformers.
     lora.save_merged(model, tmp, adapter)
     prepared.tokenizer.save_pretrained(tmp)
+    # The base model's terms (Gemma's) bind the fine-tuned one too: keep them with it.
+    carry_license_files(getattr(model, "name_or_path", ""), tmp)
     checkpoints.swap_in(tmp, final)  # replaces a resumed run's earlier, unfinished save
     if adapter is not None:
         checkpoints.swap_in(adapter, run_dir / "adapter")

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from nlptasks.batching import Collate, collate_for
 from nlptasks.errors import NlpTasksError, PluginError, RunInterrupted
 from nlptasks.events import EventLog
+from nlptasks.models import carry_license_files
 from nlptasks.task import check_step, declared_metrics
 from nlptasks.training import checkpoints
 from nlptasks.training.precision import resolve
@@ -543,8 +544,11 @@ class Trainer:
         }
 
         def write_model(path: Path) -> None:
-            acc.unwrap_model(self.model).save_pretrained(path)
+            model = acc.unwrap_model(self.model)
+            model.save_pretrained(path)
             self.tokenizer.save_pretrained(path)
+            # The base model's terms (Gemma's) bind the fine-tuned one too: keep them with it.
+            carry_license_files(getattr(model, "name_or_path", ""), path)
 
         target = checkpoints.save(
             self.checkpoint_dir,
