@@ -129,16 +129,24 @@ def leaderboard(folders: tuple[str, ...], task: str | None, metric: str | None, 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def verify(run_dir: str) -> None:
+@click.option(
+    "--recipe",
+    "-r",
+    default=None,
+    help="Check against this recipe's expect: section (a name of the run's task or a YAML "
+    "path) instead of the run's own: expectations written after the run was made.",
+)
+def verify(run_dir: str, recipe: str | None) -> None:
     """Check a finished run against its recipe's expect: section; exit 1 when it falls short.
 
     \b
     Example:
         nlptasks verify runs/sentiment-minilm-20261129-101500
+        nlptasks verify runs/translation-gemma3-270m-20261202-080000 --recipe gemma3-270m
     """
     from nlptasks.runs.verify import verify as run_verify
 
-    verdict = run_verify(run_dir)
+    verdict = run_verify(run_dir, recipe)
     expect = verdict.expect
     for check in verdict.checks:
         sign = ">=" if check.bound == "min" else "<="

@@ -56,9 +56,24 @@ def expectation(run: Run) -> Expectation:
     return built
 
 
-def verify(run_dir: str) -> Verdict:
+def recipe_expectation(run: Run, recipe: str) -> Expectation:
+    """The ``expect:`` section of ``recipe`` (a name of the run's task, or a YAML path):
+    expectations written after the run was made, checked against the same kind of run."""
+    from nlptasks.recipes import load_recipe
+
+    loaded = load_recipe(run.task, recipe)
+    if loaded.expect is None:
+        raise NlpTasksError(
+            f"Recipe '{recipe}' has no 'expect:' section, so there is nothing to verify. Name a "
+            f"recipe with one, or leave out --recipe to use the run's own."
+        )
+    return loaded.expect
+
+
+def verify(run_dir: str, recipe: str | None = None) -> Verdict:
+    """Check the run against its own recipe's ``expect:`` section, or ``recipe``'s."""
     run = load_run(run_dir)
-    expect = expectation(run)
+    expect = expectation(run) if recipe is None else recipe_expectation(run, recipe)
     _check_same_data(run, expect)
     metrics = run.metrics
     checks = []
