@@ -38,7 +38,7 @@ def resolve_model(reference: str) -> str:
 
 
 # Files a model's license asks to travel with its weights: LICENSE, NOTICE, Gemma's terms.
-_LICENSE_FILE = re.compile(r"^(licen[cs]e|notice|copying)|terms", re.IGNORECASE)
+_LICENSE_FILE = re.compile(r"^(licen[cs]e|notice|copying)|_terms\.(html|md|txt)$", re.IGNORECASE)
 
 
 def license_files(folder: str | Path) -> list[Path]:

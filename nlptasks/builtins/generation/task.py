@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -352,9 +353,19 @@ def _keeps_logits(model: torch.nn.Module) -> bool:
     inner: Any = getattr(model, "module", model)  # DDP
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT
     inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    # A boolean mask is understood where the model slices with transformers' helper (5.x);
+    # a model that indexes ``hidden_states[:, logits_to_keep]`` itself would fail on it.
+    return _slices_with_the_helper(type(inner))  # type: ignore[arg-type]
+
+
+@functools.cache
+def _slices_with_the_helper(cls: Any) -> bool:
     try:
-        return "logits_to_keep" in inspect.signature(inner.forward).parameters
-    except (TypeError, ValueError):
+        forward = inspect.unwrap(cls.forward)
+        return "logits_to_keep" in inspect.signature(forward).parameters and (
+            "slice_logits_to_keep(" in inspect.getsource(forward)
+        )
+    except (AttributeError, OSError, TypeError, ValueError):
         return False
 
 

@@ -138,7 +138,7 @@ class TranslationOptions:
         for key in ("max_source_length", "max_target_length"):
             if getattr(self, key) < 1:
                 found.append(f"'options.{key}' must be at least 1, not {getattr(self, key)}")
-        if not self.prompt_separator or self.prompt_separator.strip(" \n"):
+        if self.prompt_separator not in ("\n", " "):
             found.append(
                 '\'options.prompt_separator\' must be a line break or a space ("\\n" or " "), '
                 f"not {self.prompt_separator!r}"
