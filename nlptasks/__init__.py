@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         predict_batches,
     )
     from nlptasks.evaluation.adapter import StatisticsMetric
+    from nlptasks.evaluation.heads import unwrapped
     from nlptasks.events import Reporter
     from nlptasks.generating import generation_kwargs, sampling_seed, seeded
     from nlptasks.runner import EvalResult, RunResult
@@ -77,6 +78,7 @@ _LAZY = {
     "sampling_seed": "nlptasks.generating",
     "seeded": "nlptasks.generating",
     "StatisticsMetric": "nlptasks.evaluation.adapter",
+    "unwrapped": "nlptasks.evaluation.heads",
     "EvalResult": "nlptasks.runner",
     "RunResult": "nlptasks.runner",
 }
@@ -147,6 +149,7 @@ __all__ = [
     "sampling_seed",
     "seeded",
     "tokenizer_digest",
+    "unwrapped",
 ]
 
 

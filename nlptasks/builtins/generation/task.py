@@ -31,6 +31,7 @@ from nlptasks import (
     resolve_column,
     sampling_seed,
     seeded,
+    unwrapped,
 )
 from nlptasks.builtins.generation.data import (
     IGNORE,
@@ -350,9 +351,7 @@ def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch
 def _keeps_logits(model: torch.nn.Module) -> bool:
     """Whether the model (inside DDP or PEFT wrappers) computes logits only at the positions
     a ``logits_to_keep`` mask gives (transformers 5 causal LMs)."""
-    inner: Any = getattr(model, "module", model)  # DDP
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    inner = unwrapped(model)
     # A boolean mask is understood where the model slices with transformers' helper (5.x);
     # a model that indexes ``hidden_states[:, logits_to_keep]`` itself would fail on it.
     return _slices_with_the_helper(type(inner))  # type: ignore[arg-type]
