@@ -125,6 +125,8 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
     with models.remote_code(recipe.trust_remote_code):
         model, tokenizer = task.build_model(model_path, recipe)
     model_fit.check_built_model(task, model, tokenizer, model_path, "run")
+    if recipe.train.attn_implementation:
+        _set_attention(model, recipe.train.attn_implementation, recipe)
     if recipe.lora.enabled:
         model = lora.add_adapters(model, recipe.lora, recipe.name or "recipe")
     elif recipe.lora != LoraConfig():
@@ -634,6 +636,30 @@ def model_recipe(
                 f"--model {model_dir}'."
             )
     return load_recipe(task_name, recipe, list(overrides))
+
+
+def _set_attention(model: Any, name: str, recipe: Recipe) -> None:
+    """The recipe's attention kernel on the built model (transformers checks the name)."""
+    source = recipe.name or "recipe"
+    setter = getattr(model, "set_attn_implementation", None)
+    if setter is None:
+        raise ConfigError(
+            source,
+            [
+                f"'train.attn_implementation' ({name}): this model ({type(model).__name__}) "
+                f"does not switch attention kernels; remove the setting"
+            ],
+        )
+    try:
+        setter(name)
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(
+            source,
+            [
+                f"'train.attn_implementation={name}' does not work here ({first_line(exc)}); "
+                f"use sdpa or eager, or remove the setting"
+            ],
+        ) from None
 
 
 def _check_metric_for_best(recipe: Recipe, task: Any) -> None:

@@ -348,3 +348,86 @@ def test_resume_keeps_early_stopping_and_the_process_count(
     (tmp_path / "best").rename(tmp_path / ".best.old")
     checkpoints.repair(tmp_path)
     assert (tmp_path / "best").is_dir() and not (tmp_path / ".best.old").exists()
+
+
+def _train_steps(tiny_bert: Path, files: tuple[Path, Path], *overrides: str) -> tuple:
+    """Four logged steps of one epoch on 64 examples: (result, step events, state dict)."""
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert,
+        *files,
+        "data.max_train_examples=64",
+        "train.batch_size=16",
+        "train.epochs=1",
+        "train.log_every=1",
+        "train.learning_rate=1e-3",
+        *overrides,
+    )
+    collect = Collect()
+    trainer = Trainer(
+        task,
+        model,
+        tokenizer,
+        recipe.train,
+        features["train"],
+        None,
+        events=EventLog(None, collect),
+    )
+    result = trainer.train()
+    steps = [e for e in collect.events if e["type"] == "step"]
+    state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    return result, steps, state, features["train"]
+
+
+def test_step_events_count_real_tokens_and_the_first_step_is_timed_apart(
+    tiny_bert: Path, sst2_small: tuple[Path, Path]
+) -> None:
+    result, steps, _, train = _train_steps(tiny_bert, sst2_small)
+    real = sum(sum(mask) for mask in train["attention_mask"])
+    assert len(steps) == 4
+    # One whole epoch: every example's real tokens once, padding not counted.
+    assert steps[-1]["tokens_seen"] == result.tokens_seen == real
+    assert steps[-1]["examples_seen"] == 64
+    assert all(s["tokens_per_second"] > 0 for s in steps)
+    assert [s["tokens_seen"] for s in steps] == sorted(s["tokens_seen"] for s in steps)
+    assert result.first_step_seconds is not None and result.first_step_seconds > 0
+
+
+def test_attention_kernels_and_optimizer_kernels_train_alike(
+    tiny_bert: Path, sst2_small: tuple[Path, Path]
+) -> None:
+    base, _, weights, _ = _train_steps(tiny_bert, sst2_small)
+    eager, _, eager_weights, _ = _train_steps(
+        tiny_bert, sst2_small, "train.attn_implementation=eager"
+    )
+    foreach, _, foreach_weights, _ = _train_steps(
+        tiny_bert, sst2_small, "train.fused_optimizer=false"
+    )
+    for other in (eager, foreach):
+        assert other.train_loss == pytest.approx(base.train_loss, rel=1e-4)
+    for name, value in weights.items():
+        torch.testing.assert_close(eager_weights[name], value, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(foreach_weights[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_attention_kernel_is_one_line(
+    tiny_bert: Path, sst2_small: tuple[Path, Path]
+) -> None:
+    from nlptasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.attn_implementation=flashy") as caught:
+        _setup(tiny_bert, *sst2_small, "train.attn_implementation=flashy")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_compiled_model_trains_like_the_uncompiled_one(
+    tiny_bert: Path, sst2_small: tuple[Path, Path]
+) -> None:
+    base, _, weights, _ = _train_steps(tiny_bert, sst2_small, "train.group_by_length=false")
+    compiled, _, compiled_weights, _ = _train_steps(
+        tiny_bert, sst2_small, "train.group_by_length=false", "train.compile=true"
+    )
+    assert compiled.train_loss == pytest.approx(base.train_loss, rel=1e-3)
+    # Compiled in place: the state dict keeps the model's own names (checkpoints, resume).
+    assert set(compiled_weights) == set(weights)
+    for name, value in weights.items():
+        torch.testing.assert_close(compiled_weights[name], value, rtol=1e-3, atol=1e-4)

@@ -119,6 +119,19 @@ class TrainConfig:
     metric_for_best: str | None = None
     """Metric that picks the best checkpoint (default: the task's main metric)."""
     group_by_length: bool = True
+    length_bucket: int = 1
+    """With ``group_by_length``: lengths are rounded down to this many tokens before sorting,
+    so a batch draws from a bucket at random instead of from near-duplicates (1: exact)."""
+    max_tokens_per_batch: int | None = None
+    """Token-budget batching: at most this many padded tokens per micro-batch instead of a
+    fixed number of examples (off: null)."""
+    compile: bool = False
+    """``torch.compile`` the model before training (its compile time is reported apart)."""
+    attn_implementation: str | None = None
+    """The attention kernel (transformers' ``attn_implementation``: ``sdpa``, ``eager``,
+    ``flash_attention_2``...) for training; null: the model's default (SDPA where it has it)."""
+    fused_optimizer: bool = True
+    """AdamW's fused kernel, one pass over all parameters (falls back when unavailable)."""
     log_every: int = 10
     save_checkpoints: bool = True
     save_every: int | None = None
@@ -185,6 +198,11 @@ class TrainConfig:
                     "'train.early_stopping_patience' must be at least 1",
                 ),
                 (self.log_every > 0, "'train.log_every' must be at least 1"),
+                (self.length_bucket > 0, "'train.length_bucket' must be at least 1"),
+                (
+                    self.max_tokens_per_batch is None or self.max_tokens_per_batch > 0,
+                    "'train.max_tokens_per_batch' must be at least 1 (null: off)",
+                ),
                 (
                     self.save_every is None or self.save_every > 0,
                     "'train.save_every' must be at least 1",

@@ -184,6 +184,10 @@ def build_results(
                 outcome.examples_seen / max(outcome.train_seconds - outcome.eval_seconds, 1e-9),
                 2,
             ),
+            # Paid once; with train.compile it is the compilation (issue 20).
+            "first_step_seconds": (
+                None if outcome.first_step_seconds is None else round(outcome.first_step_seconds, 3)
+            ),
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
             "history": outcome.history,

@@ -63,6 +63,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     eval_seconds: float = 0.0
     """The part of ``train_seconds`` spent in evaluations."""
+    tokens_seen: int = 0
+    """Real (non-pad) input tokens trained on (this process's run; not kept across a resume)."""
+    first_step_seconds: float | None = None
+    """The first optimizer step's wall time: with ``train.compile``, compilation included."""
     evaluation: Evaluation | None = None
     """The evaluation that gave ``metrics``, when this process still holds it (not for a
     best checkpoint evaluated before a resume)."""
@@ -160,18 +164,28 @@ class Trainer:
             stopped_early = stopped_early or best.patience_exhausted()
         loop.reset_window(time.perf_counter())
         loop.started = loop.window_started  # speed and ETA count training, not set-up
-        for epoch, index, window in self._windows(sampler, *loop.position):
+        for epoch, index, window, tokens in self._windows(sampler, *loop.position):
             if stopped_early or loop.step >= loop.total_steps:  # resumed at the very end
                 break
             self.model.train()
+            step_started = time.perf_counter()
             stepped = self._optimizer_step(window, optimizer)
+            if loop.first_step_seconds is None:
+                # With train.compile the first step compiles the model: said apart, because
+                # it is paid once and would otherwise hide in the examples/s.
+                loop.first_step_seconds = time.perf_counter() - step_started
             # No step without targets, nor on fp16 overflow: the schedule waits for it too.
             if stepped is not None and not acc.optimizer_step_was_skipped:
                 scheduler.step()
             loss = stepped if stepped is not None else 0.0
             optimizer.zero_grad(set_to_none=True)
             examples = sum(_batch_size(b) for b in window) * acc.num_processes
-            loop.record(loss, examples, epoch + min(1.0, (index + 1) / loop.steps_per_epoch))
+            loop.record(
+                loss,
+                examples,
+                epoch + min(1.0, (index + 1) / loop.steps_per_epoch),
+                tokens * acc.num_processes,
+            )
             # Where a resumed run picks up: the next window of this epoch, or the next epoch.
             loop.position = (
                 (epoch, index + 1) if index + 1 < loop.steps_per_epoch else (epoch + 1, 0)
@@ -225,6 +239,8 @@ class Trainer:
             group_by_length=cfg.group_by_length,
             num_replicas=acc.num_processes,
             rank=acc.process_index,
+            length_bucket=cfg.length_bucket,
+            max_tokens=cfg.max_tokens_per_batch,
         )
         if len(sampler) == 0:
             raise NlpTasksError(
@@ -242,6 +258,10 @@ class Trainer:
         optimizer = self._make_optimizer()
         warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * loop.total_steps)
         scheduler = self._make_scheduler(optimizer, warmup, loop.total_steps)
+        if cfg.compile:
+            # In place (nn.Module.compile): the state dict keeps its names, so checkpoints,
+            # the saved model and resume are those of the uncompiled model.
+            self.model.compile()
         # The scheduler is not passed to prepare(): accelerate would step it once per process.
         self.model, optimizer = acc.prepare(self.model, optimizer)
         self._optimizer, self._scheduler = optimizer, scheduler  # checkpoints save them
@@ -254,6 +274,7 @@ class Trainer:
             num_processes=acc.num_processes,
             warmup_steps=warmup,
             fused_optimizer=bool(optimizer.defaults.get("fused")),
+            compiled=cfg.compile,
             mixed_precision=acc.mixed_precision,
         )
         return optimizer, scheduler
@@ -274,6 +295,9 @@ class Trainer:
             loss=loop.window_loss / loop.window_steps,
             learning_rate=learning_rate,
             examples_per_second=loop.window_examples / max(now - loop.window_started, 1e-9),
+            tokens_per_second=loop.window_tokens / max(now - loop.window_started, 1e-9),
+            examples_seen=loop.examples_seen,
+            tokens_seen=loop.tokens_seen,
             elapsed_seconds=elapsed,
             eta_seconds=elapsed / loop.step * (loop.total_steps - loop.step),
         )
@@ -366,6 +390,8 @@ class Trainer:
             step=loop.step,
             best_step=best.step,
             train_seconds=train_seconds,
+            first_step_seconds=loop.first_step_seconds,
+            tokens_seen=loop.tokens_seen,
             stopped_early=best.stopped_early,
         )
         return TrainResult(
@@ -380,16 +406,18 @@ class Trainer:
             train_seconds=train_seconds,
             history=best.history,
             eval_seconds=loop.eval_seconds,
+            tokens_seen=loop.tokens_seen,
+            first_step_seconds=loop.first_step_seconds,
             evaluation=self._evaluations.get(final_step) if metrics else None,
         )
 
     def _windows(
         self, sampler: LengthGroupedBatchSampler, first_epoch: int = 0, first_index: int = 0
-    ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]]]]:
-        """(epoch, index, window) for each accumulation window, epoch after epoch, from window
-        ``first_index`` of ``first_epoch``: a window is a list of up to
-        ``gradient_accumulation_steps`` micro-batches on the device, and ``index`` the
-        optimizer step within its epoch."""
+    ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]], int]]:
+        """(epoch, index, window, tokens) for each accumulation window, epoch after epoch,
+        from window ``first_index`` of ``first_epoch``: a window is a list of up to
+        ``gradient_accumulation_steps`` micro-batches on the device, ``index`` the optimizer
+        step within its epoch and ``tokens`` the window's real (non-pad) tokens."""
         assert self.train_dataset is not None
         for epoch in itertools.count(first_epoch):
             index = first_index if epoch == first_epoch else 0
@@ -407,14 +435,17 @@ class Trainer:
                 generator=torch.Generator(),
             )
             window: list[dict[str, torch.Tensor]] = []
+            tokens = 0
             for batch in loader:
+                # Counted on the host before the copy: no device sync for a statistic.
+                tokens += _real_tokens(batch)
                 window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
                 if len(window) == self.config.gradient_accumulation_steps:
-                    yield epoch, index, window
+                    yield epoch, index, window, tokens
                     index += 1
-                    window = []
+                    window, tokens = [], 0
             if window:  # the last, shorter window of the epoch
-                yield epoch, index, window
+                yield epoch, index, window, tokens
 
     def _optimizer_step(
         self, window: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer
@@ -494,11 +525,14 @@ class Trainer:
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        try:
-            # The fused kernel does the whole update in one pass (CPU and CUDA in torch >= 2.4).
-            return torch.optim.AdamW(groups, lr=self.config.learning_rate, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+        if self.config.fused_optimizer:
+            try:
+                # The fused kernel does the whole update in one pass (CPU, CUDA: torch >= 2.4).
+                return torch.optim.AdamW(groups, lr=self.config.learning_rate, fused=True)
+            except (RuntimeError, TypeError, ValueError):
+                pass
+        # foreach: one kernel per parameter group and operation, not per parameter.
+        return torch.optim.AdamW(groups, lr=self.config.learning_rate, foreach=True)
 
     def _make_scheduler(
         self, optimizer: torch.optim.Optimizer, warmup: int, total: int
@@ -584,13 +618,19 @@ class _Loop:
     window_loss: float = 0.0
     window_steps: int = 0
     window_examples: int = 0
+    window_tokens: int = 0
+    tokens_seen: int = 0
+    first_step_seconds: float | None = None
+    """Wall time of this process's first optimizer step (with train.compile: compiling)."""
     started: float = field(default_factory=time.perf_counter)
     window_started: float = field(default_factory=time.perf_counter)
 
-    def record(self, loss: float, examples: int, epoch: float) -> None:
+    def record(self, loss: float, examples: int, epoch: float, tokens: int = 0) -> None:
         self.step += 1
         self.epoch = epoch
         self.examples_seen += examples
+        self.tokens_seen += tokens
+        self.window_tokens += tokens
         self.loss_sum += loss
         self.window_loss += loss
         self.window_steps += 1
@@ -598,6 +638,7 @@ class _Loop:
 
     def reset_window(self, now: float) -> None:
         self.window_loss, self.window_steps, self.window_examples = 0.0, 0, 0
+        self.window_tokens = 0
         self.window_started = now
 
 
@@ -679,6 +720,15 @@ def _scale_gradients(model: torch.nn.Module, factor: float) -> None:
     for param in model.parameters():
         if param.grad is not None:
             param.grad.mul_(factor)
+
+
+def _real_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Non-pad input tokens of a host batch (its attention mask; else every input id)."""
+    mask = batch.get("attention_mask")
+    if mask is not None:
+        return int(mask.sum())
+    ids = batch.get("input_ids")
+    return int(ids.numel()) if ids is not None else 0
 
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:
