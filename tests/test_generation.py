@@ -120,6 +120,64 @@ def test_rows_of_a_table_are_documents_with_eos_between_them(tiny_lm, tmp_path) 
     assert stream == expected
 
 
+def _documents_in_a_block(tiny_lm, tmp_path, packing: str):
+    from nlptasks.batching import pad_features
+    from nlptasks.builtins.generation.task import next_token_losses
+
+    rows = [{"text": f"document {i} says {'a b c ' * (i % 3)}and ends ."} for i in range(12)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    task, model, tokenizer, features = _features(
+        tiny_lm,
+        [
+            f"data.train_path={path}",
+            f"data.eval_path={path}",
+            "options.block_size=40",
+            f"options.packing={packing}",
+        ],
+    )
+    model.eval()
+    block = features["train"][0]
+    ids = block["input_ids"]
+    eos = tokenizer.eos_token_id
+    start = ids.index(eos) + 1  # the second document of the block
+    end = ids.index(eos, start) + 1
+    row = {k: v for k, v in block.items() if k != "length"}
+    with torch.no_grad():
+        packed = next_token_losses(model, pad_features([row]))[0]
+        alone_ids = ids[start:end]
+        alone = next_token_losses(
+            model,
+            pad_features(
+                [
+                    {
+                        "input_ids": alone_ids,
+                        "labels": alone_ids,
+                        "attention_mask": [1] * len(alone_ids),
+                    }
+                ]
+            ),
+        )[0]
+    # Position t predicts token t + 1: the document's own predictions, the EOS's excluded.
+    return block, start, end, packed[start : end - 1], alone[: end - start - 1]
+
+
+def test_document_packing_restarts_positions_and_keeps_documents_apart(tiny_lm, tmp_path) -> None:
+    block, start, end, packed, alone = _documents_in_a_block(tiny_lm, tmp_path, "documents")
+    assert block["position_ids"][start] == 0 and block["position_ids"][start - 1] > 0
+    assert block["position_ids"][start:end] == list(range(end - start))
+    # The first token of a later document is not learned from the one before it.
+    assert block["labels"][start] == IGNORE and block["labels"][start + 1] != IGNORE
+    # No attention across documents: the second document's losses are those it has alone.
+    torch.testing.assert_close(packed, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_block_packing_attends_across_documents(tiny_lm, tmp_path) -> None:
+    block, start, end, packed, alone = _documents_in_a_block(tiny_lm, tmp_path, "blocks")
+    assert "position_ids" not in block
+    assert (packed - alone).abs().max() > 1e-3  # the previous document changes them
+
+
 def test_completion_loss_covers_the_completion_only() -> None:
     ids, labels = completion_example([1, 2, 3], [7, 8, 0], max_length=10)
     assert ids == [1, 2, 3, 7, 8, 0]

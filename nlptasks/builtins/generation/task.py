@@ -65,6 +65,11 @@ class GenerationOptions:
     documents: Literal["auto", "rows", "file"] = "auto"
     """Plain text: is each row a document (EOS after each) or is the data one document whose
     rows are lines? ``auto``: a txt file is one document, other data has a document per row."""
+    packing: Literal["blocks", "documents"] = "blocks"
+    """Plain text: ``blocks`` attends across the documents a block holds (transformers'
+    run_clm); ``documents`` restarts the position ids at each document, so no token attends to
+    another document's (padding-free packing, as transformers' DataCollatorWithFlattening) and
+    no document's first token is predicted from the one before."""
     chat: bool = False
     """predict: wrap each prompt as a user turn of the chat template (for chat models)."""
     sample_prompts: list[str] = field(default_factory=list)
@@ -207,6 +212,8 @@ class GenerationTask:
             if not per_row and eos is not None:
                 tokens = _then(tokens, [eos])  # the end of the one document
             examples = [(block, block) for block in pack(tokens, size)]
+            if options.packing == "documents" and eos is not None:
+                return _with_document_positions(examples, eos)
         else:
             examples = [self._record(tokenizer, row, n, size) for n, row in enumerate(dataset, 1)]
         if not any(label != IGNORE for _, labels in examples for label in labels[1:]):
@@ -336,6 +343,16 @@ def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch
     # (batch, length, vocabulary) logits would copy them; the last position has no target.
     labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "position_ids" in batch:
+        # Documents packed in a row: without a 2-D mask, transformers reads the documents
+        # from the restarting position ids and masks attention between them. Right padding
+        # needs no mask in a causal model (no real token attends to a later pad).
+        # No cache either: transformers looks for packed documents only without one.
+        inputs = {
+            "input_ids": batch["input_ids"],
+            "position_ids": batch["position_ids"],
+            "use_cache": False,
+        }
     targets = labels != IGNORE
     if _keeps_logits(model):
         # The output layer only where a label is learned (not at prompts or padding): with a
@@ -346,6 +363,35 @@ def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch
             losses[targets] = token_losses(logits, labels[targets])
             return losses
     return token_losses(model(**inputs).logits, labels)
+
+
+def _with_document_positions(
+    examples: list[tuple[list[int], list[int]]], eos: int
+) -> datasets.Dataset:
+    """Blocks with position ids restarting after each EOS and the first token of each later
+    document not learned (its context is another document)."""
+    rows: dict[str, list[Any]] = {
+        "input_ids": [],
+        "labels": [],
+        "position_ids": [],
+        "attention_mask": [],
+        "length": [],
+    }
+    for ids, _ in examples:
+        positions, labels = [], list(ids)
+        position = 0
+        for t in range(len(ids)):
+            if t and ids[t - 1] == eos:
+                position = 0
+                labels[t] = IGNORE
+            positions.append(position)
+            position += 1
+        rows["input_ids"].append(ids)
+        rows["labels"].append(labels)
+        rows["position_ids"].append(positions)
+        rows["attention_mask"].append([1] * len(ids))
+        rows["length"].append(len(ids))
+    return datasets.Dataset.from_dict(rows)
 
 
 def _keeps_logits(model: torch.nn.Module) -> bool:
