@@ -652,7 +652,8 @@ def _set_attention(model: Any, name: str, recipe: Recipe) -> None:
         )
     try:
         setter(name)
-    except (ValueError, ImportError) as exc:
+        _try_a_training_forward(model)
+    except Exception as exc:  # noqa: BLE001 - any kernel failure is this setting's
         raise ConfigError(
             source,
             [
@@ -660,6 +661,23 @@ def _set_attention(model: Any, name: str, recipe: Recipe) -> None:
                 f"use sdpa or eager, or remove the setting"
             ],
         ) from None
+
+
+def _try_a_training_forward(model: Any) -> None:
+    """One tiny forward in training mode: some kernels are accepted by name and fail only
+    when they run (flex_attention refuses dropout), which would be a traceback at step 1."""
+    was_training = model.training
+    model.train()
+    try:
+        # Its own RNG: the check must not move the run's dropout masks.
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            ids = torch.tensor([[1, 2, 3, 4]], device=model.device)
+            if getattr(model.config, "is_encoder_decoder", False):
+                model(input_ids=ids, decoder_input_ids=ids)
+            else:
+                model(input_ids=ids)
+    finally:
+        model.train(was_training)
 
 
 def _check_metric_for_best(recipe: Recipe, task: Any) -> None:

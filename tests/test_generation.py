@@ -178,6 +178,46 @@ def test_block_packing_attends_across_documents(tiny_lm, tmp_path) -> None:
     assert (packed - alone).abs().max() > 1e-3  # the previous document changes them
 
 
+def test_document_packing_needs_documents_and_a_model_that_keeps_them_apart(
+    tiny_lm, tokenizer, wiki_small, tmp_path
+) -> None:
+    import transformers
+
+    from nlptasks.errors import ConfigError, DataError
+
+    train, dev = wiki_small
+    text = [
+        f"data.train_path={train}",
+        f"data.eval_path={dev}",
+        "options.block_size=32",
+        "options.packing=documents",
+    ]
+    with pytest.raises(DataError, match="one document") as caught:  # a txt file
+        _features(tiny_lm, text)
+    assert "\n" not in str(caught.value)
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    with pytest.raises(DataError, match="records"):
+        _features(
+            tiny_lm,
+            [
+                f"data.train_path={records}",
+                f"data.eval_path={records}",
+                "options.block_size=32",
+                "options.packing=documents",
+            ],
+        )
+    # BLOOM takes position ids but builds its mask (ALiBi) without them: it would attend
+    # across documents, so it is refused in one line.
+    bloom = transformers.BloomForCausalLM(
+        transformers.BloomConfig(vocab_size=len(tokenizer), hidden_size=32, n_layer=2, n_head=2)
+    )
+    bloom.save_pretrained(tmp_path / "bloom")
+    tokenizer.save_pretrained(tmp_path / "bloom")
+    with pytest.raises(ConfigError, match="does not keep packed documents apart"):
+        _features(tmp_path / "bloom", [*text, "options.documents=rows"])
+
+
 def test_completion_loss_covers_the_completion_only() -> None:
     ids, labels = completion_example([1, 2, 3], [7, 8, 0], max_length=10)
     assert ids == [1, 2, 3, 7, 8, 0]

@@ -375,6 +375,11 @@ def _train_steps(tiny_bert: Path, files: tuple[Path, Path], *overrides: str) -> 
     result = trainer.train()
     steps = [e for e in collect.events if e["type"] == "step"]
     state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    start = next(e for e in collect.events if e["type"] == "train_start")
+    result.kernels = {  # type: ignore[attr-defined]
+        "attention": model.config._attn_implementation,
+        "fused": start["fused_optimizer"],
+    }
     return result, steps, state, features["train"]
 
 
@@ -402,6 +407,10 @@ def test_attention_kernels_and_optimizer_kernels_train_alike(
     foreach, _, foreach_weights, _ = _train_steps(
         tiny_bert, sst2_small, "train.fused_optimizer=false"
     )
+    # Each switch really switched (else the comparison below would compare a run to itself).
+    assert base.kernels == {"attention": "sdpa", "fused": True}
+    assert eager.kernels == {"attention": "eager", "fused": True}
+    assert foreach.kernels == {"attention": "sdpa", "fused": False}
     for other in (eager, foreach):
         assert other.train_loss == pytest.approx(base.train_loss, rel=1e-4)
     for name, value in weights.items():
@@ -422,12 +431,54 @@ def test_an_unknown_attention_kernel_is_one_line(
 def test_a_compiled_model_trains_like_the_uncompiled_one(
     tiny_bert: Path, sst2_small: tuple[Path, Path]
 ) -> None:
+    from torch._dynamo.utils import counters
+
     base, _, weights, _ = _train_steps(tiny_bert, sst2_small, "train.group_by_length=false")
+    counters.clear()
     compiled, _, compiled_weights, _ = _train_steps(
         tiny_bert, sst2_small, "train.group_by_length=false", "train.compile=true"
     )
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo compiled the forward
     assert compiled.train_loss == pytest.approx(base.train_loss, rel=1e-3)
     # Compiled in place: the state dict keeps the model's own names (checkpoints, resume).
     assert set(compiled_weights) == set(weights)
     for name, value in weights.items():
         torch.testing.assert_close(compiled_weights[name], value, rtol=1e-3, atol=1e-4)
+
+
+def test_token_budget_epochs_end_where_their_own_batches_end(
+    tiny_bert: Path, sst2_small: tuple[Path, Path]
+) -> None:
+    # Token budgets cut each epoch's order into its own number of batches: evaluations fall
+    # at each epoch's end and every example is seen once per epoch.
+    recipe, task, model, tokenizer, features = _setup(
+        tiny_bert,
+        *sst2_small,
+        "data.max_train_examples=200",
+        "train.batch_size=8",
+        "train.max_tokens_per_batch=160",
+        # Random order: each epoch's batches (and their number) differ.
+        "train.group_by_length=false",
+        "train.epochs=3",
+    )
+    collect = Collect()
+    trainer = Trainer(
+        task,
+        model,
+        tokenizer,
+        recipe.train,
+        features["train"],
+        features["evaluator"],
+        events=EventLog(None, collect),
+    )
+    sampler, _ = trainer._plan()
+    per_epoch = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        per_epoch.append(len(sampler))
+    assert len(set(per_epoch)) > 1  # the case this test is about
+    result = trainer.train()
+    assert result.global_step == sum(per_epoch)
+    evals = [e for e in collect.events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [per_epoch[0], per_epoch[0] + per_epoch[1], sum(per_epoch)]
+    assert result.examples_seen == 3 * 200

@@ -131,6 +131,8 @@ class Trainer:
         self.model = model
         self._optimizer: torch.optim.Optimizer | None = None
         self._scheduler: Any = None
+        self._window_counts: tuple[int, int] = (0, 0)
+        """The last window's examples and real tokens, summed over processes."""
         self._evaluations: dict[int, Evaluation] = {}
         """This process's evaluations of the best and the latest step, by step."""
 
@@ -164,12 +166,16 @@ class Trainer:
             stopped_early = stopped_early or best.patience_exhausted()
         loop.reset_window(time.perf_counter())
         loop.started = loop.window_started  # speed and ETA count training, not set-up
-        for epoch, index, window, tokens in self._windows(sampler, *loop.position):
+        for epoch, index, window, tokens, in_epoch in self._windows(sampler, *loop.position):
+            # This epoch's steps: fixed-size batches give every epoch the same number, token
+            # budgets (train.max_tokens_per_batch) one per epoch's order.
+            loop.epoch_steps = in_epoch
             if stopped_early or loop.step >= loop.total_steps:  # resumed at the very end
                 break
             self.model.train()
             step_started = time.perf_counter()
-            stepped = self._optimizer_step(window, optimizer)
+            local = (sum(_batch_size(b) for b in window), tokens)
+            stepped = self._optimizer_step(window, optimizer, local)
             if loop.first_step_seconds is None:
                 # With train.compile the first step compiles the model: said apart, because
                 # it is paid once and would otherwise hide in the examples/s.
@@ -179,17 +185,10 @@ class Trainer:
                 scheduler.step()
             loss = stepped if stepped is not None else 0.0
             optimizer.zero_grad(set_to_none=True)
-            examples = sum(_batch_size(b) for b in window) * acc.num_processes
-            loop.record(
-                loss,
-                examples,
-                epoch + min(1.0, (index + 1) / loop.steps_per_epoch),
-                tokens * acc.num_processes,
-            )
+            examples, tokens = self._window_counts  # summed over processes
+            loop.record(loss, examples, epoch + min(1.0, (index + 1) / in_epoch), tokens)
             # Where a resumed run picks up: the next window of this epoch, or the next epoch.
-            loop.position = (
-                (epoch, index + 1) if index + 1 < loop.steps_per_epoch else (epoch + 1, 0)
-            )
+            loop.position = (epoch, index + 1) if index + 1 < in_epoch else (epoch + 1, 0)
             self._log_step(loop, float(scheduler.get_last_lr()[0]))
             if stop.requested(acc):
                 self._stop_for_signal(loop, stop, best, self._evaluation_due(loop, index))
@@ -249,6 +248,17 @@ class Trainer:
             )
         steps_per_epoch = math.ceil(len(sampler) / cfg.gradient_accumulation_steps)
         total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if cfg.max_tokens_per_batch and not cfg.max_steps:
+            # Token budgets give each epoch's order its own number of batches: count them, so
+            # that train.epochs=3 is three whole epochs (and the schedule ends there).
+            whole, part = int(cfg.epochs), cfg.epochs - int(cfg.epochs)
+            counts = []
+            for epoch in range(whole + (part > 0)):
+                sampler.set_epoch(epoch)
+                counts.append(math.ceil(len(sampler) / cfg.gradient_accumulation_steps))
+            sampler.set_epoch(0)
+            total_steps = sum(counts[:whole]) + (math.ceil(part * counts[-1]) if part else 0)
+            total_steps = max(1, total_steps)
         return sampler, _Loop(total_steps=total_steps, steps_per_epoch=steps_per_epoch)
 
     def _setup_optimization(
@@ -331,7 +341,7 @@ class Trainer:
         if self.evaluator is None:
             return False
         every = self.config.eval_every
-        end_of_epoch = index + 1 == loop.steps_per_epoch
+        end_of_epoch = index + 1 == loop.epoch_steps
         due = (every and loop.step % every == 0) or (not every and end_of_epoch)
         return bool(due) or loop.step == loop.total_steps
 
@@ -396,7 +406,7 @@ class Trainer:
         )
         return TrainResult(
             global_step=loop.step,
-            epochs=round(loop.step / loop.steps_per_epoch, 4),
+            epochs=round(loop.epoch, 4),
             train_loss=loop.loss_sum / max(loop.step, 1),
             metrics=metrics,
             best_step=best.step,
@@ -413,15 +423,16 @@ class Trainer:
 
     def _windows(
         self, sampler: LengthGroupedBatchSampler, first_epoch: int = 0, first_index: int = 0
-    ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]], int]]:
-        """(epoch, index, window, tokens) for each accumulation window, epoch after epoch,
-        from window ``first_index`` of ``first_epoch``: a window is a list of up to
-        ``gradient_accumulation_steps`` micro-batches on the device, ``index`` the optimizer
-        step within its epoch and ``tokens`` the window's real (non-pad) tokens."""
+    ) -> Iterator[tuple[int, int, list[dict[str, torch.Tensor]], int, int]]:
+        """(epoch, index, window, tokens, windows in the epoch) for each accumulation window,
+        epoch after epoch, from window ``first_index`` of ``first_epoch``: a window is a list
+        of up to ``gradient_accumulation_steps`` micro-batches on the device, ``index`` the
+        optimizer step within its epoch and ``tokens`` the window's real (non-pad) tokens."""
         assert self.train_dataset is not None
         for epoch in itertools.count(first_epoch):
             index = first_index if epoch == first_epoch else 0
             sampler.set_epoch(epoch)
+            in_epoch = math.ceil(len(sampler) / self.config.gradient_accumulation_steps)
             # A resumed epoch starts at its window: earlier batches are skipped by index
             # arithmetic in the sampler, never loaded.
             sampler.start = index * self.config.gradient_accumulation_steps
@@ -441,14 +452,17 @@ class Trainer:
                 tokens += _real_tokens(batch)
                 window.append({k: v.to(self.accelerator.device) for k, v in batch.items()})
                 if len(window) == self.config.gradient_accumulation_steps:
-                    yield epoch, index, window, tokens
+                    yield epoch, index, window, tokens, in_epoch
                     index += 1
                     window, tokens = [], 0
             if window:  # the last, shorter window of the epoch
-                yield epoch, index, window, tokens
+                yield epoch, index, window, tokens, in_epoch
 
     def _optimizer_step(
-        self, window: list[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer
+        self,
+        window: list[dict[str, torch.Tensor]],
+        optimizer: torch.optim.Optimizer,
+        counts: tuple[int, int] = (0, 0),
     ) -> float | None:
         """Forward and backward over one accumulation window, clip, step; return its loss
         (None for a window without a single target on any process: no step is taken).
@@ -460,6 +474,10 @@ class Trainer:
         it. Each backward takes the loss over the targets seen so far (a mean), the gradients
         accumulated before are rescaled to match, and the last micro-batch, once every
         process's count is known, makes the mean the window's.
+
+        ``counts`` (this process's examples and real tokens) ride on the same all-reduce:
+        ``_window_counts`` holds their sums over processes (token budgets give each process
+        its own batch sizes).
         """
         acc = self.accelerator
         window_loss, seen = 0.0, 0.0  # this process's summed loss and targets so far
@@ -479,10 +497,13 @@ class Trainer:
                     continue
             # One all-reduce for both: the NaN check and the targets of every process.
             totals = acc.reduce(
-                torch.tensor([window_loss, seen + count], dtype=torch.float64, device=acc.device),
+                torch.tensor(
+                    [window_loss, seen + count, *counts], dtype=torch.float64, device=acc.device
+                ),
                 reduction="sum",
             ).tolist()
             loss, total = totals[0], totals[1]
+            self._window_counts = (int(totals[2]), int(totals[3]))
             # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops
             # at the same step (a lone raise would leave the others waiting in a collective),
             # and before the optimizer writes NaNs into the weights.
@@ -605,6 +626,9 @@ class _Loop:
 
     total_steps: int
     steps_per_epoch: int
+    """Optimizer steps of the first epoch (of every epoch unless batches have a token budget)."""
+    epoch_steps: int = 0
+    """Optimizer steps of the epoch being trained."""
     step: int = 0
     epoch: float = 0.0
     examples_seen: int = 0

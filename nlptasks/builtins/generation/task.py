@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
 
 from nlptasks import (
+    ConfigError,
     DataError,
     EvalContext,
     GenerationConfig,
@@ -168,6 +169,8 @@ class GenerationTask:
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_token_id = tokenizer.eos_token_id
         self.context_length = position_limit(model, tokenizer)
+        if recipe.options.packing == "documents":
+            _check_keeps_documents_apart(model, recipe.name or "recipe")
         if trained:  # predict and eval may change max_new_tokens: the samples are not theirs
             return model, tokenizer
         options: GenerationOptions = recipe.options
@@ -212,8 +215,24 @@ class GenerationTask:
             if not per_row and eos is not None:
                 tokens = _then(tokens, [eos])  # the end of the one document
             examples = [(block, block) for block in pack(tokens, size)]
-            if options.packing == "documents" and eos is not None:
+            if options.packing == "documents":
+                if not per_row:
+                    raise DataError(
+                        "options.packing=documents needs a document per row, and this data "
+                        "is one document (a txt file). Set options.documents=rows, or remove "
+                        "options.packing."
+                    )
+                if eos is None:
+                    raise DataError(
+                        "options.packing=documents finds documents by their EOS token, and "
+                        "this tokenizer has none. Use options.packing=blocks."
+                    )
                 return _with_document_positions(examples, eos)
+        elif options.packing == "documents":
+            raise DataError(
+                f"options.packing=documents packs plain text; this data is {self.format} "
+                f"records, one per row already. Remove the setting."
+            )
         else:
             examples = [self._record(tokenizer, row, n, size) for n, row in enumerate(dataset, 1)]
         if not any(label != IGNORE for _, labels in examples for label in labels[1:]):
@@ -363,6 +382,34 @@ def next_token_losses(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch
             losses[targets] = token_losses(logits, labels[targets])
             return losses
     return token_losses(model(**inputs).logits, labels)
+
+
+def _check_keeps_documents_apart(model: torch.nn.Module, source: str) -> None:
+    """A one-line error unless the model masks attention between packed documents: models
+    that take position ids but build their mask without them (BLOOM, MPT) would silently
+    attend across documents."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]], device=device)
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2]], device=device)
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            was_training = model.training
+            model.eval()
+            packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits
+            alone = model(input_ids=ids[:, 3:], use_cache=False).logits
+            model.train(was_training)
+        apart = torch.allclose(packed[0, 3:].float(), alone[0].float(), rtol=1e-3, atol=1e-4)
+    except (TypeError, ValueError, RuntimeError):
+        apart = False
+    if not apart:
+        raise ConfigError(
+            source,
+            [
+                f"'options.packing=documents': this model ({type(model).__name__}) does not "
+                f"keep packed documents apart (its attention mask ignores position ids); use "
+                f"options.packing=blocks"
+            ],
+        )
 
 
 def _with_document_positions(
