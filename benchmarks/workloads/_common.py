@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness import Result, StepClock, model_flops
 
 DATA = __import__("harness").SHARED_DATA
+
+
+Contender = Callable[[dict[str, Any]], Result]
+
+
+def variant(contender: Contender, extra: Sequence[str]) -> Contender:
+    """``contender`` with more recipe overrides: one speed-up (or setting) on or off."""
+
+    def run(p: dict[str, Any]) -> Result:
+        return contender({**p, "extra": [*p["extra"], *extra]})
+
+    return run
 
 
 class ClockReporter:
@@ -140,7 +152,7 @@ def trainer_train(
     counting = _CountingForward(prepared.model)
     clock = StepClock(warmup)
 
-    class Tick(TrainerCallback):  # type: ignore[misc]
+    class Tick(TrainerCallback):
         loss: float | None = None
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads._common import DATA, nlptasks_train, trainer_train
+from workloads._common import DATA, nlptasks_train, trainer_train, variant
 
 DESCRIPTION = "sentiment fine-tuning, MiniLM on SST-2, batch 32, length 64 (speed)"
 PARAMS: dict[str, Any] = {
@@ -59,15 +59,8 @@ VARIANTS = {
 }
 
 
-def variant(extra: list[str]) -> Any:
-    def contender(p: dict[str, Any]) -> dict[str, Any]:
-        return nlptasks({**p, "extra": [*p["extra"], *extra]})
-
-    return contender
-
-
 CONTENDERS = {
     "nlptasks": nlptasks,
     "trainer": trainer,
-    **{f"nlptasks-{name}": variant(extra) for name, extra in VARIANTS.items()},
+    **{f"nlptasks-{name}": variant(nlptasks, extra) for name, extra in VARIANTS.items()},
 }

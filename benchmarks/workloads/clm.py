@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads._common import DATA, nlptasks_train, trainer_train
+from workloads._common import DATA, nlptasks_train, trainer_train, variant
 
 DESCRIPTION = "causal-LM fine-tuning, SmolLM2-135M on WikiText-2 blocks of 256, batch 4 (speed)"
 PARAMS: dict[str, Any] = {"steps": 6, "warmup": 2, "batch_size": 4, "block": 256, "extra": []}
@@ -44,17 +44,10 @@ def trainer(p: dict[str, Any]) -> dict[str, Any]:
     return trainer_train("generation", "smollm2", overrides(p), p["warmup"], causal=True)
 
 
-def variant(extra: list[str]) -> Any:
-    def contender(p: dict[str, Any]) -> dict[str, Any]:
-        return nlptasks({**p, "extra": [*p["extra"], *extra]})
-
-    return contender
-
-
 CONTENDERS = {
     "nlptasks": nlptasks,
     "trainer": trainer,
-    "nlptasks-documents": variant(["options.packing=documents"]),
-    "nlptasks-compile": variant(["train.compile=true"]),
-    "nlptasks-eager": variant(["train.attn_implementation=eager"]),
+    "nlptasks-documents": variant(nlptasks, ["options.packing=documents"]),
+    "nlptasks-compile": variant(nlptasks, ["train.compile=true"]),
+    "nlptasks-eager": variant(nlptasks, ["train.attn_implementation=eager"]),
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads._common import nlptasks_train, trainer_train
+from workloads._common import nlptasks_train, trainer_train, variant
 
 DESCRIPTION = "extractive QA fine-tuning, MiniLM on SQuAD windows of 384, batch 16 (speed)"
 PARAMS: dict[str, Any] = {"examples": 1000, "steps": 14, "warmup": 3, "batch_size": 16, "extra": []}
@@ -42,18 +42,11 @@ def trainer_384(p: dict[str, Any]) -> dict[str, Any]:
     return trainer_train("qa", "minilm", overrides(p), p["warmup"], pad_to=384)
 
 
-def variant(extra: list[str]) -> Any:
-    def contender(p: dict[str, Any]) -> dict[str, Any]:
-        return nlptasks({**p, "extra": [*p["extra"], *extra]})
-
-    return contender
-
-
 CONTENDERS = {
     "nlptasks": nlptasks,
     "trainer": trainer,
     "trainer-384": trainer_384,
-    "nlptasks-exact-sort": variant(["train.length_bucket=1"]),
-    "nlptasks-random": variant(["train.group_by_length=false"]),
-    "nlptasks-tokens6144": variant(["train.max_tokens_per_batch=6144"]),
+    "nlptasks-exact-sort": variant(nlptasks, ["train.length_bucket=1"]),
+    "nlptasks-random": variant(nlptasks, ["train.group_by_length=false"]),
+    "nlptasks-tokens6144": variant(nlptasks, ["train.max_tokens_per_batch=6144"]),
 }

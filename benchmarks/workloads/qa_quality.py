@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads._common import nlptasks_train, trainer_train
+from workloads._common import nlptasks_train, trainer_train, variant
 
 DESCRIPTION = "extractive QA, qa/minilm recipe, F1 over seeds: nlptasks vs Trainer (quality)"
 PARAMS: dict[str, Any] = {
@@ -44,10 +44,6 @@ def nlptasks(p: dict[str, Any]) -> dict[str, Any]:
     return _scored(nlptasks_train("qa", "minilm", overrides(p), p["warmup"]))
 
 
-def nlptasks_exact_sort(p: dict[str, Any]) -> dict[str, Any]:
-    return nlptasks({**p, "extra": [*p["extra"], "train.length_bucket=1"]})
-
-
 def trainer(p: dict[str, Any]) -> dict[str, Any]:
     extra = ["train.group_by_length=false"]  # the Trainer's default: random batches
     return _scored(
@@ -58,5 +54,5 @@ def trainer(p: dict[str, Any]) -> dict[str, Any]:
 CONTENDERS = {
     "nlptasks": nlptasks,
     "trainer": trainer,
-    "nlptasks-exact-sort": nlptasks_exact_sort,
+    "nlptasks-exact-sort": variant(nlptasks, ["train.length_bucket=1"]),
 }

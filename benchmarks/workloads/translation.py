@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads._common import nlptasks_train, trainer_train
+from workloads._common import nlptasks_train, trainer_train, variant
 
 DESCRIPTION = "prompted translation fine-tuning, SmolLM2-135M en->fr verses, batch 8 (speed)"
 PARAMS: dict[str, Any] = {"examples": 400, "steps": 8, "warmup": 2, "batch_size": 8, "extra": []}
@@ -37,8 +37,8 @@ def trainer(p: dict[str, Any]) -> dict[str, Any]:
     return trainer_train("translation", "smollm2", overrides(p), p["warmup"], causal=True)
 
 
-def nlptasks_compile(p: dict[str, Any]) -> dict[str, Any]:
-    return nlptasks({**p, "extra": [*p["extra"], "train.compile=true"]})
-
-
-CONTENDERS = {"nlptasks": nlptasks, "trainer": trainer, "nlptasks-compile": nlptasks_compile}
+CONTENDERS = {
+    "nlptasks": nlptasks,
+    "trainer": trainer,
+    "nlptasks-compile": variant(nlptasks, ["train.compile=true"]),
+}
