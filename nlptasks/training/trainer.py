@@ -131,8 +131,6 @@ class Trainer:
         self.model = model
         self._optimizer: torch.optim.Optimizer | None = None
         self._scheduler: Any = None
-        self._window_counts: tuple[int, int] = (0, 0)
-        """The last window's examples and real tokens, summed over processes."""
         self._evaluations: dict[int, Evaluation] = {}
         """This process's evaluations of the best and the latest step, by step."""
 
@@ -175,7 +173,7 @@ class Trainer:
             self.model.train()
             step_started = time.perf_counter()
             local = (sum(_batch_size(b) for b in window), tokens)
-            stepped = self._optimizer_step(window, optimizer, local)
+            stepped, examples, tokens = self._optimizer_step(window, optimizer, local)
             if loop.first_step_seconds is None:
                 # With train.compile the first step compiles the model: said apart, because
                 # it is paid once and would otherwise hide in the examples/s.
@@ -185,7 +183,6 @@ class Trainer:
                 scheduler.step()
             loss = stepped if stepped is not None else 0.0
             optimizer.zero_grad(set_to_none=True)
-            examples, tokens = self._window_counts  # summed over processes
             loop.record(loss, examples, epoch + min(1.0, (index + 1) / in_epoch), tokens)
             # Where a resumed run picks up: the next window of this epoch, or the next epoch.
             loop.position = (epoch, index + 1) if index + 1 < in_epoch else (epoch + 1, 0)
@@ -463,9 +460,10 @@ class Trainer:
         window: list[dict[str, torch.Tensor]],
         optimizer: torch.optim.Optimizer,
         counts: tuple[int, int] = (0, 0),
-    ) -> float | None:
+    ) -> tuple[float | None, int, int]:
         """Forward and backward over one accumulation window, clip, step; return its loss
-        (None for a window without a single target on any process: no step is taken).
+        (None for a window without a single target on any process: no step is taken) and
+        the window's examples and real tokens on all processes.
 
         The gradient is the sum of every target's loss gradient divided by the targets of the
         whole window on all processes, so accumulation 4 x 8 equals batch 32 even when batches
@@ -475,9 +473,9 @@ class Trainer:
         accumulated before are rescaled to match, and the last micro-batch, once every
         process's count is known, makes the mean the window's.
 
-        ``counts`` (this process's examples and real tokens) ride on the same all-reduce:
-        ``_window_counts`` holds their sums over processes (token budgets give each process
-        its own batch sizes).
+        ``counts`` (this process's examples and real tokens) ride on the same all-reduce and
+        come back summed over processes, after the loss (token budgets give each process its
+        own batch sizes).
         """
         acc = self.accelerator
         window_loss, seen = 0.0, 0.0  # this process's summed loss and targets so far
@@ -503,7 +501,7 @@ class Trainer:
                 reduction="sum",
             ).tolist()
             loss, total = totals[0], totals[1]
-            self._window_counts = (int(totals[2]), int(totals[3]))
+            summed = (int(totals[2]), int(totals[3]))
             # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops
             # at the same step (a lone raise would leave the others waiting in a collective),
             # and before the optimizer writes NaNs into the weights.
@@ -513,7 +511,7 @@ class Trainer:
                     "use train.mixed_precision=no."
                 )
             if total == 0:
-                return None
+                return None, *summed
             # DDP averages gradients over processes; multiplying by their number undoes that.
             world = acc.num_processes
             _scale_gradients(self.model, seen * world / total)
@@ -521,7 +519,7 @@ class Trainer:
         if self.config.max_grad_norm:
             acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         optimizer.step()
-        return float(loss / total)
+        return float(loss / total), *summed
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
         """The task's forward pass on a training batch: its summed loss and target count."""
