@@ -43,13 +43,21 @@ from nlptasks.evaluation import uncertainty
 from nlptasks.evaluation.evaluator import Evaluation, Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.plugins.registry import load_task
-from nlptasks.recipes import LoraConfig, Recipe, load_recipe, read_yaml, with_absolute_paths
+from nlptasks.recipes import (
+    LoraConfig,
+    Recipe,
+    load_recipe,
+    read_yaml,
+    with_absolute_paths,
+)
 from nlptasks.runs import directory, results, rundir, trained_with
 from nlptasks.runs import events as run_events
 from nlptasks.runs import lock as run_lock
 from nlptasks.runs import status as run_status
 from nlptasks.task import ReadsSources, WritesSamples, declared_metrics
 from nlptasks.training import checkpoints, lora, precision
+from nlptasks.training.distributed import full_state_dict, is_sharded
+from nlptasks.training.tokenise_once import features_once
 from nlptasks.training.trainer import StopRequests, Trainer, make_accelerator
 
 
@@ -134,10 +142,13 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
             "The recipe sets lora.* but not lora.enabled=true: training is full fine-tuning.",
             stacklevel=2,
         )
-    accelerator = make_accelerator(recipe.train)
-    with accelerator.main_process_first():
-        # The main process tokenises first and fills the cache; the others read it.
-        features = {name: task.preprocess(s, tokenizer, recipe) for name, s in splits.items()}
+    accelerator = make_accelerator(recipe.train, recipe.distributed)
+    features = features_once(
+        accelerator,
+        splits,
+        lambda split: task.preprocess(split, tokenizer, recipe),
+        recipe.distributed.data_timeout_minutes,
+    )
     collate = collate_for(task, tokenizer)
     evaluator = Evaluator(
         task, tokenizer, recipe, splits["eval"], features["eval"], accelerator, collate
@@ -187,10 +198,11 @@ def run_recipe(
                 before = _samples_before(prepared) if main and checkpoint is None else None
                 outcome = trainer.train(stop=stop, resume_from=checkpoint)
                 evaluation = _final_evaluation(trainer, outcome)
+                final = _final_model(prepared, trainer)  # every process: a collective
                 summary: dict[str, Any] = {}
                 if main:
                     summary = _write_results(
-                        prepared, trainer, outcome, evaluation, run_dir, before, started
+                        prepared, final, outcome, evaluation, run_dir, before, started
                     )
                     run_status.write_status(run_dir, "finished")
                 events.emit("run_end", run_dir=str(run_dir), metrics=evaluation.metrics)
@@ -206,6 +218,8 @@ def run_recipe(
                     events.emit("failed", error=error)
                 if main:
                     _mark(run_dir, "failed", error)
+                if prepared.accelerator.num_processes > 1 and _lost_a_peer(exc):
+                    raise NlpTasksError(_peer_lost_message(prepared, run_dir, exc)) from exc
                 raise
             finally:
                 events.close()
@@ -218,6 +232,37 @@ def run_recipe(
             stacklevel=2,
         )
     return RunResult(run_dir if main else None, evaluation.metrics, summary)
+
+
+def _lost_a_peer(exc: BaseException) -> bool:
+    """Whether a collective failed because another process (or its node) is gone."""
+    import torch.distributed as dist
+
+    # gloo reports a peer gone as a RuntimeError from its transport; NCCL's watchdog as a
+    # DistNetworkError (or it aborts the process). Other collective errors are bugs.
+    if isinstance(exc, (dist.DistNetworkError, dist.DistStoreError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        sign in text
+        for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+    )
+
+
+def _peer_lost_message(prepared: PreparedRun, run_dir: Path, exc: BaseException) -> str:
+    import os
+
+    processes = prepared.accelerator.num_processes
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+    if per_node < processes:
+        how = "the same launch command on every node, with 'resume RUN' for 'run ...'"
+    else:
+        how = f"torchrun --nproc_per_node {per_node} -m nlptasks.cli resume {run_dir}"
+    return (
+        f"Process {prepared.accelerator.process_index} lost the others (a process or its node "
+        f"stopped: {first_line(exc)}); every process stops, and the last whole checkpoint "
+        f"stays. Resume with the same number of processes: {how}"
+    )
 
 
 def _check_before_loading(
@@ -322,9 +367,40 @@ def _samples_before(prepared: PreparedRun) -> list[dict[str, Any]] | None:
     return _samples(prepared, prepared.model.to(prepared.accelerator.device))
 
 
+def _final_model(prepared: PreparedRun, trainer: Trainer) -> Any:
+    """The trained model as a plain transformers model on the main process (None on the
+    others). A sharded model's weights are gathered one tensor at a time into the main
+    process's CPU memory and loaded into a fresh copy of the recipe's model, so saving,
+    samples and the card see an ordinary model."""
+    accelerator = prepared.accelerator
+    if not is_sharded(accelerator):
+        return accelerator.unwrap_model(trainer.model)
+    weights = full_state_dict(accelerator, trainer.model)
+    model, problem = None, ""
+    if weights is not None:
+        recipe = prepared.recipe
+        with models.remote_code(recipe.trust_remote_code):
+            model, _ = prepared.task.build_model(prepared.model_path, recipe)
+        outcome = model.load_state_dict(weights, strict=False)
+        # Tied weights (the decoder = the embeddings) may be gathered once: not missing.
+        tied = set(getattr(model, "_tied_weights_keys", None) or [])
+        missing = [k for k in outcome.missing_keys if k not in tied]
+        if outcome.unexpected_keys or missing:
+            problem = (
+                f"The gathered weights do not fit the model (missing {missing[:3]}, "
+                f"unexpected {outcome.unexpected_keys[:3]}); the checkpoints/last shards are "
+                f"whole: nlptasks consolidate them."
+            )
+    # Every process learns whether the main one succeeded: none is left waiting.
+    [problem] = broadcast_object_list([problem])
+    if problem:
+        raise NlpTasksError(problem)
+    return model
+
+
 def _write_results(
     prepared: PreparedRun,
-    trainer: Trainer,
+    final: Any,
     outcome: Any,
     evaluation: Evaluation,
     run_dir: Path,
@@ -332,8 +408,7 @@ def _write_results(
     started: float,
 ) -> dict[str, Any]:
     """Samples, model, card, results.json and predictions.jsonl of the finished run (the
-    main process only)."""
-    final = prepared.accelerator.unwrap_model(trainer.model)
+    main process only); ``final`` is the trained model, unwrapped."""
     after = _samples(prepared, final)
     if after:
         results.write_samples(run_dir / "samples.jsonl", before, after)

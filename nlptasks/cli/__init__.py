@@ -610,7 +610,14 @@ def recipes_show(name: str, overrides: tuple[str, ...], resolved: bool) -> None:
     if not resolved and not overrides:
         click.echo(path.read_text(encoding="utf-8"), nl=False)
         return
-    click.echo(dump_recipe(load_recipe(task, str(path), list(overrides))), nl=False)
+    recipe = load_recipe(task, str(path), list(overrides))
+    click.echo(dump_recipe(recipe), nl=False)
+    if resolved:
+        from nlptasks.training.distributed import describe
+
+        # What the distributed section stands for: accelerate's plugin settings.
+        settings = ", ".join(f"{k}={v}" for k, v in describe(recipe.distributed).items())
+        click.echo(f"# distributed, with 2+ processes (one process trains plainly): {settings}")
 
 
 @recipes.command(name="copy")
@@ -791,9 +798,10 @@ def plugins_uninstall(packages: tuple[str, ...], yes: bool) -> None:
 _commands_loaded = False
 
 
+from nlptasks.cli.consolidate import consolidate  # noqa: E402
 from nlptasks.cli.results import compare, export, leaderboard, verify  # noqa: E402
 
-for _command in (compare, leaderboard, verify, export):
+for _command in (compare, leaderboard, verify, export, consolidate):
     cli.add_command(_command)
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from nlptasks.recipes.builder import build_dataclass
 from nlptasks.recipes.schema import (
     DataConfig,
+    DistributedConfig,
     Expectation,
     GenerationConfig,
     LoraConfig,
@@ -77,6 +78,7 @@ __all__ = [
     "DataConfig",
     "Expectation",
     "GenerationConfig",
+    "DistributedConfig",
     "LoraConfig",
     "NoOptions",
     "Recipe",

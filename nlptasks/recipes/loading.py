@@ -25,6 +25,7 @@ from nlptasks.recipes.overrides import (
 )
 from nlptasks.recipes.schema import (
     DataConfig,
+    DistributedConfig,
     GenerationConfig,
     LoraConfig,
     Recipe,
@@ -100,6 +101,7 @@ def _section_problems(raw: dict[str, Any], options_cls: type) -> list[str]:
         ("data", DataConfig),
         ("generation", GenerationConfig),
         ("lora", LoraConfig),
+        ("distributed", DistributedConfig),
         ("options", options_cls),
     ):
         built, type_problems = build_dataclass(cls, raw.get(name, {}), name)

@@ -296,6 +296,83 @@ class LoraConfig:
         )
 
 
+DISTRIBUTED_PRESETS = {"fsdp": ("fsdp2",), "deepspeed": ("zero2", "zero3")}
+"""The presets of each sharding strategy (the first is the strategy's default)."""
+
+
+@dataclass
+class DistributedConfig:
+    """How training is spread over the processes that ``torchrun`` or ``accelerate launch``
+    start (one process trains plainly, whatever the strategy): data parallel (``ddp``), or
+    model, gradients and optimizer states sharded (``fsdp``, ``deepspeed``), through
+    accelerate's plugins. ``recipes show --resolved`` shows the effective settings."""
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] | None = None
+    """null: the preset's (or a DeepSpeed config file's) strategy, else ``ddp``."""
+    preset: str | None = None
+    """``fsdp2`` for fsdp (FSDP v2, each ``_no_split_modules`` block its own unit, sharded
+    checkpoints); ``zero2`` or ``zero3`` for deepspeed; null: the strategy's default. A preset
+    alone sets its strategy."""
+    config_file: str | None = None
+    """A DeepSpeed JSON file, or an accelerate config YAML whose ``fsdp_config`` /
+    ``deepspeed_config`` section says how to shard (its launch settings are the launcher's)."""
+    cpu_ram_efficient_loading: bool = True
+    """fsdp: only the main process holds the full weights before sharding; the others start
+    from empty (meta) tensors and receive their shards."""
+    offload: bool = False
+    """Keep parameters and optimizer states in CPU memory (FSDP CPU offload, ZeRO offload)."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass: less memory, ~30% slower."""
+    data_timeout_minutes: float = 30.0
+    """How long the other processes of a node wait for its main process to tokenise the data
+    before they stop with an error that names the step."""
+
+    def __post_init__(self) -> None:
+        # A preset alone says its strategy (so does a DeepSpeed JSON); a strategy alone
+        # takes its default preset. An explicit strategy is never changed.
+        if self.strategy is None:
+            named = [s for s, presets in DISTRIBUTED_PRESETS.items() if self.preset in presets]
+            deepspeed_json = isinstance(self.config_file, str) and self.config_file.endswith(
+                ".json"
+            )
+            self.strategy = named[0] if named else "deepspeed" if deepspeed_json else "ddp"  # type: ignore[assignment]
+        if (
+            self.preset is None
+            and self.strategy in DISTRIBUTED_PRESETS
+            and not (isinstance(self.config_file, str) and self.config_file.endswith(".json"))
+        ):
+            self.preset = DISTRIBUTED_PRESETS[str(self.strategy)][0]
+
+    def problems(self) -> list[str]:
+        """Values of the right type that cannot work, one line each."""
+        allowed = DISTRIBUTED_PRESETS.get(str(self.strategy), ())
+        every = sorted(p for presets in DISTRIBUTED_PRESETS.values() for p in presets)
+        return _failed(
+            [
+                (
+                    self.preset is None or self.preset in allowed,
+                    f"'distributed.preset' {self.preset!r} does not go with strategy "
+                    f"'{self.strategy}' (presets: {', '.join(every)})",
+                ),
+                (
+                    self.config_file is None
+                    or self.config_file.endswith((".json", ".yaml", ".yml")),
+                    "'distributed.config_file' must be a DeepSpeed .json or an accelerate "
+                    ".yaml config",
+                ),
+                (
+                    not (self.strategy == "ddp" and self.config_file),
+                    "'distributed.config_file' says how to shard: it needs strategy fsdp or "
+                    "deepspeed, not ddp",
+                ),
+                (
+                    math.isfinite(self.data_timeout_minutes) and self.data_timeout_minutes > 0,
+                    "'distributed.data_timeout_minutes' must be above 0",
+                ),
+            ]
+        )
+
+
 @dataclass
 class Expectation:
     """What a run of this recipe should reach (``nlptasks verify RUN``), and where the
@@ -373,6 +450,7 @@ class Recipe:
     """The task's own settings: an instance of its ``TaskInfo.options`` dataclass."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     expect: Expectation | None = None
     """What a run should reach (``nlptasks verify``); none by default."""
     name: str | None = None
@@ -385,6 +463,16 @@ class Recipe:
             *self.data.problems(),
             *self.generation.problems(),
             *self.lora.problems(),
+            *self.distributed.problems(),
+            *_failed(
+                [
+                    (
+                        not (self.lora.enabled and self.distributed.strategy != "ddp"),
+                        f"LoRA does not go with distributed.strategy={self.distributed.strategy} "
+                        f"yet: its trainable part is small, so train it with ddp (the default)",
+                    )
+                ]
+            ),
             *own_problems(self.options),
             *(self.expect.problems() if self.expect is not None else []),
         ]

@@ -28,6 +28,7 @@ from nlptasks.runs.provenance import command_line, provenance
 from nlptasks.runs.rundir import write_json, write_jsonl, write_text
 from nlptasks.task import declared_metrics
 from nlptasks.training import checkpoints, lora
+from nlptasks.training.distributed import describe
 
 if TYPE_CHECKING:
     from nlptasks.evaluation.evaluator import Evaluation
@@ -188,6 +189,11 @@ def build_results(
             "first_step_seconds": (
                 None if outcome.first_step_seconds is None else round(outcome.first_step_seconds, 3)
             ),
+            "peak_memory_mb_per_process": outcome.peak_memory_mb,
+            "state_memory_mb_per_process": outcome.state_memory_mb,
+            "distributed": describe(recipe.distributed)
+            if accelerator.num_processes > 1
+            else {"strategy": "single"},
             "best_step": outcome.best_step,
             "stopped_early": outcome.stopped_early,
             "history": outcome.history,

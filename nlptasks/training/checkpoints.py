@@ -11,6 +11,10 @@ model folder (``save_pretrained`` model and tokenizer), plus:
 - ``trainer_state.json``: step, epoch and window index, counters, the best-checkpoint record,
   and a manifest of every file with its size and SHA-256, written last.
 
+A sharded model (FSDP) is saved as shards instead: ``shards/`` holds each process's part of
+the weights and optimizer states, written by every process (see :mod:`sharded`), and the
+folder keeps the model's config and tokenizer; the run's final ``model/`` is whole.
+
 A checkpoint is written under a temporary name and swapped in by renames, so a kill at any
 moment leaves the previous one (or the new one) whole; :func:`find_resumable` checks the
 manifest and skips a partial or corrupt checkpoint for the next good one, saying so.
@@ -33,6 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from nlptasks.errors import NlpTasksError
+from nlptasks.training import sharded
 
 STATE_FILE = "trainer_state.json"
 # What a resumed trainer reads from STATE_FILE.
@@ -47,9 +52,12 @@ def save(
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
     state: dict[str, Any],
+    write_shards: Callable[[Path], None] | None = None,
 ) -> Path | None:
     """Write checkpoint ``folder/kind`` on every process (each adds its RNG file); returns
-    its path on the main process. ``write_model(path)`` saves model and tokenizer."""
+    its path on the main process. ``write_model(path)`` saves model and tokenizer (the main
+    process); ``write_shards(path)``, for a sharded model, the weights and optimizer states
+    (every process)."""
     target, tmp = folder / kind, folder / f".{kind}.tmp"
     main = accelerator.is_main_process
     accelerator.wait_for_everyone()
@@ -58,22 +66,50 @@ def save(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     _save_tree(tmp / f"rng-{accelerator.process_index}", _rng_state())
+    hashed: dict[str, Any] = {}
+    if write_shards is not None:
+        write_shards(tmp)
+        hashed = _hash_own_shards(tmp, accelerator)
     accelerator.wait_for_everyone()
     if main:
         write_model(tmp)
-        if optimizer is not None:
+        if optimizer is not None and write_shards is None:
             _save_tree(tmp / "optimizer", optimizer.state_dict())
         if scheduler is not None:
             (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
         if getattr(accelerator, "scaler", None) is not None:  # fp16: its loss scale resumes too
             (tmp / "scaler.json").write_text(json.dumps(accelerator.scaler.state_dict()))
         # Size and SHA-256 of every file: a file altered in place keeps its size.
-        files = {p.name: _fingerprint(p) for p in sorted(tmp.iterdir())}
+        missing = [name for name in hashed if not (tmp / name).is_file()]
+        if missing:
+            raise NlpTasksError(
+                f"Shards written by other processes are not in {tmp} ({missing[0]}): the "
+                f"output directory must be on a filesystem every node sees."
+            )
+        files = {
+            name: hashed.get(name) or _fingerprint(tmp / name)
+            for name in sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*"))
+            if (tmp / name).is_file()
+        }
         manifest = {**state, "num_processes": accelerator.num_processes, "files": files}
         (tmp / STATE_FILE).write_text(json.dumps(manifest, indent=2, default=str))
         swap_in(tmp, target)
     accelerator.wait_for_everyone()
     return target if main else None
+
+
+def _hash_own_shards(tmp: Path, accelerator: Any) -> dict[str, Any]:
+    """Every process fingerprints the shard files it wrote, at the same time (hashing a large
+    model's shards one after another on the main process would outlast the collective
+    timeouts of the processes waiting for it); the fingerprints of all, by relative path."""
+    from accelerate.utils import gather_object
+
+    # torch DCP's HuggingFaceStorageWriter numbers each process's file from 1.
+    own = sorted(tmp.glob(f"{sharded.SHARDS}/shard-{accelerator.process_index + 1:05d}-*"))
+    mine = [(p.relative_to(tmp).as_posix(), _fingerprint(p)) for p in own]
+    if accelerator.num_processes == 1:
+        return dict(mine)
+    return dict(gather_object(mine))
 
 
 def swap_in(tmp: Path, target: Path) -> None:
@@ -152,6 +188,14 @@ def repair(folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_whole(path: Path) -> dict[str, Any]:
+    """The state of checkpoint ``path``, or a one-line error saying why it is not whole."""
+    state, problem = _check(path)
+    if state is None:
+        raise NlpTasksError(f"Checkpoint {path} is not whole: {problem}.")
+    return state
+
+
 def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
     try:
         state = json.loads((path / STATE_FILE).read_text())
@@ -170,7 +214,7 @@ def _check(path: Path) -> tuple[dict[str, Any] | None, str]:
             return None, f"{name} is missing or truncated"
         if isinstance(recorded, dict) and _sha256(file) != recorded.get("sha256"):
             return None, f"{name} was altered after it was saved (its SHA-256 differs)"
-    for file in path.glob("*.safetensors"):
+    for file in path.rglob("*.safetensors"):
         try:
             with safe_open(str(file), framework="pt") as handle:
                 handle.keys()
@@ -199,9 +243,12 @@ def load_into(
     scheduler: Any,
 ) -> None:
     """Restore model, optimizer, scheduler and this process's RNG state from ``path``."""
-    load_weights(path, accelerator, model)
-    if optimizer is not None:
-        optimizer.load_state_dict(_load_tree(path / "optimizer"))
+    if sharded.is_sharded_checkpoint(path):
+        sharded.load(path, model, optimizer)
+    else:
+        load_weights(path, accelerator, model)
+        if optimizer is not None:
+            optimizer.load_state_dict(_load_tree(path / "optimizer"))
     if scheduler is not None:
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text()))
     scaler = getattr(accelerator, "scaler", None)
@@ -221,7 +268,10 @@ def load_into(
 def load_weights(path: Path, accelerator: Any, model: torch.nn.Module) -> None:
     """Load a checkpoint's model weights into ``model`` (unwrapped from DDP). A model with LoRA
     adapters was saved as its adapter (``adapter_model.safetensors``): the frozen base weights
-    never change."""
+    never change. A sharded checkpoint is read by every process, each its own shards."""
+    if sharded.is_sharded_checkpoint(path):
+        sharded.load(path, model, None)
+        return
     unwrapped = accelerator.unwrap_model(model)
     adapter = path / "adapter_model.safetensors"
     if adapter.is_file() and hasattr(unwrapped, "peft_config"):

@@ -4,7 +4,8 @@ Reads top to bottom: set-up (seed, accelerator, data order, optimizer, schedule)
 each optimizer step: gather the micro-batches of one accumulation window, forward, loss
 normalised by the targets of the whole window, backward, clip, optimizer and scheduler step;
 periodically evaluate, log and checkpoint. The same code runs on CPU, one GPU or many
-processes started by ``torchrun`` / ``accelerate launch`` (DDP).
+processes started by ``torchrun`` / ``accelerate launch``: data parallel (DDP), or sharded
+(FSDP2, DeepSpeed) by the recipe's ``distributed:`` section.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from nlptasks.errors import NlpTasksError, PluginError, RunInterrupted
 from nlptasks.events import EventLog
 from nlptasks.models import carry_license_files
 from nlptasks.task import check_step, declared_metrics
-from nlptasks.training import checkpoints
-from nlptasks.training.precision import resolve
+from nlptasks.training import checkpoints, distributed, sharded
+from nlptasks.training.distributed import make_accelerator
 from nlptasks.training.sampling import LengthGroupedBatchSampler
 
 if TYPE_CHECKING:
@@ -67,33 +68,15 @@ class TrainResult:
     """Real (non-pad) input tokens trained on (this process's run; not kept across a resume)."""
     first_step_seconds: float | None = None
     """The first optimizer step's wall time: with ``train.compile``, compilation included."""
+    peak_memory_mb: list[float] = field(default_factory=list)
+    """Each process's peak memory: its device's allocations on a GPU, its resident set on a
+    CPU."""
+    state_memory_mb: list[float] = field(default_factory=list)
+    """The weights and optimizer states each process holds at the end (what sharding
+    divides)."""
     evaluation: Evaluation | None = None
     """The evaluation that gave ``metrics``, when this process still holds it (not for a
     best checkpoint evaluated before a resume)."""
-
-
-def make_accelerator(config: TrainConfig) -> Accelerator:
-    """An Accelerator for the recipe's precision (``auto`` resolved for this hardware);
-    refuses fp16 without a GPU in one line."""
-    precision = resolve(config.mixed_precision)
-    from accelerate.state import AcceleratorState, GradientState
-
-    # accelerate keeps one global state per process and refuses a second Accelerator with
-    # other settings; a notebook or test session runs many recipes, so start each one afresh
-    # (the distributed set-up, PartialState, is kept).
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
-    # Without an accelerator device, cpu=True is what makes torchrun's processes form a
-    # gloo process group; otherwise each would silently train alone.
-    return Accelerator(mixed_precision=precision, cpu=not _has_accelerator_device())
-
-
-def _has_accelerator_device() -> bool:
-    if torch.cuda.is_available():
-        return True
-    xpu = getattr(torch, "xpu", None)
-    mps = getattr(torch.backends, "mps", None)
-    return bool((xpu and xpu.is_available()) or (mps and mps.is_available()))
 
 
 class Trainer:
@@ -205,10 +188,16 @@ class Trainer:
         saved_with = int(state.get("num_processes", 1))
         if saved_with != self.accelerator.num_processes:
             # The data is sharded by process: another count would replay or skip examples.
+            elsewhere = ""
+            if (path / sharded.SHARDS).is_dir():
+                elsewhere = (
+                    f"; or merge its shards into a plain model (nlptasks consolidate {path} "
+                    f"DEST) and start a new run from model=DEST"
+                )
             raise NlpTasksError(
                 f"This run was trained on {saved_with} process(es); resume it with the same "
                 f"number (e.g. torchrun --nproc_per_node {saved_with} -m nlptasks.cli resume "
-                f"RUN), not {self.accelerator.num_processes}."
+                f"RUN), not {self.accelerator.num_processes}{elsewhere}."
             )
         checkpoints.load_into(path, self.accelerator, self.model, self._optimizer, self._scheduler)
         loop.step = int(state["step"])
@@ -269,6 +258,7 @@ class Trainer:
             # In place (nn.Module.compile): the state dict keeps its names, so checkpoints,
             # the saved model and resume are those of the uncompiled model.
             self.model.compile()
+        distributed.prepare_plugin_for(acc, self.model)
         # The scheduler is not passed to prepare(): accelerate would step it once per process.
         self.model, optimizer = acc.prepare(self.model, optimizer)
         self._optimizer, self._scheduler = optimizer, scheduler  # checkpoints save them
@@ -392,8 +382,12 @@ class Trainer:
                     f"model is the last one (step {loop.step}).",
                     stacklevel=2,
                 )
+        peaks = _peak_memory_per_process(self.accelerator)
+        held = _state_memory_per_process(self.accelerator, self.model, self._optimizer)
         self.events.emit(
             "train_end",
+            peak_memory_mb=peaks,
+            state_memory_mb=held,
             step=loop.step,
             best_step=best.step,
             train_seconds=train_seconds,
@@ -415,6 +409,8 @@ class Trainer:
             eval_seconds=loop.eval_seconds,
             tokens_seen=loop.tokens_seen,
             first_step_seconds=loop.first_step_seconds,
+            peak_memory_mb=peaks,
+            state_memory_mb=held,
             evaluation=self._evaluations.get(final_step) if metrics else None,
         )
 
@@ -478,6 +474,8 @@ class Trainer:
         own batch sizes).
         """
         acc = self.accelerator
+        if distributed.is_sharded(acc):
+            return self._sharded_optimizer_step(window, optimizer, counts)
         window_loss, seen = 0.0, 0.0  # this process's summed loss and targets so far
         loss, total = 0.0, 0.0
         for i, batch in enumerate(window):
@@ -494,30 +492,89 @@ class Trainer:
                     seen += count
                     continue
             # One all-reduce for both: the NaN check and the targets of every process.
-            totals = acc.reduce(
-                torch.tensor(
-                    [window_loss, seen + count, *counts], dtype=torch.float64, device=acc.device
-                ),
-                reduction="sum",
-            ).tolist()
-            loss, total = totals[0], totals[1]
-            summed = (int(totals[2]), int(totals[3]))
-            # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops
-            # at the same step (a lone raise would leave the others waiting in a collective),
-            # and before the optimizer writes NaNs into the weights.
-            if not math.isfinite(loss):
-                raise NlpTasksError(
-                    "The training loss became NaN or infinite. Lower train.learning_rate or "
-                    "use train.mixed_precision=no."
-                )
+            loss, total, summed = self._reduce(window_loss, seen + count, counts)
             if total == 0:
                 return None, *summed
             # DDP averages gradients over processes; multiplying by their number undoes that.
             world = acc.num_processes
             _scale_gradients(self.model, seen * world / total)
             acc.backward(loss_sum * (world / total))
+        return self._step(optimizer, loss, total, summed)
+
+    def _sharded_optimizer_step(
+        self,
+        window: list[dict[str, torch.Tensor]],
+        optimizer: torch.optim.Optimizer,
+        counts: tuple[int, int],
+    ) -> tuple[float | None, int, int]:
+        """The same window under FSDP or DeepSpeed, whose gradients are reduced over the
+        processes at every backward (FSDP2 would otherwise keep a whole unsharded gradient
+        per process, out of reach of the rescaling): the targets of all processes are
+        counted before each backward, the gradients so far rescaled to the new count, so the
+        window's gradient is again the sum over its targets divided by their number.
+        DeepSpeed owns its gradient buffers: each micro-batch is normalised by its own
+        targets and DeepSpeed averages the micro-batches (exact with no accumulation)."""
+        acc = self.accelerator
+        world = acc.num_processes
+        owns_gradients = acc.distributed_type.value == "DEEPSPEED"
+        window_loss, seen, before = 0.0, 0.0, 0.0  # local loss, local targets, global targets
+        loss, total, summed = 0.0, 0.0, (0, 0)
+        for i, batch in enumerate(window):
+            last = i == len(window) - 1
+            loss_sum, count = self._forward(batch)
+            window_loss += loss_sum.detach().float().item()
+            seen += count
+            loss, total, summed = self._reduce(window_loss, seen, counts if last else (0, 0))
+            if total == before and not (owns_gradients and last):
+                continue  # no targets in this micro-batch on any process: nothing to add
+            if owns_gradients:
+                # DeepSpeed steps at the window's last backward, and divides every loss by
+                # its configured accumulation steps: undone here for a shorter last window.
+                acc.gradient_state._set_sync_gradients(last)
+                scale = self.config.gradient_accumulation_steps / len(window)
+                acc.backward(loss_sum * (world * scale / max(total - before, 1.0)))
+                acc.gradient_state._set_sync_gradients(True)
+            else:
+                # The optimizer's parameters, not the model's: FSDP2 registers unsharded
+                # parameters on a module between its forward and backward (the root's and
+                # the LM head's stay unsharded after the forward), while the gradients
+                # accumulate on the sharded ones the optimizer holds.
+                _scale_gradients_of(_optimized(optimizer), before / total)
+                acc.backward(loss_sum * (world / total))
+            before = total
+        if total == 0:
+            return None, *summed
+        return self._step(optimizer, loss, total, summed)
+
+    def _reduce(
+        self, window_loss: float, targets: float, counts: tuple[int, int]
+    ) -> tuple[float, float, tuple[int, int]]:
+        """One all-reduce for the NaN check, the targets and the counts of every process:
+        (summed loss, targets, (examples, tokens))."""
+        acc = self.accelerator
+        totals = acc.reduce(
+            torch.tensor([window_loss, targets, *counts], dtype=torch.float64, device=acc.device),
+            reduction="sum",
+        ).tolist()
+        # Summed over processes, a NaN anywhere is a NaN everywhere: every process stops
+        # at the same step (a lone raise would leave the others waiting in a collective),
+        # and before the optimizer writes NaNs into the weights.
+        if not math.isfinite(totals[0]):
+            raise NlpTasksError(
+                "The training loss became NaN or infinite. Lower train.learning_rate or "
+                "use train.mixed_precision=no."
+            )
+        return totals[0], totals[1], (int(totals[2]), int(totals[3]))
+
+    def _step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        loss: float,
+        total: float,
+        summed: tuple[int, int],
+    ) -> tuple[float | None, int, int]:
         if self.config.max_grad_norm:
-            acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         optimizer.step()
         return float(loss / total), *summed
 
@@ -596,9 +653,15 @@ class Trainer:
             "pending_evaluation": pending_evaluation,
         }
 
+        shards = distributed.is_sharded(acc)
+
         def write_model(path: Path) -> None:
             model = acc.unwrap_model(self.model)
-            model.save_pretrained(path)
+            if shards:
+                # The weights are in the shards; the folder keeps what reads them.
+                model.config.save_pretrained(path)
+            else:
+                model.save_pretrained(path)
             self.tokenizer.save_pretrained(path)
             # The base model's terms (Gemma's) bind the fine-tuned one too: keep them with it.
             carry_license_files(getattr(model, "name_or_path", ""), path)
@@ -611,6 +674,7 @@ class Trainer:
             self._optimizer,
             self._scheduler,
             state,
+            (lambda path: sharded.save(path, self.model, self._optimizer)) if shards else None,
         )
         if target is not None:
             self.events.emit("checkpoint", kind=kind, step=loop.step, path=str(target))
@@ -737,11 +801,53 @@ class _BestTracker:
         return {k: v for k, v in record.items() if k not in ("step", "epoch")}
 
 
+def _optimized(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _scale_gradients_of(params: list[torch.Tensor], factor: float) -> None:
+    for param in params:
+        if param.grad is not None:
+            param.grad.mul_(factor)
+
+
 def _scale_gradients(model: torch.nn.Module, factor: float) -> None:
     """Multiply every gradient by ``factor`` (torchtune's ``scale_grads``)."""
     for param in model.parameters():
         if param.grad is not None:
             param.grad.mul_(factor)
+
+
+def _peak_memory_per_process(accelerator: Accelerator) -> list[float]:
+    """Every process's peak memory in MB (a collective: all processes call it)."""
+    device = accelerator.device
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    gathered = accelerator.gather(torch.tensor([peak], dtype=torch.float64, device=device))
+    return [round(float(v), 1) for v in gathered.tolist()]
+
+
+def _state_memory_per_process(
+    accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+) -> list[float]:
+    """Every process's MB of weights and optimizer states, its own shards only under
+    sharding (a collective: all processes call it)."""
+
+    def local_bytes(tensor: torch.Tensor) -> int:
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+        return local.numel() * local.element_size()
+
+    held = sum(local_bytes(p) for p in model.parameters())
+    if optimizer is not None:
+        for state in optimizer.state.values():
+            held += sum(local_bytes(v) for v in state.values() if isinstance(v, torch.Tensor))
+    device = accelerator.device
+    gathered = accelerator.gather(torch.tensor([held / 2**20], dtype=torch.float64, device=device))
+    return [round(float(v), 3) for v in gathered.tolist()]
 
 
 def _real_tokens(batch: dict[str, torch.Tensor]) -> int:
