@@ -98,7 +98,8 @@ def main() -> None:
         model=model,
         config=types.SimpleNamespace(max_grad_norm=None),
     )
-    trainer._forward = types.MethodType(Trainer._forward, trainer)
+    for method in ("_forward", "_reduce", "_step"):
+        setattr(trainer, method, types.MethodType(getattr(Trainer, method), trainer))
     Trainer._optimizer_step(trainer, windows[rank], torch.optim.SGD(model.parameters(), lr=0.0))
     error = max(
         (p.grad - q.grad).abs().max().item()
