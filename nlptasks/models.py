@@ -142,6 +142,11 @@ def load_pretrained(reference: str, loader: Callable[..., T], task: str = "") ->
             f"them could run code). Use a model saved as safetensors."
         ) from exc
     except (OSError, ValueError, SafetensorError) as exc:
+        if (local / "shards").is_dir():
+            raise ModelError(
+                f"'{reference}' is a sharded (FSDP) checkpoint; merge its shards into a model "
+                f"folder first: nlptasks consolidate {reference} DEST, then model=DEST."
+            ) from exc
         if local.exists():
             raise ModelError(
                 f"'{reference}' is not a loadable model directory ({first_line(exc)}). Point "

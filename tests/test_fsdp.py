@@ -108,8 +108,50 @@ def test_fsdp_units_leave_the_embeddings_to_accelerate() -> None:
 
 
 def test_one_process_trains_plainly_whatever_the_strategy() -> None:
-    assert distributed.effective_strategy(DistributedConfig(strategy="fsdp"), 1) == "single"
-    assert distributed.effective_strategy(DistributedConfig(strategy="fsdp"), 2) == "fsdp"
+    accelerator = distributed.make_accelerator(
+        TrainConfig(mixed_precision="no"), DistributedConfig(strategy="fsdp")
+    )
+    assert not distributed.is_sharded(accelerator)
+
+
+def test_settings_that_would_be_ignored_are_refused(tmp_path: Path) -> None:
+    assert (
+        DistributedConfig(preset="bogus")
+        .problems()[0]
+        .startswith("'distributed.preset' 'bogus' is unknown")
+    )
+    assert DistributedConfig(offload=True).problems()  # ddp has nothing to offload
+    assert DistributedConfig(preset="zero3", activation_checkpointing=True).problems()
+    unimplemented = tmp_path / "prefetch.yaml"
+    unimplemented.write_text("fsdp_config:\n  fsdp_version: 2\n  fsdp_forward_prefetch: true\n")
+    with pytest.raises(NlpTasksError, match="refuses the settings of distributed.config_file"):
+        distributed.fsdp_plugin(DistributedConfig(strategy="fsdp", config_file=str(unimplemented)))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("fsdp_config: [unclosed\n")
+    with pytest.raises(NlpTasksError, match="not readable YAML") as error:
+        distributed.describe(DistributedConfig(strategy="fsdp", config_file=str(broken)))
+    assert "\n" not in str(error.value)
+
+
+def test_the_config_file_path_is_kept_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nlptasks.recipes import load_recipe, with_absolute_paths
+
+    (tmp_path / "fsdp.yaml").write_text("fsdp_config:\n  fsdp_version: 2\n")
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(
+        "sentiment", None, ["distributed.strategy=fsdp", "distributed.config_file=fsdp.yaml"]
+    )
+    assert with_absolute_paths(recipe).distributed.config_file == str(tmp_path / "fsdp.yaml")
+
+
+def test_offload_without_a_gpu_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(NlpTasksError, match="offload needs a GPU"):
+        distributed.make_accelerator(
+            TrainConfig(mixed_precision="no"), DistributedConfig(strategy="fsdp", offload=True)
+        )
 
 
 # ------------------------------------------------------------------ two real processes

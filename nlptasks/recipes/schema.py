@@ -347,12 +347,24 @@ class DistributedConfig:
         """Values of the right type that cannot work, one line each."""
         allowed = DISTRIBUTED_PRESETS.get(str(self.strategy), ())
         every = sorted(p for presets in DISTRIBUTED_PRESETS.values() for p in presets)
+        known = self.preset is None or self.preset in every
         return _failed(
             [
+                (known, f"'distributed.preset' {self.preset!r} is unknown ({', '.join(every)})"),
                 (
-                    self.preset is None or self.preset in allowed,
+                    not known or self.preset is None or self.preset in allowed,
                     f"'distributed.preset' {self.preset!r} does not go with strategy "
                     f"'{self.strategy}' (presets: {', '.join(every)})",
+                ),
+                (
+                    not (self.offload and self.strategy == "ddp"),
+                    "'distributed.offload' needs strategy fsdp or deepspeed (ddp keeps every "
+                    "weight on the device)",
+                ),
+                (
+                    not (self.activation_checkpointing and self.strategy != "fsdp"),
+                    "'distributed.activation_checkpointing' is an fsdp setting (a DeepSpeed JSON "
+                    "says its own)",
                 ),
                 (
                     self.config_file is None
@@ -512,6 +524,9 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
         train_path=absolute(recipe.data.train_path),
         eval_path=absolute(recipe.data.eval_path),
     )
+    sharding = dataclasses.replace(
+        recipe.distributed, config_file=absolute(recipe.distributed.config_file)
+    )
     options = recipe.options
     if dataclasses.is_dataclass(options) and not isinstance(options, type):
         paths = {
@@ -520,4 +535,4 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
             if f.name.endswith("_path") and isinstance(getattr(options, f.name), str)
         }
         options = dataclasses.replace(options, **paths)
-    return dataclasses.replace(recipe, data=data, options=options)
+    return dataclasses.replace(recipe, data=data, options=options, distributed=sharding)

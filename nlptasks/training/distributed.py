@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from nlptasks.errors import NlpTasksError
+from nlptasks.errors import NlpTasksError, first_line
 from nlptasks.recipes import DistributedConfig
 from nlptasks.training.precision import resolve
 
@@ -49,12 +49,6 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def effective_strategy(config: DistributedConfig, processes: int | None = None) -> str:
-    """What the run does with ``processes`` (default: the launcher's): ``single`` for one
-    process, else the recipe's strategy."""
-    return "single" if (processes or world_size()) <= 1 else str(config.strategy)
-
-
 def describe(config: DistributedConfig) -> dict[str, Any]:
     """The effective settings of the section: the plugin arguments its preset or config file
     stands for (``recipes show --resolved``, provenance)."""
@@ -85,6 +79,11 @@ def make_accelerator(
     _check_launcher_agrees(distributed)
     sharded = world_size() > 1 and distributed.strategy != "ddp"
     cpu = not has_accelerator_device()
+    if sharded and cpu and distributed.offload:
+        raise NlpTasksError(
+            "distributed.offload needs a GPU (it moves weights from the device to CPU memory); "
+            "on CPUs they are in CPU memory already: drop distributed.offload."
+        )
     kwargs: dict[str, Any] = {}
     if sharded and distributed.strategy == "fsdp":
         kwargs["fsdp_plugin"] = fsdp_plugin(distributed)
@@ -139,7 +138,20 @@ def _fsdp_on_cpu(accelerator: Accelerator, plugin: Any) -> None:
 def fsdp_plugin(config: DistributedConfig) -> Any:
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    return FullyShardedDataParallelPlugin(**_fsdp_arguments(config))
+    return _built(FullyShardedDataParallelPlugin, _fsdp_arguments(config), config)
+
+
+def _built(plugin: Any, arguments: dict[str, Any], config: DistributedConfig) -> Any:
+    """accelerate's plugin, its refusals (a value FSDP2 does not implement) in one line."""
+    try:
+        return plugin(**arguments)
+    except (TypeError, ValueError) as exc:
+        where = (
+            f"distributed.config_file {config.config_file}" if config.config_file else "the recipe"
+        )
+        raise NlpTasksError(
+            f"accelerate's {plugin.__name__} refuses the settings of {where}: {first_line(exc)}"
+        ) from exc
 
 
 def deepspeed_plugin(config: DistributedConfig, train: TrainConfig) -> Any:
@@ -152,12 +164,12 @@ def deepspeed_plugin(config: DistributedConfig, train: TrainConfig) -> Any:
             "distributed.strategy=deepspeed needs DeepSpeed: pip install 'nlptasks[deepspeed]'."
         )
 
-    arguments = _deepspeed_arguments(config)
-    plugin = DeepSpeedPlugin(
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        gradient_clipping=train.max_grad_norm or 0.0,
-        **arguments,
-    )
+    arguments = {
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "gradient_clipping": train.max_grad_norm or 0.0,
+        **_deepspeed_arguments(config),
+    }
+    plugin = _built(DeepSpeedPlugin, arguments, config)
     # The trainer feeds its own batches (no prepared DataLoader to read the size from).
     micro = train.batch_size // train.gradient_accumulation_steps
     plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro
@@ -172,7 +184,7 @@ def _fsdp_arguments(config: DistributedConfig) -> dict[str, Any]:
     arguments["activation_checkpointing"] = config.activation_checkpointing
     if config.config_file:
         arguments.update(_accelerate_section(config.config_file, "fsdp_config", "fsdp_"))
-    if arguments.get("fsdp_version") != 2:
+    if str(arguments.get("fsdp_version")) != "2":
         raise NlpTasksError(
             f"distributed.config_file {config.config_file} asks for FSDP version "
             f"{arguments.get('fsdp_version')}; nlptasks shards with FSDP2 (fsdp_version: 2)."
@@ -203,7 +215,9 @@ def _accelerate_section(path: str, section: str, prefix: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise NlpTasksError(f"distributed.config_file {path} is not readable YAML: {exc}") from exc
+        raise NlpTasksError(
+            f"distributed.config_file {path} is not readable YAML ({first_line(exc)}); fix it."
+        ) from exc
     values = loaded.get(section) if isinstance(loaded, dict) else None
     if not isinstance(values, dict):
         raise NlpTasksError(
@@ -301,6 +315,14 @@ def prepare_plugin_for(accelerator: Accelerator, model: torch.nn.Module) -> None
     if getattr(accelerator.distributed_type, "value", None) != "FSDP":
         return
     plugin = accelerator.state.fsdp_plugin
+    config = getattr(model, "config", None)
+    if (
+        plugin.activation_checkpointing
+        and config is not None
+        and getattr(config, "use_cache", False)
+    ):
+        # A recomputed block would append its keys and values to the cache a second time.
+        config.use_cache = False
     if plugin.transformer_cls_names_to_wrap is None:
         plugin.transformer_cls_names_to_wrap = wrap_classes(model)
         if not plugin.transformer_cls_names_to_wrap:

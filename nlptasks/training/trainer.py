@@ -660,6 +660,8 @@ class Trainer:
             if shards:
                 # The weights are in the shards; the folder keeps what reads them.
                 model.config.save_pretrained(path)
+                if getattr(model, "generation_config", None) is not None:
+                    model.generation_config.save_pretrained(path)
             else:
                 model.save_pretrained(path)
             self.tokenizer.save_pretrained(path)
