@@ -174,54 +174,21 @@ def read_lines(path: Path, limit: int | None) -> list[str]:
 
 # ------------------------------------------------------------------------------ models
 def build_bert(folder: Path, texts: list[str], tiny: bool) -> Path:
-    """A random BERT of bert-base's shape (BertConfig's defaults; tiny: hidden 32, 2 layers)
-    and a WordPiece tokenizer trained on ``texts`` (as nlptasks.testing.tiny_models does)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from tokenizers.processors import TemplateProcessing
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    """A random BERT of bert-base's shape (BertConfig's defaults: vocabulary 30,522 even when
+    the trained tokenizer has fewer words; tiny: hidden 32, 2 layers) and a WordPiece
+    tokenizer trained on ``texts``."""
+    from transformers import BertConfig
 
-    folder.mkdir(parents=True, exist_ok=True)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    target = 2000 if tiny else BertConfig().vocab_size
-    tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=target, special_tokens=specials)
-    )
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=128 if tiny else 512,
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    ).save_pretrained(folder)
-    torch.manual_seed(0)
+    from nlptasks.testing.tiny_models import make_tiny_bert
+
     if tiny:
-        config = BertConfig(
-            vocab_size=tok.get_vocab_size(),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-    else:
-        config = BertConfig()  # vocab 30522 >= the trained vocabulary: bert-base's 110M
-    config.pad_token_id = tok.token_to_id("[PAD]")
-    BertModel(config).save_pretrained(folder)
-    return folder
+        return make_tiny_bert(folder, texts)
+    return make_tiny_bert(
+        folder,
+        texts,
+        shape={"vocab_size": BertConfig().vocab_size},
+        vocab_size=BertConfig().vocab_size,
+    )
 
 
 def build_gpt2(folder: Path, texts: list[str], tiny: bool) -> Path:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from nlptasks.errors import NlpTasksError
 from nlptasks.recipes import DistributedConfig, TrainConfig
 from nlptasks.testing import make_tiny_bert
-from nlptasks.testing.processes import nlptasks_command, offline_env, run_nlptasks
+from nlptasks.testing.processes import offline_env, run_nlptasks
 from nlptasks.training import distributed
 from tests.conftest import sst2_rows
 
@@ -257,22 +257,15 @@ def test_fsdp_trains_a_causal_lm_with_tied_weights_like_ddp(tmp_path: Path) -> N
 
 
 def _start(args: list[str], run_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*nlptasks_command(2), "run", *args, "--output-dir", str(run_dir), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=offline_env(),
-    )
+    from tests.test_interrupt import _start as start
+
+    return start(2, args, run_dir)
 
 
 def _wait_for_checkpoint(process: subprocess.Popen[str], step: int) -> None:
-    assert process.stdout is not None
-    for line in process.stdout:
-        event = json.loads(line)
-        if event["type"] == "checkpoint" and event["step"] >= step:
-            return
-    raise AssertionError(f"the run ended before step {step}: {process.stderr.read()}")  # type: ignore[union-attr]
+    from tests.test_interrupt import _wait_for_step
+
+    _wait_for_step(process, step, kind="checkpoint")
 
 
 def _kill_tree(pid: int) -> None:

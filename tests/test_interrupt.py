@@ -43,6 +43,7 @@ RESUMABLE = ("train.max_steps=40", "train.batch_size=32", "train.eval_every=5",
 
 
 def _start(processes: int, args: list[str], run_dir: Path) -> subprocess.Popen[str]:
+    """``nlptasks run ARGS --json`` on ``processes`` processes, its events on stdout."""
     return subprocess.Popen(
         [*nlptasks_command(processes), "run", *args, "--output-dir", str(run_dir), "--json"],
         stdout=subprocess.PIPE,
@@ -52,11 +53,12 @@ def _start(processes: int, args: list[str], run_dir: Path) -> subprocess.Popen[s
     )
 
 
-def _wait_for_step(process: subprocess.Popen[str], step: int) -> None:
+def _wait_for_step(process: subprocess.Popen[str], step: int, kind: str = "step") -> None:
+    """Read the run's JSON events until one of ``kind`` at ``step`` or later."""
     assert process.stdout is not None
     for line in process.stdout:
         event = json.loads(line)
-        if event["type"] == "step" and event["step"] >= step:
+        if event["type"] == kind and event["step"] >= step:
             return
     raise AssertionError(f"the run ended before step {step}: {process.stderr.read()}")  # type: ignore[union-attr]
 

@@ -17,14 +17,32 @@ DEFAULT_TEXTS = (
 )
 
 
+TINY_BERT_SHAPE: dict[str, int] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+}
+
+
 def make_tiny_bert(
-    folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0, dropout: float = 0.1
+    folder: str | Path,
+    texts: Iterable[str] = DEFAULT_TEXTS,
+    seed: int = 0,
+    dropout: float = 0.1,
+    *,
+    shape: dict[str, int] | None = None,
+    vocab_size: int = 2000,
 ) -> Path:
     """Save a tiny random BERT (2 layers, hidden 32) and a WordPiece tokenizer trained on
     ``texts`` to ``folder``; loadable with the Auto* classes. Takes about a second.
 
     ``dropout=0`` makes training deterministic across process counts (for equivalence tests).
+    ``shape`` replaces the tiny sizes (``BertConfig`` arguments; ``{}``: bert-base's own, as
+    the GPU check builds it), ``vocab_size`` is the tokenizer's target vocabulary.
     """
+    shape = TINY_BERT_SHAPE if shape is None else shape
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
@@ -38,7 +56,7 @@ def make_tiny_bert(
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.train_from_iterator(
-        list(texts), trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials)
+        list(texts), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
     )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = TemplateProcessing(
@@ -53,19 +71,15 @@ def make_tiny_bert(
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
-        model_max_length=128,
+        model_max_length=shape.get("max_position_embeddings", 512),
         # BERT's inputs: without token_type_ids the two texts of a pair look like one.
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
+    sizes: dict[str, Any] = {"vocab_size": tok.get_vocab_size(), **shape}
     config = BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
+        **sizes,
         pad_token_id=tok.token_to_id("[PAD]"),
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,

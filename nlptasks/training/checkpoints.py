@@ -65,6 +65,11 @@ def save(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    if not tmp.is_dir():  # made by the main process: another node's disk
+        raise NlpTasksError(
+            f"Process {accelerator.process_index} cannot see {tmp}, which the main process "
+            f"made: the output directory must be on a filesystem every node sees."
+        )
     _save_tree(tmp / f"rng-{accelerator.process_index}", _rng_state())
     hashed: dict[str, Any] = {}
     if write_shards is not None:

@@ -174,6 +174,11 @@ def deepspeed_plugin(config: DistributedConfig, train: TrainConfig) -> Any:
     micro = train.batch_size // train.gradient_accumulation_steps
     plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro
     plugin.deepspeed_config["train_batch_size"] = train.batch_size * world_size()
+    zero = plugin.deepspeed_config.setdefault("zero_optimization", {})
+    if isinstance(zero, dict) and zero.get("stage") == 3:
+        # The final model is gathered from the ZeRO-3 partitions at the end: accelerate's
+        # get_state_dict refuses without this (a user's JSON may leave it out).
+        zero.setdefault("stage3_gather_16bit_weights_on_model_save", True)
     return plugin
 
 
