@@ -156,17 +156,12 @@ def test_offload_without_a_gpu_is_refused_in_one_line(monkeypatch: pytest.Monkey
 
 # ------------------------------------------------------------------ two real processes
 def _args(model: Path, files: tuple[Path, Path], *extra: str) -> list[str]:
-    train, dev = files
-    return [
-        "sentiment",
-        f"model={model}",
-        f"data.train_path={train}",
-        f"data.eval_path={dev}",
-        "train.mixed_precision=no",  # bitwise and 1e-5 comparisons
-        "train.group_by_length=false",
-        "train.learning_rate=1e-3",
-        *extra,
-    ]
+    """test_interrupt's sentiment run (fp32: bitwise and 1e-5 comparisons), random batches."""
+    from tests.test_interrupt import _args as sentiment_args
+
+    return sentiment_args(
+        model, files, "train.group_by_length=false", "train.learning_rate=1e-3", *extra
+    )
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ def consolidate(checkpoint: str, destination: str) -> None:
         nlptasks consolidate runs/RUN/checkpoints/last merged-model
         nlptasks run sentiment model=merged-model
     """
-    from nlptasks.training.sharded import consolidate as merge
+    from nlptasks.training.consolidate import consolidate as merge
 
     folder = merge(Path(checkpoint), Path(destination).expanduser())
     click.echo(f"Wrote the whole model of {checkpoint} to {folder}")
