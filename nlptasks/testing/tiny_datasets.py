@@ -76,7 +76,15 @@ def sentiment(folder: Path) -> TinyData:
     return TinyData(
         [*_paths(train, evaluation), "options.label_names=[negative, positive]"],
         [row["text"] for row in rows],
-        [{"text": "a witty story and a superb cast"}, {"text": "a dull film"}],
+        # Lengths that differ a lot: each short record is padded next to the long one, so a
+        # predict that lets padding change its answer is caught (on one record alone a tiny
+        # model's change can fall below the kit's tolerance).
+        [
+            {"text": "a witty story and a superb cast, a clever script and a moving film"},
+            {"text": "a dull film"},
+            {"text": "a tedious and shallow script"},
+            {"text": "superb"},
+        ],
     )
 
 
