@@ -37,6 +37,7 @@ from nlptasks.task import (
     Batch,
     Collates,
     EvalContext,
+    Explains,
     Generates,
     MetricSpec,
     Outputs,
@@ -104,6 +105,7 @@ __all__ = [
     "DuplicateNameError",
     "EvalContext",
     "EvalResult",
+    "Explains",
     "GenerationConfig",
     "Generates",
     "MetricSpec",
@@ -190,14 +192,20 @@ def predict(
     batch_size: int | None = None,
     mixed_precision: str | None = None,
     overrides: Sequence[str] = (),
+    explain: bool = False,
 ) -> list[dict[str, Any]]:
     """Predictions of a trained model, exactly like ``nlptasks predict``: one dict per record,
     in input order. Records hold the task's input fields (``{"text": ...}`` for sentiment; a
     plain string is fine for a task with one field). ``overrides`` change the model's recipe
     like ``--set`` (``["options.null_score_diff_threshold=1.5"]``).
 
+    ``explain=True`` adds each prediction's ``explanation`` (token attributions; a task
+    that implements ``Explains``, and captum: ``pip install 'nlptasks[explain]'``).
+
     Example: ``nlptasks.predict("sentiment", "runs/RUN/model", ["A gripping film."])``.
     """
     from nlptasks.runner import predict as _predict
 
-    return _predict(task, model_dir, records, batch_size, mixed_precision, overrides)
+    return _predict(
+        task, model_dir, records, batch_size, mixed_precision, overrides, explain=explain
+    )

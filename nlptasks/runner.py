@@ -42,6 +42,7 @@ from nlptasks.errors import (
 from nlptasks.evaluation import uncertainty
 from nlptasks.evaluation.evaluator import Evaluation, Evaluator
 from nlptasks.events import EventLog, QuietReporter, Reporter
+from nlptasks.explain import explanation_problems, require_captum
 from nlptasks.plugins.registry import load_task
 from nlptasks.recipes import (
     LoraConfig,
@@ -54,7 +55,7 @@ from nlptasks.runs import directory, results, rundir, trained_with
 from nlptasks.runs import events as run_events
 from nlptasks.runs import lock as run_lock
 from nlptasks.runs import status as run_status
-from nlptasks.task import ReadsSources, WritesSamples, declared_metrics
+from nlptasks.task import Explains, ReadsSources, WritesSamples, declared_metrics
 from nlptasks.training import checkpoints, lora, precision
 from nlptasks.training.distributed import full_state_dict, is_sharded
 from nlptasks.training.tokenise_once import features_once
@@ -581,6 +582,7 @@ def predict(
     overrides: Sequence[str] = (),
     labels: Sequence[str] | None = None,
     stream: Any = None,
+    explain: bool = False,
 ) -> list[dict[str, Any]]:
     """Predictions of a trained model, one per record, in input order.
 
@@ -589,6 +591,8 @@ def predict(
     ``mixed_precision`` says otherwise; ``overrides`` change that recipe (e.g. generation
     settings); ``labels`` name each record's origin in error messages (``in.jsonl line 3``).
     ``stream(text)`` receives generated text as it comes, from a task that generates.
+    ``explain``: each prediction gains an ``explanation`` (the task's ``Explains.explain``,
+    in float32 with gradients, after the predictions).
     """
     _quiet_libraries()
     if isinstance(records, (str, bytes)):
@@ -596,6 +600,8 @@ def predict(
             "predict takes a list of records, not one string. Write [text] for a single one."
         )
     task = load_task(task_name)
+    if explain:  # before the model loads: these are one-line answers in a second
+        _check_explains(task)
     fields = task.info.input_fields
     checked = check_records(task, records, labels)
     if not checked:
@@ -622,7 +628,45 @@ def predict(
         model.to("cuda")
     with precision.inference(chosen, model):  # the output head in float32
         found = task.predict(model, tokenizer, checked, resolved, stream)
-    return _checked_predictions(task.info.name, found, len(checked))
+    predictions = _checked_predictions(task.info.name, found, len(checked))
+    if explain:
+        explanations = task.explain(model, tokenizer, checked, resolved, predictions)
+        for prediction, explanation in zip(
+            predictions,
+            _checked_explanations(task.info.name, explanations, len(checked)),
+            strict=True,
+        ):
+            prediction["explanation"] = explanation
+    return predictions
+
+
+def _check_explains(task: Any) -> None:
+    """A task that can explain, and captum installed; else a one-line error naming the fix."""
+    if not isinstance(task, Explains):
+        raise PluginError(
+            f"Task '{task.info.name}' cannot explain its predictions; drop --explain, or give "
+            f"the task an explain() method (the nlptasks.Explains protocol, docs/explain.md)."
+        )
+    require_captum()
+
+
+def _checked_explanations(task: str, found: Any, expected: int) -> list[dict[str, Any]]:
+    """One valid explanation per record (``nlptasks.explain.schema``), or a PluginError."""
+    results = list(found) if isinstance(found, (list, tuple)) else None
+    if results is None or len(results) != expected:
+        got = f"{len(results)} explanations" if results is not None else type(found).__name__
+        raise PluginError(
+            f"Task '{task}': explain() gave {got} for {expected} records; give one dict per "
+            f"record, in input order."
+        )
+    for number, result in enumerate(results, 1):
+        problems = explanation_problems(result)
+        if problems:
+            raise PluginError(
+                f"Task '{task}': explain()'s result for record {number} is broken: "
+                f"{'; '.join(problems)}."
+            )
+    return results
 
 
 def _checked_predictions(task: str, found: Any, expected: int) -> list[dict[str, Any]]:

@@ -308,6 +308,28 @@ class Generates(Protocol):
 
 
 @runtime_checkable
+class Explains(Protocol):
+    """Optional: token attributions of predictions (``nlptasks predict --explain``).
+
+    ``nlptasks.explain`` has the shared machinery (Integrated Gradients on the embeddings
+    through captum, log-probabilities of generated text, the renderers)."""
+
+    def explain(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Record],
+        recipe: Recipe,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """One JSON explanation per record, in input order, of ``predictions`` (what
+        ``predict`` returned for ``records``): at least ``tokens`` (list of str) and
+        ``attributions`` (one finite number per token); see ``nlptasks.explain.schema``.
+        Called with gradients enabled, outside ``inference_mode``."""
+        ...
+
+
+@runtime_checkable
 class ReadsSources(Protocol):
     """Optional: data the core cannot read alone (nested SQuAD JSON, line-aligned files)."""
 

@@ -35,6 +35,7 @@ PROTOCOLS = (
     protocols.Task,
     protocols.Collates,
     protocols.Generates,
+    protocols.Explains,
     protocols.ReadsSources,
     protocols.WritesSamples,
 )

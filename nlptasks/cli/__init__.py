@@ -123,6 +123,13 @@ def _reporter(quiet: bool, as_json: bool) -> Any:
     help="Upload the finished run's model folder (as 'nlptasks export' writes it) to this Hub "
     "repository.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Train nothing: estimate parameters, tokens, FLOPs, peak memory and wall time "
+    "(same as 'nlptasks estimate'; --json prints it as JSON).",
+)
+@click.option("--no-probe", is_flag=True, help="With --dry-run: time from FLOPs, no probe steps.")
 def run(
     task: str,
     overrides: tuple[str, ...],
@@ -132,6 +139,8 @@ def run(
     quiet: bool,
     as_json: bool,
     repo_id: str | None,
+    dry_run: bool,
+    no_probe: bool,
 ) -> None:
     """Fine-tune and evaluate TASK with a recipe, then write a new run directory.
 
@@ -141,7 +150,24 @@ def run(
     Example:
         nlptasks run sentiment --recipe minilm train.epochs=1 data.max_train_examples=2000
         nlptasks run sentiment --resume runs/sentiment-minilm-20261129-101500
+        nlptasks run sentiment --recipe minilm --dry-run     # what it costs; trains nothing
     """
+    if dry_run:
+        given = (("--resume", resume_dir), ("--output-dir", output_dir), ("--push-to-hub", repo_id))
+        used = [flag for flag, value in given if value]
+        if used:
+            raise NlpTasksError(
+                f"--dry-run trains nothing and writes no run: drop {', '.join(used)}."
+            )
+        from nlptasks.estimate import estimate as estimate_run
+        from nlptasks.estimate.report import show
+
+        show(estimate_run(task, recipe, overrides, probe=not no_probe), as_json)
+        return
+    if no_probe:
+        raise NlpTasksError(
+            "--no-probe goes with --dry-run (nlptasks run ... --dry-run --no-probe)."
+        )
     from nlptasks.runner import resume as resume_run
     from nlptasks.runner import run as run_task
 
@@ -319,6 +345,18 @@ def eval_command(
     is_flag=True,
     help="Take a model whose head transformers initialised at random (its outputs mean nothing).",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Token attributions for each prediction: an 'explanation' field in each JSON line, "
+    "and a coloured view on the terminal (needs captum: pip install 'nlptasks[explain]').",
+)
+@click.option(
+    "--explain-html",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Also write the explanations as one self-contained HTML page (implies --explain).",
+)
 def predict(
     task: str,
     texts: tuple[str, ...],
@@ -337,6 +375,8 @@ def predict(
     seed: int | None,
     greedy: bool,
     allow_untrained_head: bool,
+    explain: bool,
+    explain_html: str | None,
 ) -> None:
     """Predict with a trained model; prints one JSON object per input, in input order.
 
@@ -347,6 +387,7 @@ def predict(
     Example:
         nlptasks predict sentiment --model runs/RUN/model "A gripping, funny film."
         nlptasks predict sentiment --model runs/RUN/model --input reviews.jsonl
+        nlptasks predict sentiment --model runs/RUN/model --explain-html why.html "Dull."
     """
     from nlptasks.runner import predict as predict_records
 
@@ -378,6 +419,7 @@ def predict(
 
     from nlptasks.model_fit import allow_untrained_head as untrained_heads
 
+    explain = explain or explain_html is not None
     with untrained_heads(allow_untrained_head):
         predictions = predict_records(
             task,
@@ -387,12 +429,28 @@ def predict(
             mixed_precision,
             [*overrides, *decoding],
             labels,
-            stream=write if sys.stdout.isatty() else None,
+            # Explanations come with the JSON lines: nothing is streamed then.
+            stream=write if sys.stdout.isatty() and not explain else None,
+            explain=explain,
         )
+    if explain:
+        _show_explanations(predictions, explain_html)
     if written:
         return
     for item in predictions:
         click.echo(json.dumps(item, ensure_ascii=False))
+
+
+def _show_explanations(predictions: list[dict[str, Any]], html_file: str | None) -> None:
+    """The coloured view on stderr when it is a terminal (stdout keeps clean JSON lines for
+    a pipe or file), and the HTML page when asked for."""
+    from nlptasks.explain.render import print_explanations, write_html
+
+    if sys.stderr.isatty():
+        print_explanations(predictions)
+    if html_file is not None:
+        write_html(predictions, Path(html_file))
+        click.echo(f"Explanations: {html_file}", err=True)
 
 
 def _decoding_overrides(
@@ -799,9 +857,11 @@ _commands_loaded = False
 
 
 from nlptasks.cli.consolidate import consolidate  # noqa: E402
+from nlptasks.cli.estimate import estimate  # noqa: E402
+from nlptasks.cli.probe import probe  # noqa: E402
 from nlptasks.cli.results import compare, export, leaderboard, verify  # noqa: E402
 
-for _command in (compare, leaderboard, verify, export, consolidate):
+for _command in (compare, leaderboard, verify, export, consolidate, estimate, probe):
     cli.add_command(_command)
 
 

@@ -347,6 +347,41 @@ class TaskConformance:
             [alone] = nlptasks.predict(self.task, str(conformance_run.run_dir / "model"), [record])
             _assert_same(alone, batched, f"predict({record!r}) alone")
 
+    def test_explanations_fit_the_records(self, conformance_run: ConformanceRun) -> None:
+        """`explain` gives one JSON explanation per record, its tokens and attributions of
+        equal length, every number finite (a task without `Explains` passes: nothing to check).
+
+        It passes rather than skips so that "every check passed" keeps meaning a conforming
+        task: explanations are optional. The explanations are those of ``predict``'s own
+        predictions, from the task's methods directly: a defect of ``predict`` does not fail
+        this check."""
+        import torch
+
+        from nlptasks.explain import explanation_problems
+        from nlptasks.runner import model_recipe
+        from nlptasks.task import Explains
+
+        task = self._task()
+        can_explain = isinstance(task, Explains)  # (no narrowing: task is a whole Task)
+        if not can_explain:
+            return
+        model_dir = str(conformance_run.run_dir / "model")
+        records = conformance_run.data.records or [
+            {field: "a tiny test input" for field in task.info.input_fields}
+        ]
+        recipe = model_recipe(self.task, model_dir, None)
+        model, tokenizer = task.build_model(model_dir, recipe, trained=True)
+        model.eval()
+        with torch.inference_mode():
+            predictions = task.predict(model, tokenizer, records, recipe)
+        explanations = task.explain(model, tokenizer, records, recipe, predictions)
+        assert isinstance(explanations, list) and len(explanations) == len(records), (
+            f"explain gave {len(explanations)} explanations for {len(records)} records"
+        )
+        for number, explanation in enumerate(explanations, 1):
+            problems = explanation_problems(explanation)
+            assert not problems, f"explanation {number}: {'; '.join(problems)}"
+
     def test_saved_model_reloads_with_auto_classes(self, conformance_run: ConformanceRun) -> None:
         """The pipeline tag's Auto class loads the weights `build_model(..., trained=True)`
         gives."""

@@ -121,6 +121,24 @@ class BadPredictTask(SentimentTask):
         return [{**result, "score": float("nan")} for result in results]
 
 
+class BadExplainTask(SentimentTask):
+    """explain drops each explanation's last attribution: tokens and attributions no longer
+    pair up (an off-by-one when leaving out a special token)."""
+
+    info: ClassVar[TaskInfo] = _info("kit-bad-explain")
+
+    def explain(
+        self,
+        model: Any,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
+        found = super().explain(model, tokenizer, records, recipe, predictions)
+        return [{**e, "attributions": e["attributions"][:-1]} for e in found]
+
+
 class WrongTagTask(SentimentTask):
     """Says question-answering while it saves a sequence-classification model (and declares
     that model kind, so the core's model-fit check lets it train: only the kit's reload with
@@ -148,6 +166,7 @@ TASKS: tuple[type[SentimentTask], ...] = (
     NanMetricTask,
     UnmaskedPredictTask,
     BadPredictTask,
+    BadExplainTask,
     WrongTagTask,
     NoInputFieldsTask,
 )

@@ -351,6 +351,24 @@ class GenerationTask:
             {"prompt": p, "output": o} for p, o in zip(options.sample_prompts, outputs, strict=True)
         ]
 
+    def explain(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Each generated token's log-probability, and IG of the continuation's
+        log-probability to the prompt tokens (``Explains``)."""
+        from nlptasks.builtins.generation.explain import explain_continuations
+
+        options: GenerationOptions = recipe.options
+        prompts = [self.prompt_text(tokenizer, str(r["prompt"]), options) for r in records]
+        return explain_continuations(
+            model, tokenizer, prompts, predictions, not options.chat, self.context_length
+        )
+
     def model_card(self) -> dict[str, Any]:
         return {"data format": self.format}
 

@@ -306,6 +306,20 @@ class QaTask:
         example_index = [windows["example_index"][w] for w in order]
         return [_as_record(answer) for answer in _answers(joined, example_index, contexts, options)]
 
+    def explain(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """IG of each answer's start and end logits to its window's tokens (``Explains``)."""
+        from nlptasks.builtins.qa.explain import explain_spans
+
+        settings = self._windows(tokenizer, recipe)
+        return explain_spans(model, tokenizer, records, predictions, settings)
+
     def model_card(self) -> dict[str, Any]:
         return {"answers": "character spans of the context (extractive)"}
 

@@ -296,6 +296,26 @@ class SentimentTask:
                 }
         return results
 
+    def explain(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """IG of each predicted label's probability to the input tokens (``Explains``)."""
+        from nlptasks.builtins.sentiment.explain import explain_classification
+
+        texts = [str(record["text"]) for record in records]
+        features = _encode(tokenizer, texts, _text_pairs(records), self._max_length(recipe))
+        # The predicted label's class; None (a prediction without one): the model's argmax.
+        targets = [
+            self.label_names.index(p["label"]) if p.get("label") in self.label_names else None
+            for p in predictions
+        ]
+        return explain_classification(model, tokenizer, features, targets, self.label_names)
+
     def model_card(self) -> dict[str, Any]:
         return {"labels": self.label_names}
 

@@ -332,6 +332,21 @@ class TranslationTask:
                 results[i] = translator.decode(tokenizer, ids)
         return [{"text": t, "translation": out} for t, out in zip(texts, results, strict=True)]
 
+    def explain(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        records: Sequence[Mapping[str, Any]],
+        recipe: Recipe,
+        predictions: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Each target token's log-probability, and IG of the translation's
+        log-probability to the source tokens (``Explains``)."""
+        from nlptasks.builtins.translation.explain import explain_translations
+
+        texts = [str(r["text"]) for r in records]
+        return explain_translations(model, tokenizer, self.translator, texts, predictions)
+
     def model_card(self) -> dict[str, Any]:
         options = self.translator.options
         languages = f"{options.source_lang} -> {options.target_lang}"
