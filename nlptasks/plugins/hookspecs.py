@@ -66,6 +66,21 @@ def register_recipes(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_probes(register: Callable[..., None]) -> None:
+    """Register probes of trained models, run as ``nlptasks probe run NAME [ARGS]...``.
+
+    Called once when the probe registry is first used (``nlptasks probe list``/``run``).
+
+    Args:
+        register: ``register(name, target, description="", tasks=())`` where ``target`` is
+            a ``click.Command`` or a lazy ``"module:attr"`` string naming one (preferred: it
+            keeps the CLI from importing the probe). ``nlptasks probe run NAME ARGS...``
+            invokes it with ARGS; ``tasks`` names the tasks it is for (empty: any task).
+            The built-in ``bias`` probe is registered this way too.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``nlptasks`` Click group.
 

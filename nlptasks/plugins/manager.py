@@ -40,6 +40,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "nlptasks.builtins.qa",
     "nlptasks.builtins.generation",
     "nlptasks.builtins.translation",
+    "nlptasks.probes",
 )
 
 

@@ -148,6 +148,8 @@ class Registries:
     models: Registry[Callable[[], str]]
     datasets: Registry[Any]
     recipes: Registry[Path]  # keyed "task/name"
+    probes: Registry[Any]
+    """Probe name -> a click command (or its lazy "module:attr" reference)."""
 
 
 def load_task(name: str) -> Any:
@@ -183,11 +185,13 @@ def get_registries() -> Registries:
         models=Registry("model preset", "nlptasks list models"),
         datasets=Registry("dataset", "nlptasks list datasets"),
         recipes=Registry("recipe", "nlptasks list recipes"),
+        probes=Registry("probe", "nlptasks probe list"),
     )
     _fill("register_tasks", regs.tasks, _registrar)
     _fill("register_models", regs.models, _model_registrar)
     _fill("register_datasets", regs.datasets, _registrar)
     _fill("register_recipes", regs.recipes, _recipe_registrar)
+    _fill("register_probes", regs.probes, _registrar)
     derived["registries"] = regs
     return regs
 

@@ -212,7 +212,7 @@ def run_model_card(
             ", ".join(p.name for p in kept) + " (from the base model, in the model folder: "
             "their terms apply to this model and go with every copy of it)"
         )
-    return model_card(
+    text = model_card(
         run_name=recipe.run_name or f"{recipe.task}-{recipe.name or 'recipe'}",
         task=recipe.task,
         pipeline_tag=task.info.pipeline_tag,
@@ -233,6 +233,11 @@ def run_model_card(
         train_examples=summary["data"]["train_examples"],
         usage=task_usage(task),
     )
+    # A card rebuilt from results.json keeps the bias probes recorded there.
+    probes = summary.get("bias_probes")
+    if isinstance(probes, dict) and probes.get("pairs") is not None:
+        text = with_bias_probes(text, bias_probes_section(probes))
+    return text
 
 
 def model_card(
@@ -370,3 +375,64 @@ def usage(task: str, pipeline_tag: str, input_fields: Sequence[str] = ("text",))
             f'pipe = pipeline("{pipeline_tag}", model="PATH/TO/model")\n{call}\n```\n\n'
         )
     return text
+
+
+BIAS_HEADING = "## Bias probes"
+
+
+def with_bias_probes(text: str, section: str) -> str:
+    """The card ``text`` with its "Bias probes" section set to ``section`` (markdown, no
+    heading): an earlier one is replaced, else it goes before "## Training" (after the
+    results), else at the end. Everything else in the card is kept as it is."""
+    block = f"{BIAS_HEADING}\n\n{section.rstrip()}\n\n"
+    start = text.find(BIAS_HEADING + "\n")
+    if start >= 0:
+        end = text.find("\n## ", start + len(BIAS_HEADING))
+        return text[:start] + block + (text[end + 1 :] if end >= 0 else "")
+    before = text.find("\n## Training\n")
+    if before >= 0:
+        return text[: before + 1] + block + text[before + 1 :]
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def bias_probes_section(report: Mapping[str, Any]) -> str:
+    """The "Bias probes" section's body (no heading) from a bias probe's report (the
+    ``bias_probes`` of results.json): the data used, a table per group pair, method, limits."""
+    lines = [
+        f"`nlptasks probe bias` ({report['measure']['kind']}): {report['measure']['description']}.",
+        "",
+        f"Records from {report['data']['source']}; {probe_data_line(report)}.",
+        "",
+        "| dimension | pair | items (from data) | measure | value [95% interval] | signal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair in report["pairs"]:
+        primary = pair["measures"].get(pair["primary"], {})
+        lines.append(
+            f"| {pair['dimension']} | {pair['pair']} | {pair['items']} ({pair['from_data']}) | "
+            f"{pair['primary']} | {probe_interval(primary)} | "
+            f"{'yes' if pair['signal'] else 'no'} |"
+        )
+    lines += ["", report["method"], "", "Limits:", ""]
+    lines += [f"- {limit}" for limit in report["limits"]]
+    return "\n".join(lines) + "\n"
+
+
+def probe_interval(found: Mapping[str, Any]) -> str:
+    """``+0.123 [+0.100, +0.150]``: a probe measure and its interval (none when undefined)."""
+    value, low, high = found.get("value"), found.get("low"), found.get("high")
+    if not isinstance(value, (int, float)):
+        return "n/a"
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low != low:
+        return f"{value:+.3f}"
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def probe_data_line(report: Mapping[str, Any]) -> str:
+    """Per dimension: records matched, used and templates added."""
+    data = report["data"]
+    return "; ".join(
+        f"{name}: {data['matched'].get(name, 0)} matched, {data['used'].get(name, 0)} used"
+        + (f", +{data['templates'][name]} templates" if data["templates"].get(name) else "")
+        for name in data["matched"]
+    )
