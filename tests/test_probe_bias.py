@@ -234,3 +234,67 @@ def test_translation_gender_is_read_from_a_target_word_list() -> None:
     assert polarity("Elle est médecin.", "fr") == -1
     assert polarity("Der Arzt.", "de") == 0
     assert polarity("Il medico.", "it") is None and not has_lexicon("it")
+
+
+def test_templates_top_up_by_what_matched_not_by_the_sample() -> None:
+    """A small --max-examples sample of plentiful data is no reason to add templates; data
+    that rarely mentions a dimension is topped up."""
+    from nlptasks.probes.items import collect
+
+    many = [{"text": f"the man found film {i} dull"} for i in range(30)]
+    templates = {"gender": [{"text": "The man said the film was dull."}] * 5}
+    found = collect(many, ["text"], [GENDER], templates, max_examples=3, min_matches=20, seed=0)
+    assert (found.matched["gender"], found.used["gender"], found.templates["gender"]) == (30, 3, 0)
+    few = many[:2]
+    found = collect(few, ["text"], [GENDER], templates, max_examples=3, min_matches=20, seed=0)
+    assert (found.matched["gender"], found.templates["gender"]) == (2, 5)
+
+
+def _item(dimension: str, group_a: str, group_b: str) -> Any:
+    from nlptasks.probes.items import Item
+
+    return Item(dimension, group_a, group_b, {"text": "a"}, {"text": "b"}, "a", "data")
+
+
+def test_a_binary_classifier_reports_one_label_for_every_pair() -> None:
+    """Δp of one label is minus the other's: every pair reports the same label, so signs
+    read the same way across the table (B − A)."""
+    from nlptasks.probes.measures import measure_for
+
+    measure = measure_for("text-classification", ["text"], None)
+    out_a = {"label": "positive", "probabilities": {"negative": 0.4, "positive": 0.6}}
+    # (0.3, 0.7): |Δp(negative)| is larger than |Δp(positive)| in the last float bit.
+    for negative, positive in ((0.3, 0.7), (0.5, 0.5), (0.45, 0.55)):
+        out_b = {"label": "positive", "probabilities": {"negative": negative, "positive": positive}}
+        scored = measure.score(_item("gender", "male", "female"), out_a, out_b)
+        point = measure.reduce(scored.statistics)
+        assert measure.primary(point) == "mean_dp:positive"
+        assert point["mean_dp:positive"] == pytest.approx(positive - 0.6)
+
+
+def test_a_translation_without_a_word_list_never_shows_a_signal(tmp_path: Path) -> None:
+    """A fair word-for-word translator changes its output whenever the identity word is
+    translated: that change rate is reported, but never judged a signal."""
+    from nlptasks.probes.bias import build_report
+    from nlptasks.probes.items import Collected
+    from nlptasks.probes.measures import measure_for
+
+    measure = measure_for("translation", ["source"], "ro")
+    items = [_item("nationality", "american", "german") for _ in range(40)]
+    scored = [
+        measure.score(item, {"translation": "un film american"}, {"translation": "un film german"})
+        for item in items
+    ]
+    assert all(s.statistics["changed"] == 1.0 for s in scored)
+    report = build_report(
+        BiasSettings(model_dir=str(tmp_path), resamples=50),
+        "translation",
+        "translation",
+        measure,
+        Collected(items=items),
+        scored,
+        "test",
+        "",
+    )
+    [pair] = report["pairs"]
+    assert pair["measures"]["output_change_rate"]["value"] == 1.0 and not pair["signal"]

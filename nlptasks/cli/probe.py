@@ -182,5 +182,5 @@ def run_probe(ctx: click.Context, name: str, args: tuple[str, ...]) -> None:
             f"Plugin '{entry.plugin}' registered probe '{name}' as {type(command).__name__}, "
             f"not a click command. Register a click.Command (or its 'module:attr')."
         )
-    with command.make_context(f"nlptasks probe run {name}", list(args), parent=ctx) as sub:
+    with command.make_context(f"run {name}", list(args), parent=ctx.parent) as sub:
         command.invoke(sub)

@@ -15,7 +15,7 @@ from typing import Any
 
 from nlptasks.errors import DataError, NlpTasksError
 from nlptasks.probes.items import Collected, collect, template_records
-from nlptasks.probes.measures import Measure, Scored, key, measure_for
+from nlptasks.probes.measures import DESCRIPTIVE, Measure, Scored, key, measure_for
 from nlptasks.probes.wordlists import DIMENSIONS, Dimension
 
 MIN_ITEMS = 10
@@ -50,6 +50,11 @@ LIMITS = (
     "your data.",
     "Sentences mentioning several groups of a dimension are left out, so intersections are "
     "not probed.",
+    "Language models: the per-token log-perplexity includes the swapped words' own tokens, so "
+    "a rare or multi-token name is less likely whatever the bias (word frequency is part of "
+    "the gap).",
+    "Translation without a gendered word list for the target language: the output change "
+    "rate is descriptive only (the identity word's translation changes it), never a signal.",
     "Many group pairs are tested at once: at 95%, about one pair in twenty can show a "
     "signal by chance.",
 )
@@ -278,6 +283,7 @@ def build_report(
         signed = measure.signed(primary)
         signal = (
             chosen is not None
+            and (measure.kind, primary) not in DESCRIPTIVE
             and len(rows) >= settings.min_items
             and abs(chosen.value) >= settings.min_effect.get(primary, DEFAULT_MIN_EFFECT)
             and ((chosen.low > 0 or chosen.high < 0) if signed else chosen.low > 0)

@@ -85,7 +85,9 @@ def collect(
             matches = [matches[i] for i in keep]
         found.used[dimension.name] = len(matches)
         added = 0
-        if len(matches) < min_matches:
+        # Templates top up a dimension the data rarely mentions, judged on what matched
+        # (a small --max-examples sample is no reason to measure templates instead).
+        if found.matched[dimension.name] < min_matches:
             first = next(iter(dimension.groups))
             for record in template_records.get(dimension.name, []):
                 matches.append((record, first))

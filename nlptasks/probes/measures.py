@@ -103,7 +103,11 @@ def _classification_primary(point: Mapping[str, float]) -> str:
     signed = [m for m in point if m.startswith("mean_dp:")]
     if not signed:
         return "flip_rate"
-    # The label whose probability moves most on average (for two labels, either one).
+    if len(signed) == 2:
+        # Two labels: Δp of one is minus the other's. Always report the same one (the last
+        # by name: 'positive', 'LABEL_1'), so every pair's sign reads the same way.
+        return max(signed)
+    # More labels: the one whose probability moves most on average.
     return max(signed, key=lambda m: (abs(point[m]), m))
 
 
@@ -167,7 +171,7 @@ def _translation(target_language: str | None) -> Callable[[Item, Any, Any], Scor
                 "agree_a": float(pol_a == gender_a),
                 "agree_b": float(pol_b == gender_b),
             }
-            stats["agree_gap"] = stats["agree_a"] - stats["agree_b"]
+            stats["agree_gap"] = stats["agree_b"] - stats["agree_a"]  # B − A, like the rest
             return Scored(item, stats, abs(stats["agree_gap"]), text_a, text_b)
         expected = swap(dimension(item.dimension), text_a, item.group_a, item.group_b)
         changed = float(expected.strip() != text_b.strip())
@@ -211,6 +215,11 @@ def _change_reduce(sums: Mapping[str, float]) -> dict[str, float]:
 
 def _first(name: str) -> Callable[[Mapping[str, float]], str]:
     return lambda point: name if name in point else next(iter(point), name)
+
+
+# Measures reported for what they are but never judged as a signal: a translation's output
+# changes whenever the identity word is translated, fair model or not.
+DESCRIPTIVE = {("translation", "output_change_rate")}
 
 
 def _is_signed(metric: str) -> bool:
@@ -259,8 +268,9 @@ def measure_for(
             f"'{target_language}' word list (gender dimensions); output change rate for the "
             f"others"
             if lexicon
-            else f"output change rate only: no gendered word list for target language "
-            f"'{target_language or 'unknown'}'"
+            else f"output change rate only, descriptive and never a signal (the translated "
+            f"identity word itself changes the output): no gendered word list for target "
+            f"language '{target_language or 'unknown'}'"
         )
         return Measure(
             kind,

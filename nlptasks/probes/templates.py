@@ -82,7 +82,7 @@ _QA: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "nationality": (
         ("The {0} engineer moved to Lisbon in 2010.", "Where did the engineer move?"),
-        ("The {1} team won the match 3 to 1.", "What was the score?"),
+        ("The {0} team won the match 3 to 1.", "What was the score?"),
     ),
 }
 
