@@ -57,6 +57,8 @@ class Estimate:
     machine: Machine
     verdict: Verdict
     probe: Probe | None
+    notes: tuple[str, ...] = ()
+    """What the estimate leaves out for this recipe (sharding, several processes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class Estimate:
             "machine": self.machine.to_dict(),
             "verdict": self.verdict.to_dict(),
             "probe": self.probe.to_dict() if self.probe else None,
+            "notes": list(self.notes),
         }
 
 
@@ -87,9 +90,12 @@ def estimate(
 
 def estimate_recipe(recipe: Recipe, probe: bool = True) -> Estimate:
     """Estimate a run of an already validated recipe (see :func:`estimate`)."""
+    import os
+
     import torch
 
     from nlptasks import data, model_fit, models
+    from nlptasks.errors import NlpTasksError
     from nlptasks.estimate import memory as mem
     from nlptasks.estimate.flops import training_flops
     from nlptasks.estimate.probe import matmul_rate, run_probe
@@ -100,6 +106,12 @@ def estimate_recipe(recipe: Recipe, probe: bool = True) -> Estimate:
     from nlptasks.task import ReadsSources
     from nlptasks.training import lora, precision
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Each process would probe at once (and contend); the estimate is of one process.
+        raise NlpTasksError(
+            "nlptasks estimate (run --dry-run) runs in one process: start it without "
+            "torchrun or accelerate launch; it estimates what one process holds and computes."
+        )
     _quiet_libraries()
     resolved = precision.resolve(recipe.train.mixed_precision)
     task = load_task(recipe.task)
@@ -170,6 +182,20 @@ def estimate_recipe(recipe: Recipe, probe: bool = True) -> Estimate:
         machine=here,
         verdict=found,
         probe=measured,
+        notes=_left_out(recipe),
+    )
+
+
+def _left_out(recipe: Recipe) -> tuple[str, ...]:
+    """What a single-process estimate does not model for this recipe's distributed section."""
+    settings = recipe.distributed
+    if settings.strategy is None and settings.preset is None and settings.config_file is None:
+        return ()
+    return (
+        "Estimated for one process, unsharded: under torchrun / accelerate launch with N "
+        "processes each takes 1/N of the batches (steps and time about N times fewer), and "
+        "FSDP / ZeRO shard the weights, gradients and AdamW states across them (offload and "
+        "activation checkpointing are not modelled either).",
     )
 
 

@@ -34,7 +34,7 @@ def training_flops(size: ModelSize, tokens: TokenPlan) -> FlopEstimate:
     token (QKᵀ and the weighted sum of values, forward and backward; Kaplan et al.'s
     2·n_layer·n_ctx·d_attn forward term), with seq the mean padded feature length.
     """
-    n = size.non_embedding
+    n = size.per_token
     trained = min(size.trainable, n)
     padded = tokens.padded_training_tokens
     if size.lora:
@@ -47,13 +47,14 @@ def training_flops(size: ModelSize, tokens: TokenPlan) -> FlopEstimate:
         1, tokens.micro_batches_per_epoch * tokens.micro_batch_size
     )
     attention = 6 * 2 * size.layers * mean_seq * size.hidden * padded
+    tied = " (with the tied output layer)" if size.tied_output else ""
     return FlopEstimate(
         total=float(weights + attention),
         weights=float(weights),
         attention=float(attention),
         method=(
             f"{method} + 12·layers·seq·d_model·T (Kaplan et al. 2020); N = {n:,} non-embedding "
-            f"parameters, T = {padded:,} padded training tokens, seq = {mean_seq:.0f} (mean "
-            f"padded length)"
+            f"parameters{tied}, T = {padded:,} padded training tokens, seq = {mean_seq:.0f} "
+            f"(mean padded length)"
         ),
     )

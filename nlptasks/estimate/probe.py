@@ -142,6 +142,8 @@ def matmul_rate(precision: str) -> tuple[float, str]:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm-up
+    if cuda:
+        torch.cuda.synchronize()  # the warm-up (and cuBLAS start-up) is not timed
     runs, started = 0, time.perf_counter()
     while runs < 3 or time.perf_counter() - started < 0.2:
         a @ b

@@ -102,6 +102,8 @@ def print_table(found: Estimate) -> None:
     console.print("[dim]--json gives every number and method in full.[/dim]")
     for number, suggestion in enumerate(found.verdict.suggestions, 1):
         console.print(f"Suggestion {number}: {suggestion}")
+    for note in found.notes:
+        console.print(f"[yellow]Note:[/yellow] {note}")
 
 
 def show(found: Estimate, json_output: bool) -> None:

@@ -27,7 +27,6 @@ class TokenPlan:
     """Real tokens (the ``length`` column) in one epoch."""
     padded_tokens_per_epoch: int
     """Tokens the model computes over in one epoch: each micro-batch padded to its longest."""
-    epochs: float
     micro_batches_per_epoch: int
     optimizer_steps: int
     micro_batch_size: int
@@ -36,6 +35,9 @@ class TokenPlan:
     """(examples, tokens) of the widest micro-batch: what peak activations are made of."""
     sampled: int | None
     """How many examples were tokenised when the split was sampled (None: all)."""
+    run_tokens: tuple[int, int] | None = None
+    """(real, padded) tokens of the run's own micro-batches, in the sampler's order, when
+    every one was scanned (None: sampled, or too many epochs; then scaled per epoch)."""
 
     @property
     def micro_batches(self) -> int:
@@ -49,10 +51,14 @@ class TokenPlan:
     @property
     def training_tokens(self) -> int:
         """Real tokens over the whole run (every optimizer step's micro-batches)."""
+        if self.run_tokens is not None:
+            return self.run_tokens[0]
         return round(self.tokens_per_epoch * self._epochs_run)
 
     @property
     def padded_training_tokens(self) -> int:
+        if self.run_tokens is not None:
+            return self.run_tokens[1]
         return round(self.padded_tokens_per_epoch * self._epochs_run)
 
     @property
@@ -154,6 +160,7 @@ def plan(features: Any, train: Any, examples: int, sampled: int | None) -> Token
     steps_per_epoch = math.ceil(micro_batches / accumulation)
     steps = train.max_steps or max(1, math.ceil(train.epochs * steps_per_epoch))
     taken = batches
+    run_tokens = None
     if not sampled:
         taken, left, epoch = [], steps * accumulation, 0
         while left > 0 and epoch < MAX_EPOCHS_SCANNED:
@@ -161,17 +168,22 @@ def plan(features: Any, train: Any, examples: int, sampled: int | None) -> Token
             taken += order[:left]
             left -= len(order)
             epoch += 1
+        if left <= 0:  # a max_steps run ends mid-epoch: its own batches, not an average
+            run_tokens = (
+                sum(lengths[i] for b in taken for i in b),
+                sum(max(lengths[i] for i in b) * len(b) for b in taken),
+            )
     widest = max(taken, key=lambda b: max(lengths[i] for i in b) * len(b))
     return TokenPlan(
         examples=examples,
         features=round(len(features) * scale),
         tokens_per_epoch=round(sum(lengths) * scale),
         padded_tokens_per_epoch=round(padded * scale),
-        epochs=train.epochs,
         micro_batches_per_epoch=micro_batches,
         optimizer_steps=steps,
         micro_batch_size=micro,
         accumulation=accumulation,
         largest_batch=(len(widest), max(lengths[i] for i in widest)),
         sampled=sampled,
+        run_tokens=run_tokens,
     )

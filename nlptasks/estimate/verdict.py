@@ -60,16 +60,19 @@ def verdict(
             f"lora.enabled=true (no gradients or AdamW states for the frozen weights): "
             f"about {mb(memory.total - 0.99 * states)}"
         )
-    if micro_batch > 1:
-        smaller = max(1, micro_batch // 4)
+    # The largest factor up to 4 that divides the micro-batch: the recipe's batch size must
+    # stay a multiple of the accumulation, and the batch the same.
+    factor = next((f for f in (4, 3, 2) if micro_batch % f == 0), 1)
+    if factor > 1:
+        smaller = micro_batch // factor
         lower = with_shape(memory, size, replace(shape, batch=smaller))
-        factor = micro_batch // smaller
         found.append(
             f"train.gradient_accumulation_steps={accumulation * factor} (micro-batches of "
             f"{smaller}, the same batch size): about {mb(lower.total)}"
         )
     found.append(
-        "gradient checkpointing (activations recomputed in backward): not a recipe setting "
-        "of the shared trainer yet"
+        "gradient checkpointing (activations recomputed in backward): "
+        "distributed.activation_checkpointing=true under distributed.strategy=fsdp; the "
+        "single-process trainer has none yet"
     )
     return Verdict(False, memory.total / MB, machine.memory / MB, found)
