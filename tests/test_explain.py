@@ -203,12 +203,44 @@ def test_each_builtin_task_explains_through_the_cli(
         e["score"] - e["baseline_score"], rel=0.02, abs=1e-4
     )
     if task == "qa":
-        assert e["start"]["token"] <= e["end"]["token"]
+        # The explained span is the predicted answer: its tokens spell it out.
+        first, last = e["start"]["token"], e["end"]["token"]
+        assert line["answer"] and first <= last
+        spelled = "".join(t.removeprefix("##") for t in e["tokens"][first : last + 1])
+        assert spelled == line["answer"].replace(" ", "").lower(), (e["tokens"], line)
+        assert e["target"] == "start logit + end logit of the answer span"
         assert e["score"] == pytest.approx(e["start"]["score"] + e["end"]["score"])
     else:
+        assert e["retokenised"] is True and "tokenised again" in e["note"]
         assert len(e["output_tokens"]) == len(e["logprobs"]) > 0
         assert all(lp <= 0 for lp in e["logprobs"])
         assert e["score"] == pytest.approx(sum(e["logprobs"][: e["explained_output_tokens"]]))
+    if task == "generation":
+        _check_logprobs_against_a_plain_forward_pass(tiny_gpt2, "a charming", line)
+
+
+def _check_logprobs_against_a_plain_forward_pass(
+    model_dir: Path, prompt: str, line: dict[str, Any]
+) -> None:
+    """Each output token's log-probability equals log_softmax of one plain forward pass of
+    prompt + output at the position before it (transformers alone, no slicing shared with
+    the code under test)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    output_ids = tokenizer(line["generated_text"], add_special_tokens=False)["input_ids"]
+    ids = prompt_ids + output_ids
+    with torch.no_grad():
+        table = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    expected = [float(table[len(prompt_ids) + i - 1, token]) for i, token in enumerate(output_ids)]
+    e = line["explanation"]
+    assert len(e["logprobs"]) == len(expected) > 0
+    assert e["logprobs"] == pytest.approx(expected, abs=1e-4)
+    # Greedy: the first generated token is the most likely one after the prompt.
+    assert int(table[len(prompt_ids) - 1].argmax()) == output_ids[0]
 
 
 def test_the_terminal_view_colours_each_token(explained: list[dict[str, Any]]) -> None:
@@ -224,7 +256,48 @@ def test_the_terminal_view_colours_each_token(explained: list[dict[str, Any]]) -
     assert html.count('class="record"') == 2
 
 
+def test_tokens_are_joined_as_the_tokenizer_marks_words() -> None:
+    from nlptasks.explain.render import words
+
+    def shown(tokens: list[str], style: str) -> str:
+        return "".join(sep + text for sep, text in words(tokens, style))
+
+    assert shown(["air", "air", "air"], "marked") == "airairair"  # byte-level BPE
+    assert shown(["In", " 198", "4", "."], "marked") == "In 1984."
+    assert shown(["[CLS]", "a", "charm", "##ing", "film"], "wordpiece") == "[CLS] a charming film"
+
+
+def test_the_tokenizer_style_is_read_from_the_tokenizer(
+    tiny_bert: Path, tiny_gpt2: Path, tiny_bart: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from nlptasks.explain.tokens import token_style
+
+    styles = [
+        token_style(AutoTokenizer.from_pretrained(m)) for m in (tiny_bert, tiny_gpt2, tiny_bart)
+    ]
+    assert styles == ["wordpiece", "marked", "marked"]
+
+
 # ------------------------------------------------------------------------------- errors
+def test_a_bad_html_file_is_refused_before_predicting(tmp_path: Path) -> None:
+    """Checked before the model is even read (the model folder here is empty), in one line."""
+    code, stdout, stderr = invoke(
+        "predict",
+        "sentiment",
+        "--model",
+        str(tmp_path),
+        "--explain-html",
+        str(tmp_path / "missing" / "why.html"),
+        "a gripping film",
+    )
+    assert code != 0 and stdout == ""
+    assert stderr.strip().count("\n") == 0, stderr
+    assert "Cannot write --explain-html" in stderr
+    assert "does not exist" in stderr
+
+
 def test_a_task_without_explains_gets_one_line(isolated_plugins: Any, tmp_path: Path) -> None:
     from tests.plugins.token_task import TASK
 

@@ -420,6 +420,10 @@ def predict(
     from nlptasks.model_fit import allow_untrained_head as untrained_heads
 
     explain = explain or explain_html is not None
+    if explain_html is not None:  # before the predictions, not after all their work
+        from nlptasks.explain.render import check_html_target
+
+        check_html_target(Path(explain_html))
     with untrained_heads(allow_untrained_head):
         predictions = predict_records(
             task,
@@ -433,12 +437,11 @@ def predict(
             stream=write if sys.stdout.isatty() and not explain else None,
             explain=explain,
         )
-    if explain:
+    if not written:
+        for item in predictions:
+            click.echo(json.dumps(item, ensure_ascii=False))
+    if explain:  # after the JSON lines: a failure to write the page loses none of them
         _show_explanations(predictions, explain_html)
-    if written:
-        return
-    for item in predictions:
-        click.echo(json.dumps(item, ensure_ascii=False))
 
 
 def _show_explanations(predictions: list[dict[str, Any]], html_file: str | None) -> None:

@@ -2,10 +2,11 @@
 log-probability, and IG of the whole output's log-probability to the source tokens.
 
 The output is scored teacher-forced: the model reads the source (prompt) and the output
-tokens and gives each output token's log-probability; the tokens are those of the output
-text tokenised again (for generated text, the ids a tokenizer gives the decoded text, which
-can differ from the sampled ids at rare boundaries), so ``sum(logprobs)`` is the
-log-probability of that text given the source.
+tokens and gives each output token's log-probability, so ``sum(logprobs)`` is the
+log-probability of those tokens given the source. The built-in tasks pass the output
+*text* tokenised again, not the generated ids: the two can differ (a byte-level model that
+generated six ``air`` tokens may read ``airairairairairair`` back as twelve other pieces),
+so their explanations say ``"retokenised": true``.
 
 Attributions: IG of ``sum(logprobs)`` with respect to the source tokens' word embeddings;
 the baseline replaces every source token (not the special ones, not the output) by [PAD];
@@ -13,10 +14,13 @@ a decoder-only model's first token stays too (see ``explain_causal``), so it get
 Cost: ``n_steps`` forward and backward passes over source + output, so outputs longer than
 ``MAX_EXPLAINED_OUTPUT`` tokens get log-probabilities for every token but attributions for
 the first ``MAX_EXPLAINED_OUTPUT`` only (``explained_output_tokens`` says how many).
+Memory: the output layer runs only from the last prompt position on where the model takes
+``logits_to_keep``, and a pass of IG holds at most ``OUTPUT_BUDGET`` logits.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +34,7 @@ from nlptasks.explain.gradients import (
     gradients_on,
     integrated_gradients,
 )
-from nlptasks.explain.tokens import display_tokens
+from nlptasks.explain.tokens import display_tokens, token_style
 
 MAX_EXPLAINED_OUTPUT = 64
 """Output tokens whose log-probability IG attributes (all get a log-probability)."""
@@ -48,11 +52,21 @@ def explain_causal(
     prompt, output = list(prompt_ids), list(output_ids)
     ids = torch.tensor([prompt + output], device=device)
     start = len(prompt)
+    keeps = _takes_logits_to_keep(model)
+
+    def logits_at(tokens: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """(rows, last - first, vocabulary): the logits at positions first .. last - 1; the
+        output layer runs from ``first`` on only, where the model can."""
+        mask = torch.ones_like(tokens)
+        if keeps:
+            kept = tokens.shape[1] - first
+            logits = model(input_ids=tokens, attention_mask=mask, logits_to_keep=kept).logits
+            return logits[:, : last - first]
+        return model(input_ids=tokens, attention_mask=mask).logits[:, first:last]
 
     def logprobs(tokens: torch.Tensor, end: int) -> torch.Tensor:
         """(rows, end - start): log p(token t | tokens < t) for output positions < end."""
-        mask = torch.ones_like(tokens)
-        logits = model(input_ids=tokens, attention_mask=mask).logits[:, start - 1 : end - 1]
+        logits = logits_at(tokens[:, :end], start - 1, end - 1)
         targets = expand(ids[:, start:end], tokens.shape[0])
         chosen = logits.float().log_softmax(-1).gather(-1, targets[..., None])
         return chosen.squeeze(-1)
@@ -65,6 +79,7 @@ def explain_causal(
         "target": f"log-probability of the first {explained} output tokens",
         "baseline": "[PAD] tokens, the first token and special tokens kept",
         "tokens": display_tokens(tokenizer, prompt),
+        "token_style": token_style(tokenizer),
         "output_tokens": display_tokens(tokenizer, output),
         "logprobs": [float(v) for v in every],
         "explained_output_tokens": explained,
@@ -81,8 +96,15 @@ def explain_causal(
     # steps: delta -92 for a difference of 20; kept: -0.002). Its attribution is 0.
     wanted = [False] + [True] * (len(prompt) - 1) + [False] * len(output)
     baseline = torch.tensor([baseline_ids(tokenizer, prompt + output, wanted)], device=device)
+    positions = end - start + 1 if keeps else end
     found = integrated_gradients(
-        model, total, embedding_layer(model), ids, baseline, n_steps=n_steps
+        model,
+        total,
+        embedding_layer(model),
+        ids,
+        baseline,
+        n_steps=n_steps,
+        outputs_per_row=positions * _vocabulary(model),
     )
     fields = found.fields()
     fields["attributions"] = fields["attributions"][:start]  # output positions: exactly 0
@@ -133,15 +155,42 @@ def explain_seq2seq(
         [baseline_ids(tokenizer, list(source_ids), [True] * len(source_ids))], device=device
     )
     found = integrated_gradients(
-        model, total, embedding_layer(model, encoder=True), source, baseline, (mask,), n_steps
+        model,
+        total,
+        embedding_layer(model, encoder=True),
+        source,
+        baseline,
+        (mask,),
+        n_steps,
+        outputs_per_row=explained * _vocabulary(model),
     )
     return {
         "method": "integrated_gradients",
         "target": f"log-probability of the first {explained} output tokens",
         "baseline": "[PAD] tokens, special tokens kept",
         "tokens": display_tokens(tokenizer, source_ids),
+        "token_style": token_style(tokenizer),
         "output_tokens": display_tokens(tokenizer, labels),
         "logprobs": [float(v) for v in every],
         "explained_output_tokens": explained,
         **found.fields(),
     }
+
+
+def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (transformers causal LMs; not a
+    wrapper whose forward takes ``**kwargs``)."""
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _vocabulary(model: torch.nn.Module) -> int:
+    """The number of logits per position."""
+    inner: Any = model
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    return int(getattr(model.config, "vocab_size", 0) or 0)

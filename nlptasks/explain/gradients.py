@@ -30,6 +30,10 @@ N_STEPS = 50
 models (the tests measure it)."""
 STEP_BUDGET = 8192
 """Tokens of interpolated inputs per forward pass: bounds the memory of long inputs."""
+OUTPUT_BUDGET = 2**26
+"""Output values (e.g. logits: positions x vocabulary) per forward pass, all rows together:
+bounds the memory of a large vocabulary (64 Mi float32 values = 256 MiB, times the few
+copies log_softmax makes)."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +136,15 @@ def integrated_gradients(
     baseline: torch.Tensor,
     additional: tuple[Any, ...] = (),
     n_steps: int = N_STEPS,
+    outputs_per_row: int = 0,
 ) -> Attribution:
     """IG of ``forward(ids, *additional)`` (one number per row) for one input (1, L),
     attributed to each position's word embedding (summed over the hidden size).
 
     ``forward`` must accept a batch of any size (captum repeats the input ``n_steps``
     times); ``additional`` tensors of batch size 1 are repeated with it.
+    ``outputs_per_row``: how many values (e.g. logits) one row's forward pass computes, so
+    that a pass stays within ``OUTPUT_BUDGET`` as well as ``STEP_BUDGET`` tokens.
     """
     require_captum()
     from captum.attr import LayerIntegratedGradients
@@ -145,6 +152,8 @@ def integrated_gradients(
     with gradients_on(model):
         lig = LayerIntegratedGradients(forward, layer)
         per_pass = max(1, STEP_BUDGET // max(1, input_ids.shape[1]))
+        if outputs_per_row > 0:
+            per_pass = min(per_pass, max(1, OUTPUT_BUDGET // outputs_per_row))
         attributions, delta = lig.attribute(
             inputs=input_ids,
             baselines=baseline,

@@ -23,20 +23,26 @@ NEGATIVE = (220, 38, 38)  # red
 UNLIKELY = (37, 99, 235)  # blue: low-probability output tokens
 
 
-def words(tokens: Sequence[str]) -> list[tuple[str, str]]:
-    """Each token as (separator before it, text): WordPiece ``##`` pieces join the word
-    before; tokens that carry their own leading space (byte-level BPE, SentencePiece) get
-    none; other tokens are separated by a space."""
-    spaced = any(t[:1].isspace() for t in tokens)
+def words(tokens: Sequence[str], style: str | None = None) -> list[tuple[str, str]]:
+    """Each token as (separator before it, text), by the tokenizer's ``style``
+    (``nlptasks.explain.tokens.token_style``, an explanation's ``token_style``):
+    ``"marked"`` (byte-level BPE, SentencePiece: tokens carry their own spaces) joins tokens
+    with nothing; ``"wordpiece"`` glues ``##`` pieces to the word before and puts a space
+    before other tokens; ``"plain"`` puts a space between tokens. Without a style (an
+    explanation from a task that gives none) it is guessed from the tokens."""
+    if style is None:
+        style = "marked" if any(t[:1].isspace() for t in tokens) else "wordpiece"
     found = []
     for i, token in enumerate(tokens):
         text = readable(token)
-        if text.startswith("##") and len(text) > 2:
-            found.append(("", text[2:]))
-        elif spaced or i == 0:
+        if style == "marked" or i == 0:
             found.append(("", text))
+        elif style == "wordpiece" and text.startswith("##") and len(text) > 2:
+            found.append(("", text[2:]))
         else:
             found.append((" ", text))
+    if found and style == "wordpiece" and found[0][1].startswith("##") and len(found[0][1]) > 2:
+        found[0] = ("", found[0][1][2:])
     return found
 
 
@@ -90,7 +96,8 @@ def print_explanations(predictions: Sequence[Mapping[str, Any]], console: Any = 
         console.print(Text(f"[{number}] {_prediction_line(prediction)}", style="bold"))
         console.print(Text(summary(explanation), style="dim"))
         line = Text()
-        pieces = words(explanation.get("tokens", []))
+        style = explanation.get("token_style")
+        pieces = words(explanation.get("tokens", []), style)
         for (sep, text), value in zip(
             pieces, strengths(explanation.get("attributions", [])), strict=True
         ):
@@ -101,7 +108,9 @@ def print_explanations(predictions: Sequence[Mapping[str, Any]], console: Any = 
         if explanation.get("output_tokens"):
             out = Text("output: ", style="dim")
             for (sep, text), logprob in zip(
-                words(explanation["output_tokens"]), explanation.get("logprobs", []), strict=True
+                words(explanation["output_tokens"], style),
+                explanation.get("logprobs", []),
+                strict=True,
             ):
                 red, green, blue = _blend(UNLIKELY, unlikeliness(logprob))
                 out.append(sep)
@@ -147,11 +156,15 @@ def render_html(predictions: Sequence[Mapping[str, Any]]) -> str:
 def _html_record(number: int, prediction: Mapping[str, Any]) -> str:
     explanation = prediction.get("explanation") or {}
     attributions = explanation.get("attributions", [])
+    style = explanation.get("token_style")
     spans = "".join(
         f'{sep}<span style="background:rgb{colour(strength)}" title="{value:.4g}">'
         f"{html.escape(text)}</span>"
         for (sep, text), strength, value in zip(
-            words(explanation.get("tokens", [])), strengths(attributions), attributions, strict=True
+            words(explanation.get("tokens", []), style),
+            strengths(attributions),
+            attributions,
+            strict=True,
         )
     )
     out = ""
@@ -160,7 +173,9 @@ def _html_record(number: int, prediction: Mapping[str, Any]) -> str:
             f'{sep}<span style="background:rgb{_blend(UNLIKELY, unlikeliness(lp))}" '
             f'title="log p = {lp:.4g}">{html.escape(text)}</span>'
             for (sep, text), lp in zip(
-                words(explanation["output_tokens"]), explanation.get("logprobs", []), strict=True
+                words(explanation["output_tokens"], style),
+                explanation.get("logprobs", []),
+                strict=True,
             )
         )
         out = f'<div class="tokens">output: {pieces}</div>\n'
@@ -170,6 +185,27 @@ def _html_record(number: int, prediction: Mapping[str, Any]) -> str:
         f'<div class="summary">{html.escape(summary(explanation))}</div>\n'
         f'<div class="tokens">{spans}</div>\n{out}</div>'
     )
+
+
+def check_html_target(path: Path) -> None:
+    """Before any prediction: a one-line NlpTasksError unless ``path`` can be written (its
+    folder exists and is writable, and it is not a folder itself)."""
+    import os
+
+    from nlptasks.errors import NlpTasksError
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise NlpTasksError(
+            f"Cannot write --explain-html {path}: folder {folder} does not exist. Create it "
+            "or give a file in an existing folder."
+        )
+    if path.is_dir():
+        raise NlpTasksError(f"Cannot write --explain-html {path}: it is a folder. Give a file.")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise NlpTasksError(
+            f"Cannot write --explain-html {path}: permission denied. Give a writable file."
+        )
 
 
 def write_html(predictions: Sequence[Mapping[str, Any]], path: Path) -> Path:

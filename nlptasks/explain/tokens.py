@@ -24,3 +24,23 @@ def readable(token: Any) -> str:
     for mark, replacement in _MARKS:
         text = text.replace(mark, replacement)
     return text
+
+
+def token_style(tokenizer: Any) -> str:
+    """How the tokenizer marks words, for the renderers to join tokens for display:
+    ``"wordpiece"`` (a word's later pieces start with ``##``), ``"marked"`` (byte-level BPE
+    ``Ġ`` or SentencePiece ``▁``: a token carries its own leading space, so tokens join with
+    nothing between them) or ``"plain"`` (tokens are separated by a space)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    kind = type(getattr(backend, "model", None)).__name__
+    if kind == "WordPiece":
+        return "wordpiece"
+    try:
+        pieces = [str(t) for t in tokenizer.tokenize("a b c")]
+    except Exception:  # a tokenizer that cannot tokenize plain text: no joining
+        return "plain"
+    if any(p[:1] in ("Ġ", "▁") for p in pieces) or kind in ("BPE", "Unigram"):
+        return "marked"
+    if any(p.startswith("##") for p in tokenizer.tokenize("unaffordableness")):
+        return "wordpiece"
+    return "plain"

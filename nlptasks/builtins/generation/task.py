@@ -366,7 +366,13 @@ class GenerationTask:
         options: GenerationOptions = recipe.options
         prompts = [self.prompt_text(tokenizer, str(r["prompt"]), options) for r in records]
         return explain_continuations(
-            model, tokenizer, prompts, predictions, not options.chat, self.context_length
+            model,
+            tokenizer,
+            prompts,
+            predictions,
+            not options.chat,
+            self.context_length,
+            recipe.generation.max_new_tokens or DEFAULT_NEW_TOKENS,
         )
 
     def model_card(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ context tokens of the window that gave the answer.
 For each record the answer ``predict`` chose (character offsets) is found again as token
 positions in the record's windows; of the windows that hold it whole, the one that scores
 it highest (start + end logit, as prediction ranks spans) is explained. An empty answer
-("no answer", SQuAD 2.0) is explained at the CLS token of the first window. IG targets the
+("no answer", SQuAD 2.0) is explained as prediction scores it: the no-answer score (CLS
+start + end logits) of the window where that score is smallest. IG targets the
 raw logits (not probabilities: a span's probability depends on every other span); by IG's
 linearity the top-level ``attributions`` (start + end) explain the span's score
 ``start_logit + end_logit``, and ``start`` / ``end`` hold each part.
@@ -26,7 +27,7 @@ from nlptasks.explain.gradients import (
     expand,
     integrated_gradients,
 )
-from nlptasks.explain.tokens import display_tokens
+from nlptasks.explain.tokens import display_tokens, token_style
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -48,6 +49,7 @@ def explain_spans(
             tokenizer, [str(record["question"])], [str(record["context"])], settings
         ).columns
         window, start, end = _chosen(model, windows, prediction, device)
+        answered = not _no_answer(prediction)
         ids = list(windows["input_ids"][window])
         extra = {
             k: torch.tensor([windows[k][window]], device=device)
@@ -83,9 +85,14 @@ def explain_spans(
         explanations.append(
             {
                 "method": "integrated_gradients",
-                "target": "start logit + end logit of the answer span",
+                "target": (
+                    "start logit + end logit of the answer span"
+                    if answered
+                    else "no-answer score (CLS start + end logits)"
+                ),
                 "baseline": "[PAD] tokens, special tokens kept",
                 "tokens": display_tokens(tokenizer, ids),
+                "token_style": token_style(tokenizer),
                 "attributions": [
                     a + b for a, b in zip(first.attributions, last.attributions, strict=True)
                 ],
@@ -100,6 +107,11 @@ def explain_spans(
     return explanations
 
 
+def _no_answer(prediction: Mapping[str, Any]) -> bool:
+    start = prediction.get("start", -1)
+    return start is None or start < 0
+
+
 def _chosen(
     model: torch.nn.Module,
     windows: Mapping[str, list[Any]],
@@ -107,26 +119,31 @@ def _chosen(
     device: torch.device,
 ) -> tuple[int, int, int]:
     """(window, start token, end token) of the predicted answer: the window that holds it
-    whole and scores it highest; the first window's CLS token for no answer."""
+    whole and scores it highest; for no answer, the CLS token of the window whose CLS score
+    is smallest (the no-answer score prediction uses, ``qa.postprocess``)."""
     best: tuple[float, int, int, int] | None = None
     start_char, end_char = prediction.get("start", -1), prediction.get("end", -1)
+    empty = _no_answer(prediction)
     for w, (starts, ends) in enumerate(
         zip(windows["offset_start"], windows["offset_end"], strict=True)
     ):
-        if start_char is None or start_char < 0:
-            break
-        if start_char not in starts or end_char not in ends:
+        if empty:
+            start = end = int(windows["cls_index"][w])
+        elif start_char in starts and end_char in ends:
+            start, end = starts.index(start_char), ends.index(end_char)
+        else:
             continue
-        start, end = starts.index(start_char), ends.index(end_char)
         inputs = {
             k: torch.tensor([windows[k][w]], device=device) for k in MODEL_INPUTS if k in windows
         }
         with torch.no_grad():
             outputs = model(**inputs)
         score = float(outputs.start_logits[0, start] + outputs.end_logits[0, end])
-        if best is None or score > best[0]:
-            best = (score, w, start, end)
-    if best is None:
+        # A span: the highest-scoring window; no answer: the lowest CLS score.
+        ranked = -score if empty else score
+        if best is None or ranked > best[0]:
+            best = (ranked, w, start, end)
+    if best is None:  # the answer is in no window whole (not what predict gives)
         cls = int(windows["cls_index"][0])
         return 0, cls, cls
     return best[1], best[2], best[3]

@@ -21,7 +21,7 @@ from nlptasks.explain.gradients import (
     expand,
     integrated_gradients,
 )
-from nlptasks.explain.tokens import display_tokens
+from nlptasks.explain.tokens import display_tokens, token_style
 
 
 def explain_classification(
@@ -71,6 +71,7 @@ def explain_classification(
                 "target": f"probability of '{label_names[target]}'",
                 "baseline": "[PAD] tokens, special tokens kept",
                 "tokens": display_tokens(tokenizer, ids),
+                "token_style": token_style(tokenizer),
                 **found.fields(),
             }
         )

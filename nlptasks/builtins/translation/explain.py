@@ -26,7 +26,11 @@ def explain_translations(
     targets = translator.target_ids(tokenizer, [str(p["translation"]) for p in predictions])
     prompted = not getattr(model.config, "is_encoder_decoder", False)
     explain = explain_causal if prompted else explain_seq2seq
+    note = (
+        "output_tokens are the translation tokenised again as a training target (with its "
+        "EOS), not the generated ids: their count and boundaries can differ"
+    )
     return [
-        explain(model, tokenizer, source, target)
+        {**explain(model, tokenizer, source, target), "retokenised": True, "note": note}
         for source, target in zip(sources, targets, strict=True)
     ]
