@@ -319,3 +319,14 @@ def test_a_bad_input_is_one_line(cli: Any, tiny_bert: Path) -> None:
     )
     typo = cli("estimate", "sentimnt", exit_code=1)
     assert "Did you mean 'sentiment'" in typo.output and typo.output.strip().count("\n") == 0
+
+
+def test_only_a_sharded_recipe_gets_the_one_process_note() -> None:
+    """The default (ddp, one process runs it plainly) needs no note; FSDP is not modelled."""
+    from nlptasks.estimate import _left_out
+    from nlptasks.recipes import load_recipe
+
+    assert _left_out(load_recipe("sentiment", "minilm", [])) == ()
+    sharded = load_recipe("sentiment", "minilm", ["distributed.strategy=fsdp"])
+    [note] = _left_out(sharded)
+    assert "one process, unsharded" in note

@@ -188,8 +188,9 @@ def estimate_recipe(recipe: Recipe, probe: bool = True) -> Estimate:
 
 def _left_out(recipe: Recipe) -> tuple[str, ...]:
     """What a single-process estimate does not model for this recipe's distributed section."""
-    settings = recipe.distributed
-    if settings.strategy is None and settings.preset is None and settings.config_file is None:
+    # Every recipe resolves to a strategy (ddp by default, which one process runs plainly);
+    # only sharding changes what a process holds.
+    if recipe.distributed.strategy not in ("fsdp", "deepspeed"):
         return ()
     return (
         "Estimated for one process, unsharded: under torchrun / accelerate launch with N "
