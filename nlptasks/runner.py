@@ -122,11 +122,11 @@ def prepare_run(recipe: Recipe) -> PreparedRun:
 
     Everything a user can get wrong fails here, before a run directory exists.
     """
-    _quiet_libraries()
+    quiet_libraries()
     task = load_task(recipe.task)
     model_path = models.resolve_model(recipe.model)
     model_fit.check_model_fits(task, model_path, "run")  # before data and weights
-    splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
+    splits = data.load_splits(recipe.data, read_source=source_reader(task, recipe))
     splits = task.prepare_data(splits, recipe)
     # After prepare_data: a task's metrics may depend on its options (SQuAD 2.0 adds some).
     _check_metric_for_best(recipe, task)
@@ -483,7 +483,7 @@ def _say_how_it_ended(folder: Path) -> None:
     )
 
 
-def _source_reader(task: Any, recipe: Recipe) -> data.ReadSource | None:
+def source_reader(task: Any, recipe: Recipe) -> data.ReadSource | None:
     """The task's optional ``read_source`` bound to the recipe (files only it can read)."""
     return functools.partial(task.read_source, recipe) if isinstance(task, ReadsSources) else None
 
@@ -512,7 +512,7 @@ def evaluate_model(
     found from ``RUN/model`` and ``RUN/checkpoints/NAME``), else the task's default recipe;
     ``overrides`` change it.
     """
-    _quiet_libraries()
+    quiet_libraries()
     task = load_task(task_name)
     resolved = model_recipe(task_name, model_dir, recipe, overrides)
     run_dir = directory.run_of(model_dir)
@@ -542,7 +542,7 @@ def _evaluate(task: Any, model_dir: str, resolved: Recipe) -> EvalResult:
     model_fit.check_built_model(task, model, tokenizer, model_dir, "eval")
     model.eval()
     splits = data.load_splits(
-        resolved.data, need_train=False, read_source=_source_reader(task, resolved)
+        resolved.data, need_train=False, read_source=source_reader(task, resolved)
     )
     splits = task.prepare_data(splits, resolved, trained_model=model)
     features = task.preprocess(splits["eval"], tokenizer, resolved)
@@ -594,7 +594,7 @@ def predict(
     ``explain``: each prediction gains an ``explanation`` (the task's ``Explains.explain``,
     in float32 with gradients, after the predictions).
     """
-    _quiet_libraries()
+    quiet_libraries()
     if isinstance(records, (str, bytes)):
         raise NlpTasksError(
             "predict takes a list of records, not one string. Write [text] for a single one."
@@ -628,7 +628,7 @@ def predict(
         model.to("cuda")
     with precision.inference(chosen, model):  # the output head in float32
         found = task.predict(model, tokenizer, checked, resolved, stream)
-    predictions = _checked_predictions(task.info.name, found, len(checked))
+    predictions = checked_predictions(task.info.name, found, len(checked))
     if explain:
         explanations = task.explain(model, tokenizer, checked, resolved, predictions)
         for prediction, explanation in zip(
@@ -669,7 +669,7 @@ def _checked_explanations(task: str, found: Any, expected: int) -> list[dict[str
     return results
 
 
-def _checked_predictions(task: str, found: Any, expected: int) -> list[dict[str, Any]]:
+def checked_predictions(task: str, found: Any, expected: int) -> list[dict[str, Any]]:
     """One JSON object per record, or a one-line PluginError: output line i must answer
     input i, and what is printed must be JSON."""
     results = list(found) if isinstance(found, (list, tuple)) else None
@@ -847,7 +847,7 @@ def _make_run_dir(accelerator: Any, output_dir: str | None, recipe: Recipe) -> P
     return Path(text)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     # Library chatter (new-head warnings, progress bars of datasets) drowns our display.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

@@ -14,7 +14,7 @@ from nlptasks.batching import PAD_INDEX, pad_features, predict_batches
 from nlptasks.errors import PluginError
 from nlptasks.generating import generation_kwargs, sampling_seed, seeded
 from nlptasks.recipes import GenerationConfig
-from nlptasks.runner import _checked_predictions
+from nlptasks.runner import checked_predictions
 from nlptasks.task import check_step, missing_members
 
 INFO = TaskInfo(name="t", pipeline_tag="text-classification", metrics=(MetricSpec("a", True),))
@@ -146,7 +146,7 @@ def test_check_step_says_what_is_wrong(step: object, says: str) -> None:
 
 
 def test_predictions_must_answer_each_record_with_json() -> None:
-    assert _checked_predictions("t", [{"a": 1}], 1) == [{"a": 1}]
+    assert checked_predictions("t", [{"a": 1}], 1) == [{"a": 1}]
     for found, says in (
         ([{"a": 1}], "gave 1 results for 2 records"),
         ([{"a": math.nan}, {"a": 1}], "record 1 is not a JSON object"),
@@ -154,4 +154,4 @@ def test_predictions_must_answer_each_record_with_json() -> None:
         ([{"a": 1}, "text"], "record 2 is not a JSON object"),
     ):
         with pytest.raises(PluginError, match=says):
-            _checked_predictions("t", found, 2)
+            checked_predictions("t", found, 2)

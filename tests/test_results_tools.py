@@ -398,12 +398,12 @@ def test_a_generation_recipe_expects_the_size_of_its_eval_set(name: str) -> None
     from nlptasks import data as loading
     from nlptasks.plugins.registry import load_task
     from nlptasks.recipes import load_recipe
-    from nlptasks.runner import _source_reader
+    from nlptasks.runner import source_reader
 
     recipe = load_recipe("generation", name, [])
     task = load_task("generation")
     splits = loading.load_splits(
-        recipe.data, need_train=False, read_source=_source_reader(task, recipe)
+        recipe.data, need_train=False, read_source=source_reader(task, recipe)
     )
     splits = task.prepare_data(splits, recipe)
     assert recipe.expect is not None and recipe.expect.examples == len(splits["eval"]) == 22

@@ -114,11 +114,11 @@ def test_tsv_with_or_without_a_header(tmp_path: Path) -> None:
 def _task_and_splits(model: Path, overrides: list[str]):
     from nlptasks import data
     from nlptasks.recipes import load_recipe
-    from nlptasks.runner import _source_reader, load_task
+    from nlptasks.runner import load_task, source_reader
 
     recipe = load_recipe("translation", "smollm2", [f"model={model}", *overrides])
     task = load_task("translation")
-    splits = data.load_splits(recipe.data, read_source=_source_reader(task, recipe))
+    splits = data.load_splits(recipe.data, read_source=source_reader(task, recipe))
     if recipe.options.source_path:  # the files the options name are the training data
         assert (
             task.read_source(recipe, "train", lambda: None)["source"]

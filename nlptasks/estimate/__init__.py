@@ -103,7 +103,7 @@ def estimate_recipe(recipe: Recipe, probe: bool = True) -> Estimate:
     from nlptasks.estimate.tokens import plan, sample_split
     from nlptasks.estimate.verdict import verdict
     from nlptasks.plugins.registry import load_task
-    from nlptasks.task import ReadsSources
+    from nlptasks.runner import quiet_libraries, source_reader
     from nlptasks.training import lora, precision
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -112,17 +112,13 @@ def estimate_recipe(recipe: Recipe, probe: bool = True) -> Estimate:
             "nlptasks estimate (run --dry-run) runs in one process: start it without "
             "torchrun or accelerate launch; it estimates what one process holds and computes."
         )
-    _quiet_libraries()
+    quiet_libraries()
     resolved = precision.resolve(recipe.train.mixed_precision)
     task = load_task(recipe.task)
     model_path = models.resolve_model(recipe.model)
     model_fit.check_model_fits(task, model_path, "run")
-    reader = (
-        (lambda source, load: task.read_source(recipe, source, load))
-        if isinstance(task, ReadsSources)
-        else None
-    )
-    splits = task.prepare_data(data.load_splits(recipe.data, read_source=reader), recipe)
+    splits = data.load_splits(recipe.data, read_source=source_reader(task, recipe))
+    splits = task.prepare_data(splits, recipe)
     with models.remote_code(recipe.trust_remote_code), weights_left_out():
         model, tokenizer = task.build_model(model_path, recipe)
     if recipe.lora.enabled:
@@ -198,14 +194,3 @@ def _left_out(recipe: Recipe) -> tuple[str, ...]:
         "FSDP / ZeRO shard the weights, gradients and AdamW states across them (offload and "
         "activation checkpointing are not modelled either).",
     )
-
-
-def _quiet_libraries() -> None:
-    # Library chatter (new-head warnings, progress bars) would drown the estimate.
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    datasets.logging.set_verbosity_error()
-    datasets.disable_progress_bars()

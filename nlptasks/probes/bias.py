@@ -97,9 +97,9 @@ def probe_bias(settings: BiasSettings) -> dict[str, Any]:
         )
     from nlptasks.plugins.registry import load_task
     from nlptasks.probes import model_outputs
-    from nlptasks.runner import _quiet_libraries, model_recipe
+    from nlptasks.runner import model_recipe, quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     task_name = settings.task or task_of_model(model_dir)
     task = load_task(task_name)
     recipe = model_recipe(task_name, model_dir, None, list(settings.overrides))
@@ -206,10 +206,10 @@ def _eval_records(
             )
         return rows, data_file, ""
     try:
-        from nlptasks.runner import _source_reader
+        from nlptasks.runner import source_reader
 
         splits = data.load_splits(
-            recipe.data, need_train=False, read_source=_source_reader(task, recipe)
+            recipe.data, need_train=False, read_source=source_reader(task, recipe)
         )
     except NlpTasksError as exc:
         return [], "templates", f"the recipe's eval data could not be read ({exc})"

@@ -42,7 +42,7 @@ def predictions(
     task: Any, loaded: Loaded, recipe: Recipe, records: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """``task.predict`` over ``records`` (one dict each, in order), checked like predict's."""
-    from nlptasks.runner import _checked_predictions, check_records
+    from nlptasks.runner import check_records, checked_predictions
     from nlptasks.training import precision
 
     if not records:
@@ -51,7 +51,7 @@ def predictions(
     checked = check_records(task, [{f: r[f] for f in fields} for r in records])
     with precision.inference(loaded.precision, loaded.model):
         found = task.predict(loaded.model, loaded.tokenizer, checked, recipe)
-    return _checked_predictions(task.info.name, found, len(checked))
+    return checked_predictions(task.info.name, found, len(checked))
 
 
 def likelihoods(
