@@ -66,6 +66,7 @@ def run_probe(task: Any, recipe: Any, model_path: str, features: Any, mean_lengt
 
     from nlptasks import model_fit, models
     from nlptasks.batching import collate_for
+    from nlptasks.errors import RunInterrupted
     from nlptasks.estimate.tokens import batches_of, window_tokens
     from nlptasks.training import lora
     from nlptasks.training.distributed import make_accelerator
@@ -105,7 +106,15 @@ def run_probe(task: Any, recipe: Any, model_path: str, features: Any, mean_lengt
         accelerator=accelerator,
         collate=collate_for(task, tokenizer),
     )
-    trainer.train()
+    try:
+        trainer.train()
+    except RunInterrupted as stopped:
+        # The trainer's own message speaks of a run to restart; a dry run has none.
+        raise RunInterrupted(
+            "Estimate interrupted during its timing probe; nothing was trained or written. "
+            "Run it again, or add --no-probe to skip the probe.",
+            stopped.exit_code,
+        ) from None
     elapsed = [float(e["elapsed_seconds"]) for e in log.events if e["type"] == "step"]
     # Step k's time is the difference of the elapsed times; the first step is warm-up.
     durations = [b - a for a, b in zip(elapsed, elapsed[1:], strict=False)] or elapsed
