@@ -8,6 +8,7 @@ sharding needs more than one process, so one process trains plainly whatever the
 
 from __future__ import annotations
 
+import atexit
 import os
 import warnings
 from pathlib import Path
@@ -109,7 +110,16 @@ def make_accelerator(
                 os.environ[name] = value
     if "fsdp_plugin" in kwargs and accelerator.distributed_type.value == "MULTI_CPU":
         _fsdp_on_cpu(accelerator, kwargs["fsdp_plugin"])
+    if torch.distributed.is_initialized():
+        atexit.register(_close_process_group)
     return accelerator
+
+
+def _close_process_group() -> None:
+    # A process that exits with its gloo group still open can abort in teardown ("terminate
+    # called without an active exception", seen in a 2-process eval): close it first.
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def has_accelerator_device() -> bool:
