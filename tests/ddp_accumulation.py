@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from nlptasks import Step, TaskInfo
+from nlptasks.training.distributed import leave
 from nlptasks.training.trainer import Trainer
 
 VOCAB, HIDDEN = 7, 5
@@ -114,3 +115,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    leave(0)  # not the interpreter's teardown, where gloo can abort

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 
 from nlptasks.training import sharded
+from nlptasks.training.distributed import leave
 
 
 def snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -65,4 +66,4 @@ if __name__ == "__main__":
     if dist.get_rank() == 0:
         print(json.dumps({"weights_back": weights_back, "states_kept": states_kept,
                           "everything_back": everything_back, "files": files}))  # fmt: skip
-    dist.destroy_process_group()
+    leave(0)  # not the interpreter's teardown, where gloo can abort (FSDP2's mesh holds the group)

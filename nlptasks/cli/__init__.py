@@ -885,7 +885,24 @@ def main() -> None:
     # broken: these commands load no plugin.
     if sys.argv[1:3] not in (["plugins", "install"], ["plugins", "uninstall"], ["plugins", "new"]):
         _load_plugin_commands()
-    cli()
+    try:
+        cli()
+    except SystemExit as exc:
+        _leave_a_process_group(exc)
+        raise
+
+
+def _leave_a_process_group(exc: SystemExit) -> None:
+    """A process of a torchrun/accelerate group exits without the interpreter's teardown,
+    where gloo can abort a finished run (``training.distributed.leave``)."""
+    distributed = sys.modules.get("nlptasks.training.distributed")
+    if distributed is None or not distributed.joined_a_group():
+        return
+    code = exc.code
+    if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        code = 1
+    distributed.leave(int(code or 0))
 
 
 def _load_plugin_commands() -> None:

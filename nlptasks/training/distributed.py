@@ -9,10 +9,13 @@ sharding needs more than one process, so one process trains plainly whatever the
 from __future__ import annotations
 
 import atexit
+import contextlib
+import gc
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 import yaml
@@ -111,8 +114,15 @@ def make_accelerator(
     if "fsdp_plugin" in kwargs and accelerator.distributed_type.value == "MULTI_CPU":
         _fsdp_on_cpu(accelerator, kwargs["fsdp_plugin"])
     if torch.distributed.is_initialized():
+        global _joined_a_group
+        _joined_a_group = True
         atexit.register(_close_process_group)
     return accelerator
+
+
+_joined_a_group = False
+"""Whether this process formed a process group (``make_accelerator``): its exit skips the
+interpreter's teardown (``leave``)."""
 
 
 def _close_process_group() -> None:
@@ -120,6 +130,29 @@ def _close_process_group() -> None:
     # called without an active exception", seen in a 2-process eval): close it first.
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def joined_a_group() -> bool:
+    """Whether ``make_accelerator`` formed a process group in this process."""
+    return _joined_a_group
+
+
+def leave(code: int) -> NoReturn:
+    """End a process that was part of a process group: close the group, run the exit
+    handlers, flush, and exit with ``code`` without the interpreter's teardown.
+
+    Why: gloo's worker threads outlive ``destroy_process_group`` while anything still holds
+    the group (FSDP2's device mesh does), and when the interpreter then frees the tensors
+    they hold, the process aborts ("terminate called without an active exception", SIGABRT)
+    after its work is done: a finished run would exit 134. torch's own atexit fix for this
+    (pytorch PR 179291) was abandoned. Everything the process wrote is flushed first."""
+    _close_process_group()
+    gc.collect()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to lose
+            stream.flush()
+    os._exit(code)
 
 
 def has_accelerator_device() -> bool:
