@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from nlptasks.evaluation.adapter import StatisticsMetric
     from nlptasks.evaluation.heads import unwrapped
     from nlptasks.events import Reporter
-    from nlptasks.generating import generation_kwargs, sampling_seed, seeded
+    from nlptasks.generating import generate_texts, generation_kwargs, sampling_seed, seeded
     from nlptasks.runner import EvalResult, RunResult
 
 # Names whose modules import torch: loaded on first use, so `import nlptasks` (and so
@@ -75,6 +75,7 @@ _LAZY = {
     "length_sorted_batches": "nlptasks.batching",
     "pad_features": "nlptasks.batching",
     "predict_batches": "nlptasks.batching",
+    "generate_texts": "nlptasks.generating",
     "generation_kwargs": "nlptasks.generating",
     "sampling_seed": "nlptasks.generating",
     "seeded": "nlptasks.generating",
@@ -133,6 +134,7 @@ __all__ = [
     "concat_padded",
     "evaluate",
     "fingerprint",
+    "generate_texts",
     "generation_kwargs",
     "hookimpl",
     "hookspec",

@@ -12,6 +12,7 @@ functions, so a run from a notebook equals a run from the shell.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import time
@@ -45,6 +46,7 @@ from nlptasks.events import EventLog, QuietReporter, Reporter
 from nlptasks.explain import explanation_problems, require_captum
 from nlptasks.plugins.registry import load_task
 from nlptasks.recipes import (
+    GenerationConfig,
     LoraConfig,
     Recipe,
     load_recipe,
@@ -594,7 +596,6 @@ def predict(
     ``explain``: each prediction gains an ``explanation`` (the task's ``Explains.explain``,
     in float32 with gradients, after the predictions).
     """
-    quiet_libraries()
     if isinstance(records, (str, bytes)):
         raise NlpTasksError(
             "predict takes a list of records, not one string. Write [text] for a single one."
@@ -602,10 +603,78 @@ def predict(
     task = load_task(task_name)
     if explain:  # before the model loads: these are one-line answers in a second
         _check_explains(task)
-    fields = task.info.input_fields
-    checked = check_records(task, records, labels)
+    checked = check_records(task, records, labels)  # before the model loads, too
     if not checked:
         return []
+    predictor = load_predictor(task_name, model_dir, batch_size, mixed_precision, overrides)
+    return predictor.predict(checked, labels, stream, explain)
+
+
+@dataclass
+class Predictor:
+    """A trained model loaded once for many ``predict`` calls (``nlptasks predict`` makes
+    one for its records; ``nlptasks serve`` keeps one for every request). Not thread-safe:
+    one thread at a time runs the model."""
+
+    task: Any
+    model_dir: str
+    recipe: Recipe
+    """The model's recipe as resolved for predicting (its run's, with the overrides)."""
+    precision: str
+    model: Any
+    tokenizer: Any
+
+    def predict(
+        self,
+        records: Sequence[Mapping[str, Any] | str],
+        labels: Sequence[str] | None = None,
+        stream: Any = None,
+        explain: bool = False,
+        generation: GenerationConfig | None = None,
+        batch_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """What ``nlptasks predict`` prints for ``records``, one dict each, in input order.
+        ``generation`` replaces the recipe's decoding settings for this call, ``batch_size``
+        its records per batch."""
+        if explain:
+            _check_explains(self.task)
+        checked = check_records(self.task, records, labels)
+        if not checked:
+            return []
+        recipe = self.recipe
+        if generation is not None or batch_size is not None:
+            recipe = copy.deepcopy(recipe)
+            if generation is not None:
+                recipe.generation = generation
+            if batch_size is not None:
+                recipe.train.eval_batch_size = batch_size
+        task, model, tokenizer = self.task, self.model, self.tokenizer
+        with precision.inference(self.precision, model):  # the output head in float32
+            found = task.predict(model, tokenizer, checked, recipe, stream)
+        predictions = checked_predictions(task.info.name, found, len(checked))
+        if explain:
+            explanations = task.explain(model, tokenizer, checked, recipe, predictions)
+            for prediction, explanation in zip(
+                predictions,
+                _checked_explanations(task.info.name, explanations, len(checked)),
+                strict=True,
+            ):
+                prediction["explanation"] = explanation
+        return predictions
+
+
+def load_predictor(
+    task_name: str,
+    model_dir: str,
+    batch_size: int | None = None,
+    mixed_precision: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Predictor:
+    """Load a trained model for predicting: its run's recipe (refusing a model trained for
+    another task) with ``overrides``, checked to fit the task before and after its weights
+    load, in eval mode, on the GPU when there is one."""
+    quiet_libraries()
+    task = load_task(task_name)
     if batch_size is not None and batch_size < 1:
         raise NlpTasksError(f"The batch size must be at least 1, not {batch_size}.")
     resolved = model_recipe(task_name, model_dir, None, overrides)
@@ -620,24 +689,10 @@ def predict(
     with models.remote_code(resolved.trust_remote_code):
         model, tokenizer = task.build_model(model_dir, resolved, trained=True)
     model_fit.check_built_model(task, model, tokenizer, model_dir, "predict")
-    added = [f for f in task.info.input_fields if f not in fields]
-    if added:  # build_model may add fields (a text-pair model: text_pair)
-        checked = check_records(task, checked, labels, only=added)
     model.eval()
     if torch.cuda.is_available():
         model.to("cuda")
-    with precision.inference(chosen, model):  # the output head in float32
-        found = task.predict(model, tokenizer, checked, resolved, stream)
-    predictions = checked_predictions(task.info.name, found, len(checked))
-    if explain:
-        explanations = task.explain(model, tokenizer, checked, resolved, predictions)
-        for prediction, explanation in zip(
-            predictions,
-            _checked_explanations(task.info.name, explanations, len(checked)),
-            strict=True,
-        ):
-            prediction["explanation"] = explanation
-    return predictions
+    return Predictor(task, model_dir, resolved, chosen, model, tokenizer)
 
 
 def _check_explains(task: Any) -> None:

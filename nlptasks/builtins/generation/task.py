@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nlptasks import (
     ConfigError,
@@ -24,14 +24,10 @@ from nlptasks import (
     Scores,
     Step,
     TaskInfo,
-    generation_kwargs,
+    generate_texts,
     load_pretrained,
-    pad_features,
     position_limit,
-    predict_batches,
     resolve_column,
-    sampling_seed,
-    seeded,
     unwrapped,
 )
 from nlptasks.builtins.generation.data import (
@@ -301,7 +297,7 @@ class GenerationTask:
         generated, then a line break."""
         options: GenerationOptions = recipe.options
         prompts = [self.prompt_text(tokenizer, str(r["prompt"]), options) for r in records]
-        outputs = generate(
+        outputs = generate_texts(
             model,
             tokenizer,
             prompts,
@@ -338,7 +334,7 @@ class GenerationTask:
             max_new_tokens=recipe.generation.max_new_tokens or DEFAULT_NEW_TOKENS, do_sample=False
         )
         prompts = [self.prompt_text(tokenizer, p, options) for p in options.sample_prompts]
-        outputs = generate(
+        outputs = generate_texts(
             model,
             tokenizer,
             prompts,
@@ -495,72 +491,6 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         reduction="none",
     )
     return losses.view(labels.shape)
-
-
-def generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    settings: GenerationConfig,
-    batch_size: int,
-    context_length: int | None,
-    add_special_tokens: bool = True,
-    write: Callable[[str], None] | None = None,
-) -> list[str]:
-    """The continuation of each prompt (without the prompt), in input order. Batches are
-    left-padded, so every prompt ends where generation starts. With ``write``, prompts go
-    one at a time in input order, each one's text written as it comes, then a line break."""
-    max_new = settings.max_new_tokens or DEFAULT_NEW_TOKENS
-    encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
-    for number, ids in enumerate(encoded, 1):
-        if context_length is not None and len(ids) + max_new > context_length:
-            raise DataError(
-                f"Input {number}'s prompt has {len(ids)} tokens; with max_new_tokens {max_new} "
-                f"that is more than the model's context ({context_length} tokens). Shorten the "
-                f"prompt or lower max_new_tokens."
-            )
-        if not ids:
-            raise DataError(f"Input {number}'s prompt is empty. Give it text.")
-    kwargs = generation_kwargs(settings, tokenizer.pad_token_id, max_new)
-    device = next(model.parameters()).device
-    features = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in encoded]
-    pads = {"input_ids": tokenizer.pad_token_id}
-
-    def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return pad_features(rows, pads, left=("input_ids", "attention_mask"))
-
-    batches: Iterable[tuple[list[int], dict[str, torch.Tensor]]]
-    if write is None:
-        # Seeded: each prompt samples alone from the seed, so the same prompt gives the same
-        # text whatever its batch, its position or the output (terminal or JSON).
-        batches = predict_batches(features, collate, 1 if seeded(settings) else batch_size, device)
-    else:
-        batches = (
-            ([i], {k: v.to(device) for k, v in collate([f]).items()})
-            for i, f in enumerate(features)
-        )
-    results: list[str] = [""] * len(prompts)
-    for indices, batch in batches:
-        # Beam search keeps several candidates until the end: nothing to stream before that.
-        streamer = _Writer(tokenizer, write) if write and settings.num_beams == 1 else None
-        with sampling_seed(settings, device):
-            output = model.generate(**batch, **kwargs, streamer=streamer)
-        for i, row in zip(indices, output[:, batch["input_ids"].shape[1] :].tolist(), strict=True):
-            results[i] = tokenizer.decode(row, skip_special_tokens=True)
-        if write is not None:  # one record per line
-            write("\n" if streamer is not None else results[indices[0]] + "\n")
-    return results
-
-
-class _Writer(TextStreamer):
-    """Hands the generated text to ``write`` as it comes."""
-
-    def __init__(self, tokenizer: Any, write: Callable[[str], None]) -> None:
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        self.write = write
-
-    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-        self.write(text)
 
 
 def _detect_format(split: datasets.Dataset, options: GenerationOptions) -> str:
