@@ -863,8 +863,9 @@ from nlptasks.cli.consolidate import consolidate  # noqa: E402
 from nlptasks.cli.estimate import estimate  # noqa: E402
 from nlptasks.cli.probe import probe  # noqa: E402
 from nlptasks.cli.results import compare, export, leaderboard, verify  # noqa: E402
+from nlptasks.cli.serve import serve  # noqa: E402
 
-for _command in (compare, leaderboard, verify, export, consolidate, estimate, probe):
+for _command in (compare, leaderboard, verify, export, consolidate, estimate, probe, serve):
     cli.add_command(_command)
 
 

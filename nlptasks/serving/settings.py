@@ -1,0 +1,51 @@
+"""What ``nlptasks serve`` is told: where to listen, how to batch, its limits and its key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+API_KEY_VARIABLE = "NLPTASKS_API_KEY"
+"""The environment variable ``nlptasks serve`` reads the API key from when ``--api-key`` is
+not given (a key on the command line shows in ``ps``)."""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """One server's settings; every limit is checked per request, with a 4xx JSON error."""
+
+    host: str = "127.0.0.1"
+    """Loopback unless told otherwise: a model server is not for the whole network."""
+    port: int = 8000
+    model_name: str = ""
+    """The name clients give as ``model`` (OpenAI endpoints) and ``/v1/info`` shows; empty:
+    the model folder's run name (``RUN`` of ``RUN/model``) or the folder's own name."""
+    max_batch_size: int = 32
+    """Records predicted together at most: requests that arrive within ``batch_timeout_ms``
+    of each other are joined up to this many records."""
+    batch_timeout_ms: float = 5.0
+    """How long the first request of a batch waits for others to join it."""
+    api_key: str | None = None
+    """With a key, every request but ``/health`` needs ``Authorization: Bearer KEY``."""
+    max_body_bytes: int = 1_000_000
+    """Request bodies larger than this are refused (413) before they are parsed."""
+    max_records: int = 256
+    """Records per ``/v1/predict`` request at most."""
+    max_record_chars: int = 32_768
+    """Characters per input field at most (a SQuAD context is a few thousand)."""
+    request_timeout_s: float = 120.0
+    """A request not answered in this many seconds gets 504 (the model's work for it is
+    dropped when it has not started)."""
+
+    def problems(self) -> list[str]:
+        """Settings that cannot work, one line each (for one-line CLI errors)."""
+        checks = [
+            (1 <= self.port <= 65535, f"--port must be 1-65535, not {self.port}"),
+            (self.max_batch_size >= 1, "--max-batch-size must be at least 1"),
+            (self.batch_timeout_ms >= 0, "--batch-timeout-ms must be 0 or more"),
+            (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
+            (self.max_records >= 1, "--max-records must be at least 1"),
+            (self.max_record_chars >= 1, "--max-record-chars must be at least 1"),
+            (self.request_timeout_s > 0, "--request-timeout must be above 0 seconds"),
+            (self.api_key is None or bool(self.api_key.strip()), "the API key is empty"),
+        ]
+        return [message for ok, message in checks if not ok]
