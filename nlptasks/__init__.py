@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from nlptasks.events import Reporter
     from nlptasks.generating import generate_texts, generation_kwargs, sampling_seed, seeded
     from nlptasks.runner import EvalResult, RunResult
+    from nlptasks.serving import serve
 
 # Names whose modules import torch: loaded on first use, so `import nlptasks` (and so
 # `nlptasks --help`) stays light.
@@ -83,6 +84,7 @@ _LAZY = {
     "unwrapped": "nlptasks.evaluation.heads",
     "EvalResult": "nlptasks.runner",
     "RunResult": "nlptasks.runner",
+    "serve": "nlptasks.serving",
 }
 
 
@@ -152,6 +154,7 @@ __all__ = [
     "run",
     "sampling_seed",
     "seeded",
+    "serve",
     "tokenizer_digest",
     "unwrapped",
 ]

@@ -16,6 +16,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     """Loopback unless told otherwise: a model server is not for the whole network."""
     port: int = 8000
+    """0: a free port the system picks (``nlptasks serve`` prints which)."""
     model_name: str = ""
     """The name clients give as ``model`` (OpenAI endpoints) and ``/v1/info`` shows; empty:
     the model folder's run name (``RUN`` of ``RUN/model``) or the folder's own name."""
@@ -39,7 +40,10 @@ class ServeSettings:
     def problems(self) -> list[str]:
         """Settings that cannot work, one line each (for one-line CLI errors)."""
         checks = [
-            (1 <= self.port <= 65535, f"--port must be 1-65535, not {self.port}"),
+            (
+                0 <= self.port <= 65535,
+                f"--port must be 0-65535 (0: any free port), not {self.port}",
+            ),
             (self.max_batch_size >= 1, "--max-batch-size must be at least 1"),
             (self.batch_timeout_ms >= 0, "--batch-timeout-ms must be 0 or more"),
             (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
