@@ -178,24 +178,62 @@ def verify(run_dir: str, recipe: str | None) -> None:
     help="Also upload the folder to this Hub repository.",
 )
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
-def export(run_dir: str, destination: str, repo_id: str | None, private: bool) -> None:
+@click.option(
+    "--merge-lora",
+    is_flag=True,
+    help="Write a plain model for serving stacks (transformers, vLLM, TGI): LoRA adapters "
+    "merged, checked against the run's model (a run without LoRA is exported as is).",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["safetensors", "onnx"]),
+    default="safetensors",
+    show_default=True,
+    help="onnx: model.onnx (dynamic batch and length) for encoder tasks, checked with "
+    "onnxruntime against PyTorch on the run's eval data.",
+)
+def export(
+    run_dir: str,
+    destination: str,
+    repo_id: str | None,
+    private: bool,
+    merge_lora: bool,
+    format_: str,
+) -> None:
     """Write the folder a model hub receives: safetensors weights, config, tokenizer, model
-    card and results.json.
+    card and results.json; or, for serving, a merged plain model or an ONNX model.
 
     \b
-    Example:
+    Examples:
         nlptasks export runs/RUN exported/my-model --push-to-hub me/my-model
+        nlptasks export runs/RUN exported/for-vllm --merge-lora
+        nlptasks export runs/RUN exported/onnx --format onnx
     """
     from nlptasks.errors import NlpTasksError
-    from nlptasks.runs.export import export as run_export
-    from nlptasks.runs.export import push_to_hub
+    from nlptasks.runs.export import export_for_serving, push_to_hub
 
     if private and not repo_id:  # before writing anything: --private alone would be ignored
         raise NlpTasksError(
             "--private makes the Hub repository private, but nothing is pushed: add "
             "--push-to-hub REPO_ID, or drop --private."
         )
-    folder = run_export(run_dir, destination)
-    click.echo(f"Exported {run_dir} to {folder}")
+    exported = export_for_serving(run_dir, destination, merge_lora=merge_lora, format=format_)
+    click.echo(f"Exported {run_dir} to {exported.path}")
+    for note in exported.notes:
+        click.echo(note)
+    if exported.onnx is not None:
+        found = exported.onnx
+        click.echo(
+            f"ONNX: {found.path.name} (torch.onnx {found.exporter} exporter, opset "
+            f"{found.opset}, dynamic batch and sequence); onnxruntime vs PyTorch on "
+            f"{found.source}: max |delta logits| {found.max_abs_diff:.2e} (tolerance "
+            f"{found.tolerance:g})"
+        )
+        if found.fallback_reason:
+            click.echo(f"(the dynamo exporter failed: {found.fallback_reason})")
     if repo_id:
-        click.echo(f"Pushed to {push_to_hub(run_dir, repo_id, private)}")
+        # The folder as exported: merged or ONNX, what the user chose to publish.
+        plain = not merge_lora and format_ == "safetensors"
+        url = push_to_hub(run_dir, repo_id, private, None if plain else exported.path)
+        click.echo(f"Pushed to {url}")

@@ -6,6 +6,15 @@ with every local path replaced by its file name (the SHA-256 of the data stays),
 JSON files too. Not the eval texts of predictions.jsonl, nor recipe.yaml: a hub repository may be
 public. It is written aside and renamed into place, never over an existing folder nor into
 a run directory, and never while another process writes into the run.
+
+For serving stacks (transformers, vLLM, TGI, onnxruntime) two options change the folder, each
+checked on the run's own eval data before the folder is renamed into place:
+
+- ``--merge-lora``: a plain model with no trace of peft (a LoRA adapter found in ``model/``
+  is merged into its base model; a LoRA run's ``model/``, merged at save, is verified, and
+  re-merged from ``RUN/adapter`` when the run kept it); logits within 1e-5 of the run's.
+- ``--format onnx``: ``model.onnx`` in place of the safetensors weights, for encoder tasks
+  (:mod:`nlptasks.runs.onnx_export`); logits within 1e-4 of PyTorch's, with onnxruntime.
 """
 
 from __future__ import annotations
@@ -14,18 +23,53 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nlptasks.errors import NlpTasksError, RunDirectoryError, first_line
 from nlptasks.recipes import read_yaml
-from nlptasks.runs.directory import enclosing_run, load_run
+from nlptasks.runs.directory import Run, enclosing_run, load_run
 from nlptasks.runs.lock import run_lock
 from nlptasks.runs.rundir import write_json
+
+if TYPE_CHECKING:
+    from nlptasks.runs.onnx_export import OnnxExport
+
+FORMATS = ("safetensors", "onnx")
+MERGE_TOLERANCE = 1e-5
+"""Largest |merged - run model| logit accepted: merging adds B @ A into the weights once
+instead of per forward pass, which moves float32 sums by rounding only."""
+# Weight names only a peft model has: a folder holding any is not a plain model.
+_PEFT_MARKS = ("lora_", "base_model.model.", "modules_to_save", "original_module")
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass
+class Exported:
+    """An exported folder and what export did to it beyond copying (one line each)."""
+
+    path: Path
+    notes: list[str] = field(default_factory=list)
+    onnx: OnnxExport | None = None
 
 
 def export(run_dir: str | Path, destination: str | Path) -> Path:
     """Write the hub folder of the run at ``run_dir`` to ``destination`` (must not exist)."""
+    return export_for_serving(run_dir, destination).path
+
+
+def export_for_serving(
+    run_dir: str | Path,
+    destination: str | Path,
+    merge_lora: bool = False,
+    format: str = "safetensors",
+) -> Exported:
+    """Write the run's folder to ``destination`` (must not exist), in ``format``
+    (``safetensors`` or ``onnx``); ``merge_lora``: a plain model, LoRA adapters merged.
+    Every check runs on the folder before it is renamed into place: a failed one leaves
+    nothing behind."""
     run = load_run(run_dir)
     dest = Path(destination).expanduser()
     inside = enclosing_run(dest)
@@ -39,15 +83,46 @@ def export(run_dir: str | Path, destination: str | Path) -> Path:
         raise RunDirectoryError(
             f"{dest} exists already; export never writes over a folder. Choose a new one."
         )
+    if format not in FORMATS:
+        raise NlpTasksError(f"Unknown export format '{format}'. Use one of {', '.join(FORMATS)}.")
+    task = None
+    if merge_lora or format == "onnx":
+        from nlptasks.plugins.registry import load_task
+        from nlptasks.runs.model_checks import quiet_libraries
+
+        quiet_libraries()
+        task = load_task(run.task)
+    if format == "onnx":  # before the lock and the copy: these are one-line answers at once
+        from nlptasks.runs.onnx_export import onnx_kind, require_onnx
+
+        require_onnx()
+        onnx_kind(task)
     with run_lock(run.path, exclusive=False, doing="export it"):
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
             stage(run.path, staging)
+            exported = Exported(dest)
+            holds_adapter = (staging / "adapter_config.json").is_file()
+            if merge_lora or (format == "onnx" and holds_adapter):
+                exported.notes += merge_lora_in(run, staging, task)
+            if format == "onnx":
+                from nlptasks.runs.onnx_export import write_onnx
+
+                exported.onnx = write_onnx(run.path, staging, staging, task)
+                # model.onnx holds the weights: the safetensors copies would only double
+                # the download.
+                for path in staging.iterdir():
+                    if path.name.endswith(".safetensors") or path.name.endswith(
+                        ".safetensors.index.json"
+                    ):
+                        path.unlink()
             staging.rename(dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return dest
+    if exported.onnx is not None:
+        exported.onnx.path = dest / exported.onnx.path.name
+    return exported
 
 
 def stage(run_dir: Path, folder: Path) -> None:
@@ -76,6 +151,175 @@ def stage(run_dir: Path, folder: Path) -> None:
         (folder / "README.md").write_text(_without(local, text), encoding="utf-8")
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     write_json(folder / "results.json", _public_results(results, local))
+
+
+def merge_lora_in(run: Run, folder: Path, task: Any) -> list[str]:
+    """Make ``folder`` (a staged copy of ``RUN/model``) a plain transformers model and check
+    it; returns what was done, one line each. A run without LoRA is left as it is."""
+    holds_adapter = (folder / "adapter_config.json").is_file()
+    lora = (run.results.get("train") or {}).get("lora")
+    kept_adapter = run.path / "adapter"
+    if not holds_adapter and not lora and not (kept_adapter / "adapter_config.json").is_file():
+        return ["Not a LoRA run: model/ is a plain transformers model already, exported as is."]
+    from nlptasks.runs import model_checks
+
+    notes = []
+    # The run's own files: the staged copy names no local path (its base model's neither).
+    model_class = model_checks.auto_class_of(task, run.path / "model")
+    if holds_adapter:
+        kept = _kept_files(folder, ("generation_config.json",))
+        merged = _merge_adapter(run.path / "model", model_class)
+        for name in _ADAPTER_FILES:
+            (folder / name).unlink(missing_ok=True)
+        merged.save_pretrained(folder)
+        _restore(folder, kept)
+        _scrub_json(run.path, folder / "config.json")
+        notes.append(
+            f"Merged the LoRA adapter in model/ into its base model "
+            f"({_base_of(run.path / 'model')}) with peft's merge_and_unload."
+        )
+    else:
+        notes.append("model/ of this LoRA run is merged already (nlptasks merges at save).")
+    _check_plain(folder)
+    run_model = _loaded(model_class, run.path / "model")
+    exported_model = _loaded(model_class, folder)
+    architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
+        "architectures"
+    )
+    if architectures != [type(exported_model).__name__]:
+        raise NlpTasksError(
+            f"The exported config.json names architectures {architectures}, but the model "
+            f"loads as {type(exported_model).__name__}; serving stacks would build the wrong "
+            f"model."
+        )
+    tokenizer = _tokenizer(folder)
+    batch, source = model_checks.real_batch(run.path, task, tokenizer, run_model)
+    expected = model_checks.logits_of(run_model, batch)
+    difference = model_checks.max_difference(
+        expected, model_checks.logits_of(exported_model, batch)
+    )
+    if not difference <= MERGE_TOLERANCE:
+        raise NlpTasksError(
+            f"The merged model's logits differ from the run's model by up to "
+            f"{difference:.3g} on {source} (more than {MERGE_TOLERANCE:g}); nothing was "
+            f"exported."
+        )
+    notes.append(
+        f"Checked: it loads with {model_class.__name__} and gives the run model's logits on "
+        f"{source} (max |difference| {difference:.2g})."
+    )
+    if not holds_adapter and (kept_adapter / "adapter_config.json").is_file():
+        notes.append(_remerged(kept_adapter, model_class, exported_model, batch))
+    return notes
+
+
+def _remerged(adapter: Path, model_class: Any, exported: Any, batch: Any) -> str:
+    """RUN/adapter merged into its base model again, compared with the exported model: the
+    adapter a user attaches to the base model (vLLM's --lora-modules) is the same model."""
+    from nlptasks.errors import ModelError
+    from nlptasks.runs import model_checks
+
+    try:
+        merged = _merge_adapter(adapter, model_class)
+    except ModelError as exc:
+        return f"RUN/adapter was not re-merged to compare: {first_line(exc)}"
+    expected = model_checks.logits_of(merged, batch)
+    difference = model_checks.max_difference(expected, model_checks.logits_of(exported, batch))
+    if not difference <= MERGE_TOLERANCE:
+        raise NlpTasksError(
+            f"model/ differs from its base model with RUN/adapter merged by up to "
+            f"{difference:.3g} (more than {MERGE_TOLERANCE:g}): the run's adapter and its "
+            f"model disagree. Export without --merge-lora, or re-run."
+        )
+    return (
+        f"RUN/adapter merged into its base model gives the same logits (max |difference| "
+        f"{difference:.2g})."
+    )
+
+
+def _base_of(adapter_folder: Path) -> str:
+    config = json.loads((adapter_folder / "adapter_config.json").read_text(encoding="utf-8"))
+    return str(config.get("base_model_name_or_path") or "")
+
+
+def _merge_adapter(adapter_folder: Path, model_class: Any) -> Any:
+    """The base model named in ``adapter_config.json`` with the adapter merged in (peft's
+    ``merge_and_unload``): plain transformers modules, the adapter's heads included."""
+    import peft
+
+    from nlptasks.models import load_pretrained
+
+    base_ref = _base_of(adapter_folder)
+    if not base_ref:
+        raise NlpTasksError(
+            f"{adapter_folder / 'adapter_config.json'} names no base_model_name_or_path; "
+            f"export cannot merge the adapter without its base model."
+        )
+    base = _loaded(model_class, base_ref, load_pretrained)
+    with warnings.catch_warnings():
+        # peft calls a transformers method that transformers deprecates: not the user's.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        adapted = peft.PeftModel.from_pretrained(base, str(adapter_folder))
+        return adapted.merge_and_unload()
+
+
+def _loaded(model_class: Any, reference: str | Path, through: Any = None) -> Any:
+    """``model_class.from_pretrained(reference)`` in eval mode, transformers' load report
+    silenced (it is not the user's business here)."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if through is not None:
+                model = through(str(reference), model_class.from_pretrained)
+            else:
+                model = model_class.from_pretrained(reference)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return model.eval()
+
+
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _check_plain(folder: Path) -> None:
+    """No adapter file and no peft weight name: what vLLM and TGI load as a plain model."""
+    from safetensors import safe_open
+
+    left = [name for name in _ADAPTER_FILES if (folder / name).exists()]
+    if left:
+        raise NlpTasksError(f"The merged folder still holds {left[0]}; it is not a plain model.")
+    for weights in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as handle:
+            marked = [k for k in handle.keys() if any(m in k for m in _PEFT_MARKS)]  # noqa: SIM118
+        if marked:
+            raise NlpTasksError(
+                f"{weights.name} holds peft weight names ({marked[0]}); serving stacks would "
+                f"not load it as a plain model."
+            )
+
+
+def _kept_files(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    return {n: (folder / n).read_bytes() for n in names if (folder / n).is_file()}
+
+
+def _restore(folder: Path, kept: dict[str, bytes]) -> None:
+    """Put back files save_pretrained rewrote: the run's generation settings, not the base
+    model's."""
+    for name, content in kept.items():
+        (folder / name).write_bytes(content)
+
+
+def _scrub_json(run_dir: Path, path: Path) -> None:
+    if path.is_file():
+        found = json.loads(path.read_text(encoding="utf-8"))
+        write_json(path, _scrubbed(found, _local_paths(run_dir)))
 
 
 def _local_paths(run_dir: Path) -> dict[str, str]:
@@ -142,8 +386,11 @@ def _public_results(results: dict[str, Any], local: dict[str, str]) -> dict[str,
     return dict(public)
 
 
-def push_to_hub(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
-    """Upload the run's hub folder to ``repo_id`` (created if missing); returns its URL."""
+def push_to_hub(
+    run_dir: str | Path, repo_id: str, private: bool = False, exported: Path | None = None
+) -> str:
+    """Upload the run's hub folder to ``repo_id`` (created if missing); returns its URL.
+    ``exported``: upload this folder export wrote (merged, ONNX) instead."""
     from huggingface_hub import HfApi
 
     run = load_run(run_dir)
@@ -152,11 +399,12 @@ def push_to_hub(run_dir: str | Path, repo_id: str, private: bool = False) -> str
         tempfile.TemporaryDirectory(prefix="nlptasks-push-") as folder,
         run_lock(run.path, exclusive=False, doing="push it"),
     ):
-        stage(run.path, Path(folder))
+        if exported is None:
+            stage(run.path, Path(folder))
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
             api.upload_folder(
-                folder_path=folder,
+                folder_path=str(exported) if exported is not None else folder,
                 repo_id=repo_id,
                 commit_message=f"Upload {run.path.name} (nlptasks {run.task} run)",
             )
