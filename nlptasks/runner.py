@@ -789,8 +789,26 @@ def check_records(
         empty = [f for f in checking if not record[f].strip()]
         if empty:
             raise NlpTasksError(f"{where} has an empty '{empty[0]}'. Give it text.")
+        broken = [f for f in checking if not is_unicode(record[f])]
+        if broken:
+            # JSON's "\ud800" escape gives such a string; a tokenizer fails on it with a
+            # TypeError, and a served batch it joined would fail for every request in it.
+            raise NlpTasksError(
+                f"{where} has a '{broken[0]}' that is not valid Unicode (a lone surrogate, "
+                f"such as JSON's \\ud800 escape alone). Send UTF-8 text."
+            )
         checked.append(record)
     return checked
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: no lone surrogates (``"\\ud800"`` parsed
+    from JSON is one), which tokenizers and JSON answers cannot handle."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def model_recipe(

@@ -268,6 +268,15 @@ BAD_REQUESTS = [
         headers={"Authorization": "Bearer nope"}),
     Bad("not a bearer key", 401, "must be 'Bearer KEY'", method="GET", path="/metrics",
         headers={"Authorization": f"Basic {KEY}"}),
+    # JSON's \ud800 escape is a lone surrogate: no tokenizer (nor UTF-8) can take it.
+    Bad("lone surrogate in a record", 422, "records[1] has a 'text' that is not valid Unicode",
+        content=b'{"records": ["a film", "a \\ud800 film"]}'),
+    Bad("lone surrogate as the model", 422, "'model' is not valid Unicode",
+        content=b'{"records": ["a film"], "model": "\\udc00"}'),
+    Bad("lone surrogate as a key", 422, "A key of the body is not valid Unicode",
+        content=b'{"records": ["a film"], "\\ud800": 1}'),
+    Bad("JSON nested too deeply", 400, "The body is not valid JSON (nested too deeply)",
+        content=b'{"records": ' + b"[" * 1500 + b"]" * 1500 + b"}"),
 ]  # fmt: skip
 
 
@@ -325,6 +334,23 @@ def test_a_chunked_body_is_cut_off_at_the_limit(sentiment: Server) -> None:
     assert _predict(sentiment, {"records": ["a film"]}, AUTH)["predictions"]
 
 
+def test_a_client_gone_mid_body_is_counted_as_499(sentiment: Server) -> None:
+    """nginx's 499 (the client closed the connection), not a 500 (the server's fault)."""
+    host, port = sentiment.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 900\r\n\r\n"
+            b'{"records": ["a'
+        )
+    deadline = time.monotonic() + 10
+    pattern = 'nlptasks_requests_total{route="/v1/predict",status="499"} 1.0'
+    while pattern not in (metrics := httpx.get(f"{sentiment.url}/metrics", headers=AUTH).text):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.01)
+    assert 'status="500"' not in metrics
+
+
 # ------------------------------------------------------------------------------- API key
 def test_the_api_key_is_required_except_for_health(sentiment: Server) -> None:
     url = sentiment.url
@@ -343,41 +369,62 @@ def test_the_api_key_is_required_except_for_health(sentiment: Server) -> None:
 
 # ------------------------------------------------------------------------------- SIGTERM
 def _health(server: Server) -> int | None:
-    """/health's status, or None when the server no longer takes connections."""
+    """/health's status, or None when the server no longer takes connections; a 503 must
+    say it is draining."""
     try:
-        return httpx.get(f"{server.url}/health", timeout=5).status_code
+        answer = httpx.get(f"{server.url}/health", timeout=5)
     except httpx.TransportError:
         return None
+    if answer.status_code == 503:
+        assert answer.json() == {"status": "draining"}, answer.text
+    return answer.status_code
 
 
-def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_gpt2: Path) -> None:
-    # 32 prompts, one per model call, 64 new tokens each: about a second of model work.
-    records = [f"The cat {i}" for i in range(32)]
-    decoding = ("--set", "generation.max_new_tokens=64", "--set", "generation.do_sample=false")
-    with start_server(
-        tiny_gpt2, "--task", "generation", "--max-batch-size", "1", *decoding
-    ) as server:
-        answer: dict[str, Any] = {}
+def _start_slow_request(server: Server, records: list[str]) -> tuple[threading.Thread, dict]:
+    """POST ``records`` from a thread; returns once the model has started on them. The
+    answer (status, body, when) lands in the dict."""
+    answer: dict[str, Any] = {}
 
-        def send() -> None:
+    def send() -> None:
+        try:
             response = httpx.post(
                 f"{server.url}/v1/predict", json={"records": records}, timeout=120
             )
-            answer.update(status=response.status_code, body=response.json(), at=time.monotonic())
+        except httpx.TransportError as exc:
+            answer.update(error=exc, at=time.monotonic())
+            return
+        answer.update(status=response.status_code, body=response.json(), at=time.monotonic())
 
-        sender = threading.Thread(target=send)
-        sender.start()
-        deadline = time.monotonic() + 30
-        while _batch_sizes(server)[0] == 0:  # the model has started on it
-            assert time.monotonic() < deadline, server.stderr
-            time.sleep(0.005)
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 30
+    while _batch_sizes(server)[0] == 0:  # the model has started on it
+        assert time.monotonic() < deadline, server.stderr
+        time.sleep(0.005)
+    return sender, answer
+
+
+def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_gpt2: Path) -> None:
+    # 32 prompts, one per forward batch, 64 new tokens each: about a second of model work.
+    records = [f"The cat {i}" for i in range(32)]
+    decoding = ("--set", "generation.max_new_tokens=64", "--set", "generation.do_sample=false",
+                "--set", "train.eval_batch_size=1")  # fmt: skip
+    with start_server(
+        tiny_gpt2, "--task", "generation", "--max-batch-size", "1", *decoding
+    ) as server:
+        sender, answer = _start_slow_request(server, records)
         server.signal(signal.SIGTERM)
         signalled = time.monotonic()
-        # Draining: no new work is taken (503, or the socket is closed) while the request runs.
-        while _health(server) == 200:
-            assert time.monotonic() < signalled + 5, "still healthy after SIGTERM"
-            time.sleep(0.005)
+        # Draining: while the request runs, /health says 503 "draining" (a load balancer
+        # takes the replica out) and new work gets 503; the socket closes once it is answered.
+        assert _health(server) == 503
+        refused = httpx.post(f"{server.url}/v1/predict", json={"records": ["The dog"]})
+        assert refused.status_code == 503, refused.text
+        assert "shutting down" in refused.json()["error"]["message"]
         assert "at" not in answer, "the request ended before the drain was seen: make it longer"
+        while _health(server) is not None:
+            assert time.monotonic() < signalled + 60, "still taking connections after SIGTERM"
+            time.sleep(0.01)
         sender.join(timeout=120)
         assert server.wait(timeout=60) == 0, server.stderr
     assert answer["status"] == 200, answer
@@ -385,6 +432,28 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(tiny_gpt2: Path) -> 
     assert [p["prompt"] for p in answer["body"]["predictions"]] == records
     assert all(p["generated_text"] for p in answer["body"]["predictions"])
     assert "Traceback" not in server.stderr and "Error" not in server.stderr, server.stderr
+
+
+def test_a_second_sigterm_stops_at_once_and_exits_143(tiny_gpt2: Path) -> None:
+    records = [f"The cat {i}" for i in range(32)]
+    decoding = ("--set", "generation.max_new_tokens=64", "--set", "generation.do_sample=false",
+                "--set", "train.eval_batch_size=1")  # fmt: skip
+    with start_server(
+        tiny_gpt2, "--task", "generation", "--max-batch-size", "1", *decoding
+    ) as server:
+        sender, answer = _start_slow_request(server, records)
+        server.signal(signal.SIGTERM)
+        time.sleep(0.3)  # uvicorn's shutdown has begun (it ticks every 0.1 s)
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 143, server.stderr
+        sender.join(timeout=30)
+    lines = [line for line in server.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "Stopped before 1 request was answered (a second signal).", lines
+    assert "Traceback" not in server.stderr, server.stderr
+    # The request in flight gets a JSON 503 when its connection still takes it.
+    if "status" in answer:
+        assert answer["status"] == 503, answer
+        assert answer["body"]["error"]["code"] == "stopped", answer
 
 
 # ---------------------------------------------------------------------------- Python API
@@ -449,3 +518,129 @@ def test_bad_command_lines_are_one_line_errors(runs: dict[str, Path], tmp_path: 
             assert len(lines) == 1 and lines[0].startswith("Error: "), (name, err)
             assert cases[name][1] in lines[0], (name, err)
             assert "Serving" not in err and not out
+
+
+# ------------------------------------------------------------------ in-process: batching
+def _sentiment_app(model: Path, settings: Any, task: Any = None) -> Any:
+    """The app of ``nlptasks.serve`` for ``model``, its task replaced by ``task`` if given."""
+    import dataclasses
+
+    from nlptasks.runner import load_predictor
+    from nlptasks.serving.app import build_app
+    from nlptasks.serving.engine import Engine
+
+    predictor = load_predictor("sentiment", str(model), None, "no")
+    if task is not None:
+        predictor = dataclasses.replace(predictor, task=task(predictor.task))
+    return build_app(Engine(predictor, settings, "sentiment"))
+
+
+def _metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found, text
+    return float(found.group(1))
+
+
+def test_a_record_that_fails_a_joined_batch_fails_only_its_own_request(
+    runs: dict[str, Path],
+) -> None:
+    """The task's predict fails on 'explode'; joined with good requests, the batch fails, is
+    run again one request at a time, and only the request that sent it gets the error."""
+    from fastapi.testclient import TestClient
+
+    from nlptasks.serving import ServeSettings
+    from tests.plugins.exploding import BAD_TEXT, ExplodingTask
+
+    settings = ServeSettings(batch_timeout_ms=300, max_batch_size=16)
+    app = _sentiment_app(runs["sentiment"], settings, ExplodingTask)
+    texts = ["a gripping film", "a dull cast", BAD_TEXT, "a witty , tender film"]
+    with TestClient(app) as client:
+        alone = {t: client.post("/v1/predict", json={"records": [t]}).json() for t in texts[::3]}
+        task = app.state.engine.task
+        task.calls.clear()
+        barrier = threading.Barrier(len(texts))
+
+        def send(text: str) -> httpx.Response:
+            barrier.wait()
+            return client.post("/v1/predict", json={"records": [text]})
+
+        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
+            answers = dict(zip(texts, pool.map(send, texts), strict=True))
+        metrics = client.get("/metrics").text
+    bad = answers.pop(BAD_TEXT)
+    assert bad.status_code == 422, bad.text
+    assert f"The text '{BAD_TEXT}' cannot be predicted" in bad.json()["error"]["message"]
+    for text, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["text"] == text
+        if text in alone:
+            assert answer.json() == alone[text]
+    # One joined call of all four failed, then each request ran alone.
+    assert task.calls[0] == len(texts) and sorted(task.calls[1:]) == [1] * len(texts), task.calls
+    assert _metric(metrics, "nlptasks_batch_retries_total") == 1.0
+    assert 'nlptasks_requests_total{route="/v1/predict",status="422"} 1.0' in metrics
+
+
+def test_a_full_queue_answers_503_with_retry_after(runs: dict[str, Path]) -> None:
+    from fastapi.testclient import TestClient
+
+    from nlptasks.serving import ServeSettings
+
+    # A request of 2 records waits 1 s for company; the queue takes 2 records at most.
+    settings = ServeSettings(batch_timeout_ms=1000, max_batch_size=8, max_queue_records=2)
+    app = _sentiment_app(runs["sentiment"], settings)
+    with TestClient(app) as client:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.post, "/v1/predict", json={"records": ["a", "b"]})
+            deadline = time.monotonic() + 10
+            while _metric(client.get("/metrics").text, "nlptasks_queue_depth") < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            busy = client.post("/v1/predict", json={"records": ["c"]})
+            assert first.result().status_code == 200
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["retry-after"] == "1"
+        assert "The server is busy" in busy.json()["error"]["message"]
+        assert client.post("/v1/predict", json={"records": ["c"]}).status_code == 200
+        assert client.get("/v1/info").json()["settings"]["max_queue_records"] == 2
+
+
+def test_a_mounted_app_keeps_its_key_open_health_and_route_metrics(
+    runs: dict[str, Path],
+) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    import nlptasks
+    from nlptasks.serving import ServeSettings
+
+    host = FastAPI()
+    host.mount("/sentiment", nlptasks.serve(str(runs["sentiment"]), settings=ServeSettings(
+        api_key=KEY)))  # fmt: skip
+    with TestClient(host) as client:  # the mounted app's lifespan does not run
+        assert client.get("/sentiment/health").json() == {"status": "ok"}
+        refused = client.post("/sentiment/v1/predict", json={"records": ["a film"]})
+        assert refused.status_code == 401, refused.text
+        answer = client.post("/sentiment/v1/predict", json={"records": ["a film"]}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["text"] == "a film"
+        metrics = client.get("/sentiment/metrics", headers=AUTH).text
+    assert 'nlptasks_requests_total{route="/health",status="200"} 1.0' in metrics
+    assert 'nlptasks_requests_total{route="/v1/predict",status="401"} 1.0' in metrics
+    assert 'nlptasks_requests_total{route="/v1/predict",status="200"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (" secret", "starts or ends with whitespace"),
+        ("secret\n", "starts or ends with whitespace"),
+        ("sécret", "other than printable ASCII"),
+        ("   ", "the API key is empty"),
+    ],
+)
+def test_an_api_key_no_header_can_carry_is_refused(key: str, problem: str) -> None:
+    from nlptasks.serving import ServeSettings
+
+    assert [problem in line for line in ServeSettings(api_key=key).problems()] == [True]
+    assert ServeSettings(api_key="a b~!").problems() == []  # inner spaces, punctuation: fine

@@ -11,6 +11,8 @@ import errno
 import os
 import signal
 import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,9 @@ from nlptasks.serving.settings import API_KEY_VARIABLE, ServeSettings
               help="Characters per input field at most.")  # fmt: skip
 @click.option("--request-timeout", default=120.0, type=float, show_default=True,
               help="Seconds before a request gets 504.")  # fmt: skip
+@click.option("--max-queue-records", default=None, type=int,
+              help="Records waiting for the model at most, then 503 "
+                   "(default: 16 x --max-batch-size, at least 1024).")  # fmt: skip
 @click.option(
     "--set",
     "overrides",
@@ -70,6 +75,7 @@ def serve(
     max_records: int,
     max_record_chars: int,
     request_timeout: float,
+    max_queue_records: int | None,
     overrides: tuple[str, ...],
     mixed_precision: str | None,
     allow_untrained_head: bool,
@@ -96,6 +102,7 @@ def serve(
         max_records=max_records,
         max_record_chars=max_record_chars,
         request_timeout_s=request_timeout,
+        max_queue_records=max_queue_records,
     )
     problems = settings.problems()
     if problems:
@@ -163,30 +170,68 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _run(app: Any, sock: socket.socket, settings: ServeSettings) -> None:
     """uvicorn on ``sock`` until SIGTERM or Ctrl-C; then in-flight requests are answered
-    (the batcher drains its queue) and this returns, so the command exits 0."""
+    (the batcher drains its queue) and this returns, so the command exits 0. A second
+    signal stops at once, as does a drain that outlasts its time: then the command says how
+    many requests were not answered and exits 130 (SIGINT) or 143 (SIGTERM)."""
     import uvicorn
 
+    signals: list[int] = []
+    metrics = app.state.metrics
+    grace = float(int(settings.request_timeout_s) + 5)
+
     class Server(uvicorn.Server):
+        """uvicorn, with a drain before its shutdown: after the first signal the socket stays
+        open, ``/health`` says 503 "draining" (a load balancer sees it and stops sending) and
+        new work gets 503, until the requests in flight are answered; then uvicorn stops."""
+
+        draining_since: float | None = None
+
         def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.draining = True  # /health says 503 from now on
+            signals.append(sig)
+            if self.draining_since is None:
+                app.state.draining = True
+                self.draining_since = time.monotonic()
+                return
+            # A second signal, SIGTERM too (uvicorn forces only on SIGINT): stop at once.
+            self.should_exit = self.force_exit = True
             super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.draining_since is not None and not self.should_exit:
+                if metrics.in_flight == 0:
+                    self.should_exit = True
+                elif time.monotonic() - self.draining_since > grace:
+                    # The drain's time is spent: uvicorn cancels what is left at once.
+                    self.config.timeout_graceful_shutdown = 0
+                    self.should_exit = True
+            return await super().on_tick(counter)
 
     config = uvicorn.Config(
         app,
         log_level="warning",
         # Requests in flight get up to their own timeout to finish.
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        timeout_graceful_shutdown=int(grace),
     )
     server = Server(config)
     # uvicorn catches SIGTERM/SIGINT, shuts down gracefully, then raises the signal again
     # under the handler it found; with these no-op handlers that ends nothing, and the
-    # command exits 0 (a drained shutdown is a success, not a kill or a KeyboardInterrupt).
+    # command decides its exit code itself (a drained shutdown is a success, not a kill).
     handlers = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+    lost = metrics.stopped + metrics.in_flight
+    if server.force_exit or lost:
+        last = signals[-1] if signals else signal.SIGTERM
+        how = "a second signal" if server.force_exit else "the graceful stop ran out of time"
+        were = "request was" if lost == 1 else "requests were"
+        click.echo(f"Stopped before {lost} {were} answered ({how}).", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Not sys.exit: the interpreter would wait for the model's thread to finish its batch.
+        os._exit(128 + int(last))
 
 
 def _ignore(sig: int, frame: Any) -> None:

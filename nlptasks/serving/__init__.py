@@ -38,7 +38,13 @@ def serve(
     error here, not at the first request): ``POST /v1/predict`` returns what ``nlptasks
     predict`` prints for the same records; ``/health``, ``/v1/info``, ``/metrics``; and the
     OpenAI-compatible endpoints for a model that generates. ``task``: the run's own unless
-    given; ``overrides`` change the model's recipe (``generation.num_beams=4``)."""
+    given; ``overrides`` change the model's recipe (``generation.num_beams=4``).
+
+    Mounted in another app (``host.mount("/sentiment", app)``) it answers under the mount's
+    path, the API key and the metrics see its own routes (``/health`` stays open). Starlette
+    runs no lifespan of a mounted app: the batcher starts with the first request, and the
+    shutdown drain (answering queued requests, stopping the model's thread) is the host
+    app's job."""
     from nlptasks.errors import NlpTasksError
     from nlptasks.model_fit import allow_untrained_head as untrained_heads
     from nlptasks.serving.app import build_app

@@ -5,8 +5,9 @@ its own request/response API, where we need the ``Predictor`` in this process (w
 ``nlptasks predict`` computes, byte for byte) and our own error shape; an ASGI app is also
 what users mount in their own server (``nlptasks.serve(...)``).
 
-Middlewares, outermost first: metrics (every request counted, refused ones too), the API key,
-the body size limit; then FastAPI's routing. Every answer that is not a success is JSON in
+Middlewares, outermost first: metrics (every request counted, refused ones too), the drain
+(503 for new work once the server is stopping), the API key, the body size limit; then
+FastAPI's routing. Every answer that is not a success is JSON in
 OpenAI's error shape (``errors.error_body``): 4xx for a client's mistake, never a traceback.
 """
 
@@ -34,6 +35,7 @@ from nlptasks.serving.errors import ApiError, error_body
 from nlptasks.serving.limits import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    DrainMiddleware,
     check_record_count,
     check_record_lengths,
 )
@@ -66,13 +68,22 @@ def build_app(engine: Engine) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        forced = False
         try:
             yield
+        except asyncio.CancelledError:
+            # A forced stop: uvicorn skips the lifespan's shutdown and asyncio cancels this
+            # task. Ended quietly here, or Starlette logs the cancellation as a traceback.
+            forced = True
         finally:
             # uvicorn calls this once in-flight requests are answered (SIGTERM drains them).
             app.state.draining = True
-            await batcher.stop()
-            engine.close()
+            try:
+                await batcher.stop()
+            except asyncio.CancelledError:
+                forced = True
+            # A forced stop leaves the model's thread to finish on its own.
+            engine.close(wait=not forced)
 
     app = FastAPI(
         title=f"nlptasks serve: {engine.model_name}",
@@ -95,6 +106,7 @@ def build_app(engine: Engine) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(DrainMiddleware, state=app.state)
     paths = frozenset(getattr(route, "path", "") for route in app.routes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: paths)
     return app
@@ -138,6 +150,7 @@ def _add_routes(app: FastAPI, engine: Engine, batcher: Batcher, metrics: ServerM
                         "max_records": settings.max_records,
                         "max_record_chars": settings.max_record_chars,
                         "request_timeout_s": settings.request_timeout_s,
+                        "max_queue_records": settings.queue_limit,
                         "api_key_required": bool(settings.api_key),
                     },
                 }
@@ -160,7 +173,17 @@ def _add_routes(app: FastAPI, engine: Engine, batcher: Batcher, metrics: ServerM
     )
     async def predict(request: Request) -> JSONResponse:
         """What ``nlptasks predict`` prints for the records, in order, as one JSON list."""
+        from nlptasks.runner import is_unicode
+
         body = await read_json(request, PredictRequest)
+        if body.model is not None and not is_unicode(body.model):
+            raise ApiError(
+                422,
+                "'model' is not valid Unicode (a lone surrogate, such as JSON's \\ud800 "
+                "escape alone). Send UTF-8 text.",
+                "invalid_request",
+                "model",
+            )
         if body.model is not None and body.model != engine.model_name:
             raise ApiError(
                 404,
@@ -233,11 +256,23 @@ async def read_json(request: Request, model: type[Body]) -> Body:
     raw = await request.body()
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise ApiError(
+            400, "The body is not valid JSON (nested too deeply). Send a JSON object."
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"The body is not valid JSON ({exc}). Send a JSON object.") from None
     if not isinstance(data, dict):
         raise ApiError(
             422, f"The body is a JSON {_json_kind(data)}, not an object. Send a JSON object."
+        )
+    from nlptasks.runner import is_unicode
+
+    if not all(is_unicode(key) for key in data):
+        raise ApiError(
+            422,
+            "A key of the body is not valid Unicode (a lone surrogate, such as JSON's "
+            "\\ud800 escape alone). Send UTF-8 text.",
         )
     try:
         return model.model_validate(data)
@@ -274,6 +309,17 @@ def describe_errors(
     return (f"'{field}': {message}." if field else f"{message}."), field or None
 
 
+class ErrorResponse(JSONResponse):
+    """An error's JSON even when its message quotes the client's lone surrogates (an unknown
+    key ``"\\ud800"``): written with ``\\u`` escapes then, not a UnicodeEncodeError (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error becomes JSON in OpenAI's shape: ours (ApiError), FastAPI's validation (400
     for JSON that does not parse, 422 naming the field), Starlette's 404/405, a task's
@@ -282,7 +328,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+        return ErrorResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -291,7 +337,7 @@ def install_error_handlers(app: FastAPI) -> None:
             body = error_body(400, "The body is not valid JSON. Send a JSON object.")
             return JSONResponse(body, status_code=400)
         message, param = describe_errors(errors) if errors else ("Invalid request.", None)
-        return JSONResponse(error_body(422, message, param=param), status_code=422)
+        return ErrorResponse(error_body(422, message, param=param), status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

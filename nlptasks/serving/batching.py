@@ -8,10 +8,13 @@ same ``Predictor.predict`` on the same records, only in company.
 
 Length sorting is the task's own: every built-in task's ``predict`` (generation's through
 ``generate_texts``) and the NER example's use ``nlptasks.predict_batches``: the joined
-records are tokenised, sorted by length into batches of ``recipe.train.eval_batch_size``
-(which ``load_predictor`` set to ``max_batch_size``), each padded to its own longest, and
-the results put back in input order. So a joined batch is one length-sorted forward pass,
-and this module does not sort again.
+records are tokenised, sorted by length into forward batches of the recipe's own
+``train.eval_batch_size`` (``max_batch_size`` caps the records of one model call, not of one
+forward pass: memory stays what the recipe says), each padded to its own longest, and the
+results put back in input order. So this module does not sort again.
+
+The queue holds at most ``ServeSettings.queue_limit`` records; past it a request gets 503
+with Retry-After, rather than waiting behind work the server cannot finish in time.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from nlptasks.errors import first_line
 from nlptasks.serving.engine import Engine
 from nlptasks.serving.errors import ApiError
 from nlptasks.serving.metrics import ServerMetrics
@@ -47,6 +51,7 @@ class Batcher:
         self.metrics = metrics
         self.max_records = engine.settings.max_batch_size
         self.wait_s = engine.settings.batch_timeout_ms / 1000
+        self.queue_limit = engine.settings.queue_limit
         self._queue: collections.deque[_Job] = collections.deque()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -73,7 +78,19 @@ class Batcher:
         started."""
         if self._closing:
             raise ApiError(503, "The server is shutting down; retry on another replica.")
-        self.start()  # an app used without its lifespan (a bare TestClient) still works
+        # An app used without its lifespan (a bare TestClient, or mounted in another app:
+        # Starlette runs no lifespan of a mounted app) still works.
+        self.start()
+        queued = self._queued_records()
+        if queued and queued + len(records) > self.queue_limit:
+            self.metrics.busy.inc()
+            raise ApiError(
+                503,
+                f"The server is busy ({queued} records are waiting for the model; it queues "
+                f"at most {self.queue_limit}): retry later.",
+                "server_busy",
+                headers={"Retry-After": "1"},
+            )
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(records, labels, future))
         self.metrics.queue_depth.set(len(self._queue))
@@ -140,8 +157,9 @@ class Batcher:
             if len(jobs) == 1:
                 _settle(jobs[0], exception=exc)
                 return
+            self.metrics.retries.inc()
             log.warning("A joined batch of %d requests failed (%s); retrying each alone.",
-                        len(jobs), exc)  # fmt: skip
+                        len(jobs), first_line(exc))  # fmt: skip
             for job in jobs:
                 try:
                     _settle(job, await self._call(job.records, job.labels))
@@ -155,9 +173,8 @@ class Batcher:
 
     async def _call(self, records: list[Any], labels: list[str]) -> list[dict[str, Any]]:
         self.metrics.batch_size.observe(len(records))
-        # The predictor's eval_batch_size is max_batch_size (load_engine), so a joined batch
-        # is one forward pass and a larger single request is cut into length-sorted batches
-        # of that size, as nlptasks predict --batch-size would.
+        # The task cuts the records into length-sorted forward batches of the recipe's
+        # eval_batch_size, as nlptasks predict does by default.
         found = await self.engine.run(self.engine.predictor.predict, records, labels)
         return list(found)
 

@@ -53,9 +53,10 @@ class Engine:
             self._executor, functools.partial(function, *args, **kwargs)
         )
 
-    def close(self) -> None:
-        """Finish the work already handed to the model's thread, then stop it."""
-        self._executor.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Finish the work already handed to the model's thread, then stop it (``wait=False``:
+        a forced stop, which drops the work not started and does not wait for the rest)."""
+        self._executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def load_engine(
@@ -66,7 +67,12 @@ def load_engine(
     mixed_precision: str | None = None,
 ) -> Engine:
     """Load the model at ``model_dir`` for serving, as ``nlptasks predict`` would: the task
-    from its run's recipe.yaml unless given, the run's recipe with ``overrides``."""
+    from its run's recipe.yaml unless given, the run's recipe with ``overrides``.
+
+    The recipe's ``train.eval_batch_size`` is kept: ``--max-batch-size`` caps the records
+    joined into one model call, and the task's predict splits them into forward batches of
+    the recipe's size (as ``nlptasks predict`` does by default), so memory stays what the
+    recipe says and ``/v1/info`` shows the run's recipe."""
     from nlptasks.recipes import read_yaml
     from nlptasks.runner import load_predictor
     from nlptasks.runs.directory import run_of
@@ -81,9 +87,7 @@ def load_engine(
                 f"unknown. Give it: --task sentiment (or the task it was trained for)."
             )
         task = found
-    predictor = load_predictor(
-        task, model_dir, settings.max_batch_size, mixed_precision, list(overrides)
-    )
+    predictor = load_predictor(task, model_dir, None, mixed_precision, list(overrides))
     folder = Path(model_dir).expanduser().resolve()
     name = settings.model_name or (run.name if run is not None else folder.name)
     return Engine(predictor, settings, name, run)

@@ -33,6 +33,17 @@ async def send_error(send: Send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path within this app: without the mount's ``root_path``, which
+    Starlette keeps in ``scope["path"]`` when the app is mounted (``/sentiment/health`` is
+    this app's ``/health``)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "")).rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/"
+    return path
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -50,7 +61,7 @@ class ApiKeyMiddleware:
         self.key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") not in OPEN_PATHS:
+        if scope["type"] == "http" and route_path(scope) not in OPEN_PATHS:
             problem = self.problem(_header(scope, b"authorization"))
             if problem:
                 await send_error(
@@ -72,9 +83,36 @@ class ApiKeyMiddleware:
         scheme, _, given = authorization.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             return "The Authorization header must be 'Bearer KEY'."
-        if not hmac.compare_digest(given.strip().encode(), self.key):
+        # Compared as sent (latin-1 bytes); the configured key is printable ASCII (problems()).
+        if not hmac.compare_digest(given.strip().encode("latin-1"), self.key):
             return "The API key is wrong: send the key nlptasks serve was started with."
         return None
+
+
+class DrainMiddleware:
+    """Once the server is stopping (``state.draining``, set by the first SIGTERM or Ctrl-C),
+    new requests get 503 and ``Connection: close`` while those in flight are answered;
+    ``/health`` answers itself (503 "draining"), so a load balancer takes this replica out."""
+
+    def __init__(self, app: Any, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and getattr(self.state, "draining", False)
+            and route_path(scope) not in OPEN_PATHS
+        ):
+            stopping = ApiError(
+                503,
+                "The server is shutting down; retry on another replica.",
+                "shutting_down",
+                headers={"Connection": "close", "Retry-After": "1"},
+            )
+            await send_error(send, stopping)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -171,8 +209,10 @@ def check_record_count(count: int, settings: ServeSettings) -> None:
 __all__ = [
     "ApiKeyMiddleware",
     "BodyLimitMiddleware",
+    "DrainMiddleware",
     "OPEN_PATHS",
     "check_record_count",
     "check_record_lengths",
+    "route_path",
     "send_error",
 ]

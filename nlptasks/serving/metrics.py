@@ -7,6 +7,8 @@ names twice and fail, or mix their counts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Collection
 from typing import Any
@@ -19,6 +21,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from nlptasks.serving.errors import ApiError
+from nlptasks.serving.limits import route_path, send_error
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 """Records per model call: powers of two, the sizes a batch is usually capped at."""
@@ -55,6 +60,22 @@ class ServerMetrics:
             "Predict requests waiting for the model.",
             registry=self.registry,
         )
+        self.retries = Counter(
+            "nlptasks_batch_retries",
+            "Joined batches that failed and were run again one request at a time (so a bad "
+            "record fails only its own request).",
+            registry=self.registry,
+        )
+        self.busy = Counter(
+            "nlptasks_busy_refusals",
+            "Predict requests refused with 503 because the queue was full.",
+            registry=self.registry,
+        )
+        self.in_flight = 0
+        """Requests started and not yet answered (not a metric: what a stop reports)."""
+        self.stopped = 0
+        """Requests the server stopped before answering them (a forced stop, or a graceful
+        stop that ran out of time)."""
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this server's metrics."""
@@ -82,10 +103,11 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = route_path(scope)  # a mounted app's own path, without the mount's prefix
         route = path if path in self.routes() else "other"
         started = time.perf_counter()
-        status = 500  # unless a response starts: an exception that escapes is a 500
+        # No response, no exception: the client went away (mid-body); nginx's 499.
+        status: int | None = None
 
         async def sending(message: dict[str, Any]) -> None:
             nonlocal status
@@ -93,8 +115,23 @@ class MetricsMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        self.metrics.in_flight += 1
         try:
             await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            # The server is stopping without waiting for this request (a second signal, or
+            # the graceful stop's time ran out). Say so in JSON when nothing was sent yet,
+            # and end here: re-raised, uvicorn would log a traceback and send a text 500.
+            self.metrics.stopped += 1
+            if status is None:
+                status = 503
+                stop = ApiError(503, "The server stopped before answering; retry.", "stopped")
+                with contextlib.suppress(Exception):
+                    await send_error(send, stop)
+        except BaseException:
+            status = status or 500  # an exception that escapes is a 500
+            raise
         finally:
+            self.metrics.in_flight -= 1
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.requests.labels(route, str(status or 499)).inc()

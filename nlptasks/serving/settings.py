@@ -37,6 +37,17 @@ class ServeSettings:
     """A request not answered in this many seconds gets 504 (the model's work for it is
     dropped when it has not started)."""
 
+    max_queue_records: int | None = None
+    """Records waiting for the model at most (None: ``max(16 * max_batch_size, 1024)``); a
+    request past it gets 503 with Retry-After."""
+
+    @property
+    def queue_limit(self) -> int:
+        """``max_queue_records``, or its default from ``max_batch_size``."""
+        if self.max_queue_records is not None:
+            return self.max_queue_records
+        return max(16 * self.max_batch_size, 1024)
+
     def problems(self) -> list[str]:
         """Settings that cannot work, one line each (for one-line CLI errors)."""
         checks = [
@@ -50,6 +61,23 @@ class ServeSettings:
             (self.max_records >= 1, "--max-records must be at least 1"),
             (self.max_record_chars >= 1, "--max-record-chars must be at least 1"),
             (self.request_timeout_s > 0, "--request-timeout must be above 0 seconds"),
-            (self.api_key is None or bool(self.api_key.strip()), "the API key is empty"),
+            (
+                self.max_queue_records is None or self.max_queue_records >= 1,
+                "--max-queue-records must be at least 1",
+            ),
         ]
-        return [message for ok, message in checks if not ok]
+        problems = [message for ok, message in checks if not ok]
+        key = self.api_key
+        if key is not None:
+            # Exactly what a client can send in a header: HTTP headers are read as latin-1,
+            # and their surrounding whitespace is dropped, so such a key would never match.
+            if not key.strip():
+                problems.append("the API key is empty")
+            elif key != key.strip():
+                problems.append("the API key starts or ends with whitespace; remove it")
+            elif not all(" " <= c <= "~" for c in key):
+                problems.append(
+                    "the API key has characters other than printable ASCII (letters, digits, "
+                    "punctuation), which an Authorization header cannot carry; choose another"
+                )
+        return problems
