@@ -63,7 +63,13 @@ if TYPE_CHECKING:
     from nlptasks.evaluation.adapter import StatisticsMetric
     from nlptasks.evaluation.heads import unwrapped
     from nlptasks.events import Reporter
-    from nlptasks.generating import generate_texts, generation_kwargs, sampling_seed, seeded
+    from nlptasks.generating import (
+        generate_texts,
+        generation_kwargs,
+        render_chat,
+        sampling_seed,
+        seeded,
+    )
     from nlptasks.runner import EvalResult, RunResult
     from nlptasks.serving import serve
 
@@ -78,6 +84,7 @@ _LAZY = {
     "predict_batches": "nlptasks.batching",
     "generate_texts": "nlptasks.generating",
     "generation_kwargs": "nlptasks.generating",
+    "render_chat": "nlptasks.generating",
     "sampling_seed": "nlptasks.generating",
     "seeded": "nlptasks.generating",
     "StatisticsMetric": "nlptasks.evaluation.adapter",
@@ -138,6 +145,7 @@ __all__ = [
     "fingerprint",
     "generate_texts",
     "generation_kwargs",
+    "render_chat",
     "hookimpl",
     "hookspec",
     "length_sorted_batches",

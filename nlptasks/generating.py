@@ -1,4 +1,5 @@
-"""A recipe's generation settings as ``model.generate`` keyword arguments, and its seed.
+"""A recipe's generation settings as ``model.generate`` keyword arguments, its seed, and
+the text a chat renders to.
 
 Every task that generates (evaluation, ``predict``, samples, serving) goes through here, so
 ``generation.seed`` and ``predict --seed`` mean the same for all of them.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -128,6 +129,20 @@ def generate_texts(
         if write is not None:  # one record per line
             write("\n" if streamer is not None else results[indices[0]] + "\n")
     return results
+
+
+def render_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]], prompt: bool = False) -> str:
+    """A conversation as the model reads it: the tokenizer's chat template, else one
+    ``role: content`` line per message. Fine-tuning renders chats through here and serving
+    renders them the same way, so a model trained without a template is served with the
+    format it learned. ``prompt`` adds the start of an assistant turn (for generation)."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=prompt
+        )
+        return str(text)
+    lines = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+    return lines + ("assistant: " if prompt else "")
 
 
 class _Writer(TextStreamer):

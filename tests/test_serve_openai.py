@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,20 @@ def lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bare_lm(lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model, its tokenizer without a chat template (as fine-tuning leaves a
+    base model's)."""
+    folder = tmp_path_factory.mktemp("bare-gpt2") / "model"
+    shutil.copytree(lm, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("chat_template", None)
+    config_file.write_text(json.dumps(config))
     return folder
 
 
@@ -237,6 +254,14 @@ def test_a_seed_repeats_its_text(client: openai.OpenAI) -> None:
         ("completions", {"prompt": "x" * 40_000}, openai.APIStatusError, "--max-record-chars"),
         ("completions", {"extra_body": {"best_of": 3}}, openai.BadRequestError, "'best_of'"),
         ("completions", {"extra_body": {"foo": 1}}, openai.BadRequestError, "argument 'foo'"),
+        ("completions", {"prompt": ["a"] * 257}, openai.APIStatusError, "at most 256 per"),
+        # Every prompt is measured before the first is generated: a proper 400 naming it.
+        (
+            "completions",
+            {"prompt": ["a", "a " * 100], "max_tokens": 60, "stream": True},
+            openai.BadRequestError,
+            r"prompt\[1\] has \d+ tokens; with max_tokens 60",
+        ),
         # Found before the first token, so a stream gets a proper status, not a broken stream.
         (
             "completions",
@@ -251,6 +276,12 @@ def test_a_seed_repeats_its_text(client: openai.OpenAI) -> None:
             openai.BadRequestError,
             "messages\\[0\\].role is 'robot'",
         ),  # fmt: skip
+        (
+            "chat",
+            {"messages": [{"role": "user", "content": "hi", "name": "bob"}]},
+            openai.BadRequestError,
+            "messages\\[0\\].name is not supported",
+        ),
         ("chat", {"seed": -1}, openai.BadRequestError, "'seed' must be in"),
         (
             "chat",
@@ -283,19 +314,27 @@ def test_bad_requests_raise_the_clients_typed_errors(
 
 
 def test_unsupported_fields_at_their_defaults_are_accepted(client: openai.OpenAI) -> None:
-    """Clients send OpenAI's defaults for fields we do not implement: those pass."""
+    """Clients send OpenAI's defaults for fields we do not implement: those pass (an
+    integral float too, as for max_tokens), and so does a temperature too small to divide
+    by (greedy, as 0)."""
     defaults: dict[str, Any] = {
-        "n": 1, "echo": False, "logprobs": None, "frequency_penalty": 0,
+        "n": 1.0, "echo": False, "logprobs": None, "frequency_penalty": 0,
         "presence_penalty": 0, "best_of": 1, "user": "someone",
     }  # fmt: skip
     plain = client.completions.create(model=NAME, prompt=PROMPTS[0], max_tokens=5, temperature=0)
     found = client.completions.create(
-        model=NAME, prompt=PROMPTS[0], max_tokens=5, temperature=0, **defaults
+        model=NAME, prompt=PROMPTS[0], max_tokens=5.0, temperature=0, **defaults
     )
     assert found.choices[0].text == plain.choices[0].text
+    tiny = client.completions.create(
+        model=NAME, prompt=PROMPTS[0], max_tokens=5, temperature=5e-324
+    )
+    assert tiny.choices[0].text == plain.choices[0].text
+    # A reply's message sent back as history carries OpenAI's null fields.
+    earlier = {"role": "assistant", "content": "ok", "refusal": None, "tool_calls": None}
     chat = client.chat.completions.create(
         model=NAME,
-        messages=[{"role": "user", "content": "hi"}],
+        messages=[{"role": "user", "content": "hi"}, earlier, {"role": "user", "content": "hi"}],
         max_completion_tokens=5,
         logprobs=False,
         response_format={"type": "text"},
@@ -307,18 +346,34 @@ def test_unsupported_fields_at_their_defaults_are_accepted(client: openai.OpenAI
 
 def test_missing_fields_and_bad_json_are_400(server: Server) -> None:
     url = f"{server.url}/v1"
+    user: dict[str, Any] = {"role": "user", "content": "hi"}
     cases = [
         ("completions", {"model": NAME}, "'prompt' is missing"),
         ("chat/completions", {"model": NAME}, "'messages' is missing"),
         ("completions", {"prompt": "a", "stream": "yes"}, "'stream' must be true or false"),
         ("chat/completions", {"messages": [{"role": "user", "content": 3}]}, "content must be"),
+        # Lone surrogates (JSON's "\ud800") reach no tokenizer: a 400 naming the field.
+        ("completions", {"prompt": "a\ud800"}, "prompt is not valid Unicode"),
+        ("completions", {"prompt": ["a", "b\udfff"]}, "prompt[1] is not valid Unicode"),
+        ("completions", {"prompt": "a", "model": "\ud800"}, "model is not valid Unicode"),
+        ("completions", {"prompt": "a", "\ud800": 1}, "A key of the body is not valid"),
+        (
+            "chat/completions",
+            {"messages": [user, {"role": "user", "content": "\ud800"}]},
+            "messages[1].content is not valid Unicode",
+        ),
+        ("completions", {"prompt": "a", "max_tokens": 1e300}, "(301 digits)"),
     ]
     for path, body, message in cases:
-        answer = httpx.post(f"{url}/{path}", json=body, timeout=30)
+        # ASCII JSON with \u escapes: what a client sends for a lone surrogate.
+        answer = httpx.post(f"{url}/{path}", content=json.dumps(body), timeout=30)
         assert answer.status_code == 400, answer.text
         assert message in answer.json()["error"]["message"]
-    broken = httpx.post(f"{url}/completions", content=b"{not json", timeout=30)
-    assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]
+        assert len(answer.text) < 600  # 1e300 is not echoed as 301 digits
+    for broken in (b"{not json", b"[" * 100_000, b'{"seed": ' + b"1" * 5000 + b"}"):
+        answer = httpx.post(f"{url}/completions", content=broken, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert "not valid JSON" in answer.json()["error"]["message"]
 
 
 def test_prompted_translation_completes_as_predict_translates(lm: Path) -> None:
@@ -377,3 +432,66 @@ def test_a_reader_that_leaves_stops_the_generation(lm: Path) -> None:
         assert stayed.completion_tokens == 40 and stayed.text.startswith(sent[0])
     finally:
         engine.close()
+
+
+def test_a_client_that_leaves_frees_the_model(server: Server) -> None:
+    """A list of 256 prompts, abandoned after its first event (streamed) or while waiting
+    (whole): the next request is answered at once, not after the whole list. The stream's
+    end sets the job's ``gone``; the waiting request polls its connection and sets it."""
+    url = f"{server.url}/v1/completions"
+    many: dict[str, Any] = {"model": NAME, "prompt": ["a"] * 256, "max_tokens": 100}
+    started = time.monotonic()
+    eight = httpx.post(url, json={**many, "prompt": ["a"] * 8}, timeout=60)
+    assert eight.json()["usage"]["completion_tokens"] == 800
+    whole = (time.monotonic() - started) * 32  # what the 256 prompts cost the model
+    for stream in (True, False):
+        if stream:
+            with httpx.stream("POST", url, json={**many, "stream": True}, timeout=60) as answer:
+                first = next(line for line in answer.iter_lines() if line)
+                assert first.startswith("data: {")
+            # Leaving the block closes the connection with the rest unread.
+        else:
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url, json=many, timeout=httpx.Timeout(60, read=0.5))
+        left = time.monotonic()
+        next_one = httpx.post(url, json={"model": NAME, "prompt": "a", "max_tokens": 1}, timeout=60)
+        waited = time.monotonic() - left
+        assert next_one.status_code == 200, next_one.text
+        assert waited < min(5.0, whole / 4), (stream, waited, whole)
+
+
+def test_a_model_without_a_chat_template_chats_as_trained_and_sigterm_ends_streams(
+    bare_lm: Path,
+) -> None:
+    """Chat without a template renders the ``role: content`` lines fine-tuning trained on.
+    And SIGTERM during a stream longer than the grace period: after --request-timeout the
+    stream ends with an error event and [DONE], never torn, and the server exits 0."""
+    with start_server(bare_lm, "--task", "generation", "--request-timeout", "1") as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="x", max_retries=0)
+        greedy: dict[str, Any] = {"model": "model", "max_tokens": 8, "temperature": 0}
+        reply = client.chat.completions.create(
+            messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+            **greedy,
+        )
+        rendered = client.completions.create(
+            prompt="system: be brief\nuser: hi\nassistant: ", **greedy
+        )
+        assert reply.choices[0].message.content == rendered.choices[0].text
+        assert rendered.choices[0].text  # a random model's words, but some
+
+        body = {"prompt": ["a"] * 200, "max_tokens": 100, "stream": True, "temperature": 0}
+        url = f"{running.url}/v1/completions"
+        with httpx.stream("POST", url, json=body, timeout=30) as answer:
+            lines = answer.iter_lines()
+            assert next(line for line in lines if line).startswith("data: {")
+            running.signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            rest = [line for line in lines if line]
+        ended = time.monotonic() - signalled
+        assert rest[-1] == "data: [DONE]"
+        error = json.loads(rest[-2].removeprefix("data: "))["error"]
+        assert "shutting down" in error["message"], error
+        # Halted after --request-timeout (1 s), before uvicorn's grace (1 + 5 s) ran out:
+        # the 20,000 tokens asked for would take far longer.
+        assert 0.9 <= ended < 6, ended
+        assert running.wait(30) == 0

@@ -3,15 +3,26 @@
 A completion is what ``nlptasks predict`` gives for the same prompt: the task's own
 ``predict`` runs on ``{input_field: prompt}`` with the request's decoding settings over the
 recipe's (so prompted translation serves its prompt template, and a generation recipe with
-``options.chat`` its chat template). A chat is rendered with the model's chat template and
-generated as the generation task generates (``nlptasks.generating.generate_texts``), so a
-one-message chat equals ``nlptasks predict`` with ``options.chat=true``.
+``options.chat`` its chat template). A chat is rendered by ``nlptasks.generating.render_chat``
+(the model's chat template, else the ``role: content`` lines the generation task trains a
+model without a template on) and generated as the generation task generates
+(``generate_texts``), so a one-message chat equals ``nlptasks predict`` with
+``options.chat=true``.
 
 Generation requests are not batched across requests: each request is one call on the model's
-thread (``Engine.run``), in arrival order; a list of prompts is one call that generates each
-prompt alone, so each text is the one that prompt gets by itself. ``stream: true`` sends the
-text as server-sent events while the model thread writes it; a stop string or a client that
-went away ends generating at once (the write callback raises), so no token is wasted.
+thread (``Engine.run``), in arrival order; a list of prompts (at most ``--max-records``) is
+one call that generates each prompt alone, so each text is the one that prompt gets by
+itself. Every prompt's length is checked against the context before the first is generated.
+``stream: true`` sends the text as server-sent events while the model thread writes it; a
+stop string, a client that went away (streamed or not: a waiting request polls its
+connection) or a request out of time ends generating at the next piece and skips the
+prompts not yet started, so no model time is wasted.
+
+On shutdown (SIGTERM), a stream still running ``--request-timeout`` seconds after this
+module first saw the server draining is halted at its next piece with an OpenAI-shaped
+``error`` event ("the server is shutting down") and ``data: [DONE]``, inside uvicorn's grace
+period (``--request-timeout`` + 5 s), so a client never sees a torn stream; shorter streams
+finish normally.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -35,18 +46,35 @@ from nlptasks.serving.errors import ApiError, error_body
 from nlptasks.serving.openai_schema import (
     ChatRequest,
     GenerationRequest,
+    check_unicode,
     parse_chat,
     parse_completion,
+    shown,
 )
 from nlptasks.serving.stops import StopScanner
+
+T = TypeVar("T")
 
 Send = Callable[[int, str], None]
 """``send(choice index, text)``: hands generated text from the model thread to the stream."""
 
 
+POLL_S = 0.25
+"""How often a waiting request looks at its client's connection and at the server's
+draining flag."""
+
+
 class _Halt(Exception):
     """Raised from a write callback to end generating now: a stop string was completed, or
     the client that would read the text went away."""
+
+
+class _ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
+
+
+class _ShuttingDown(Exception):
+    """The server is draining and this stream ran out of its grace time."""
 
 
 @dataclass
@@ -78,18 +106,26 @@ def openai_router(engine: Engine) -> APIRouter:
     @router.post("/v1/completions")
     async def completions(request: Request) -> Response:
         service.check_generates("/v1/completions")
-        parsed = parse_completion(await _body(request), engine.settings.max_record_chars)
+        limits = engine.settings
+        parsed = parse_completion(await _body(request), limits.max_record_chars, limits.max_records)
         settings = service.settings(parsed)
+        many = len(parsed.prompts) > 1
+        labels = [f"prompt[{i}]" if many else "prompt" for i in range(len(parsed.prompts))]
 
         def job(send: Send | None, gone: threading.Event) -> list[Choice]:
             if gone.is_set():  # its request gave up while it waited for the model
                 return []
-            return [
-                service.complete(i, prompt, settings, parsed.stops, send, gone)
-                for i, prompt in enumerate(parsed.prompts)
-            ]
+            service.check_prompts(parsed.prompts, labels, settings, add_special_tokens=True)
+            choices = []
+            for i, prompt in enumerate(parsed.prompts):
+                if gone.is_set():  # the client left or the time ran out: no more prompts
+                    break
+                choices.append(
+                    service.complete(i, prompt, settings, parsed.stops, send, gone, labels[i])
+                )
+            return choices
 
-        return await service.respond(parsed, job, chat=False)
+        return await service.respond(request, parsed, job, chat=False)
 
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -101,24 +137,28 @@ def openai_router(engine: Engine) -> APIRouter:
         def job(send: Send | None, gone: threading.Event) -> list[Choice]:
             if gone.is_set():
                 return []
+            service.check_prompts([prompt], ["messages"], settings, add_special_tokens=False)
             return [service.chat(prompt, settings, parsed.stops, send, gone)]
 
-        return await service.respond(parsed, job, chat=True)
+        return await service.respond(request, parsed, job, chat=True)
 
     return router
 
 
 async def _body(request: Request) -> Any:
+    """The request's JSON, every string in it valid Unicode."""
     raw = await request.body()
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:  # bad JSON, a 5000-digit number, [[[[...
         raise ApiError(
             400,
-            f"The request body is not valid JSON ({error}); send a JSON object with "
-            f"Content-Type: application/json.",
+            f"The request body is not valid JSON ({str(error)[:200]}); send a JSON object "
+            f"with Content-Type: application/json.",
             code="invalid_json",
         ) from None
+    check_unicode(body)
+    return body
 
 
 class _Service:
@@ -132,6 +172,11 @@ class _Service:
         self.fields = tuple(engine.task.info.input_fields)
         self.context = position_limit(predictor.model, predictor.tokenizer)
         self.created = int(time.time())
+        self.encoder_decoder = bool(
+            getattr(getattr(predictor.model, "config", None), "is_encoder_decoder", False)
+        )
+        self.drain_seen: float | None = None
+        """When a request first saw the server draining (``time.monotonic()``)."""
 
     # ----------------------------------------------------------------- checks (event loop)
     def model_card(self) -> dict[str, Any]:
@@ -172,7 +217,7 @@ class _Service:
         if wanted is not None and self.context is not None and wanted >= self.context:
             raise ApiError(
                 400,
-                f"'max_tokens' is {wanted}, but this model's context length is "
+                f"'max_tokens' is {shown(wanted)}, but this model's context length is "
                 f"{self.context} tokens, prompt included; ask for fewer.",
                 code="context_length_exceeded",
                 param="max_tokens",
@@ -180,27 +225,21 @@ class _Service:
         return parsed.sampling.settings(self.engine.predictor.recipe.generation)
 
     def render_chat(self, parsed: ChatRequest) -> str:
-        """The conversation as the model's chat template writes it, ending with the start
-        of the assistant's turn (what the generation task does with ``options.chat``)."""
-        model, tokenizer = self.engine.predictor.model, self.engine.predictor.tokenizer
-        if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        """The conversation as the model reads it, ending with the start of the assistant's
+        turn: its chat template, else the ``role: content`` lines the generation task
+        trains a model without a template on (what ``options.chat`` does either way)."""
+        from nlptasks.generating import render_chat
+
+        if self.encoder_decoder:
             raise ApiError(
                 400,
                 "This model is an encoder-decoder (sequence-to-sequence) model, which has no "
                 "chat format; use /v1/completions.",
                 code="chat_not_supported",
             )
-        if not getattr(tokenizer, "chat_template", None):
-            raise ApiError(
-                400,
-                "This model has no chat template; use /v1/completions (or give its tokenizer "
-                "a chat_template and serve it again).",
-                code="no_chat_template",
-            )
+        tokenizer = self.engine.predictor.tokenizer
         try:
-            text = tokenizer.apply_chat_template(
-                list(parsed.messages), tokenize=False, add_generation_prompt=True
-            )
+            return render_chat(tokenizer, list(parsed.messages), prompt=True)
         except Exception as error:  # jinja's TemplateError, raise_exception() in a template
             raise ApiError(
                 400,
@@ -208,9 +247,49 @@ class _Service:
                 code="invalid_messages",
                 param="messages",
             ) from None
-        return str(text)
+
+    def shutting_down(self, state: Any) -> bool:
+        """Whether a stream must end now: the server (``state.draining``) has been draining
+        for ``--request-timeout`` seconds, counted from the first time a request saw it."""
+        if not getattr(state, "draining", False):
+            return False
+        now = time.monotonic()
+        if self.drain_seen is None:
+            self.drain_seen = now
+        return now - self.drain_seen >= self.engine.settings.request_timeout_s
 
     # ----------------------------------------------------------------- model thread
+    def check_prompts(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        settings: GenerationConfig,
+        add_special_tokens: bool,
+    ) -> None:
+        """Refuse (400) a prompt too long for the context before any prompt is generated,
+        so a list's fault is found before it costs model time and before a stream starts
+        (a proper status, not an error event). The task may add a template around a
+        completion's prompt: it checks the whole again, naming the prompt too."""
+        from nlptasks.generating import DEFAULT_NEW_TOKENS
+
+        if self.context is None:
+            return
+        # An encoder-decoder's new tokens are the decoder's: only the input must fit.
+        new = 0 if self.encoder_decoder else settings.max_new_tokens or DEFAULT_NEW_TOKENS
+        tokenizer = self.engine.predictor.tokenizer
+        encoded = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
+        for label, ids in zip(labels, encoded, strict=True):
+            if len(ids) + new > self.context:
+                total = f"; with max_tokens {new} that is {len(ids) + new}," if new else ","
+                raise ApiError(
+                    400,
+                    f"{label} has {len(ids)} tokens{total} more than the model's context "
+                    f"({self.context} tokens). Shorten it"
+                    f"{' or ask for fewer max_tokens' if new else ''}.",
+                    code="context_length_exceeded",
+                    param=label.split("[")[0],
+                )
+
     def complete(
         self,
         index: int,
@@ -219,9 +298,11 @@ class _Service:
         stops: Sequence[str],
         send: Send | None,
         gone: threading.Event,
+        label: str = "prompt",
     ) -> Choice:
         """``prompt``'s completion, as ``nlptasks predict`` gives it (runs on the model
-        thread): the task's streamed text, or the text of its prediction."""
+        thread): the task's streamed text, or the text of its prediction. ``label``: how
+        errors name the prompt (``prompt[3]`` in a list)."""
         predictor = self.engine.predictor
         writer = _Writer(index, stops, send, gone)
         with _Probe(predictor.model) as probe:
@@ -231,8 +312,9 @@ class _Service:
                 )
             except _Halt:
                 found = None
-            except NlpTasksError as error:
-                raise ApiError(400, str(error), code="invalid_prompt", param="prompt") from None
+            except NlpTasksError as error:  # the task checks one record: "Input 1"
+                named = str(error) if label == "prompt" else f"{label}: {error}"
+                raise ApiError(400, named, code="invalid_prompt", param="prompt") from None
         if found is not None and not writer.streamed:  # a task that writes nothing
             writer.add(_prediction_text(found[0], self.fields))
         return self._choice(writer, probe, prompt, settings)
@@ -289,14 +371,16 @@ class _Service:
     # ----------------------------------------------------------------- responses
     async def respond(
         self,
+        request: Request,
         parsed: GenerationRequest,
         job: Callable[[Send | None, threading.Event], list[Choice]],
         chat: bool,
     ) -> Response:
         """Run ``job`` on the model thread and answer with its choices, whole or streamed.
         ``--request-timeout`` bounds a whole answer, and a stream's wait for its first text
-        (a long generation that is being streamed is not cut); a request that runs out of
-        time stops its generation at the next piece, or never starts it."""
+        (a long generation that is being streamed is not cut, unless the server is shutting
+        down); a request that runs out of time, or whose client left, stops its generation
+        at the next piece, or never starts it."""
         shape = _Shape(self.engine.model_name, chat)
         seconds = self.engine.settings.request_timeout_s
         if not parsed.stream:
@@ -304,28 +388,59 @@ class _Service:
             work = asyncio.ensure_future(self.engine.run(job, None, gone))
             work.add_done_callback(_settled)
             try:
-                choices = await asyncio.wait_for(asyncio.shield(work), seconds)
-            except BaseException as error:
-                gone.set()
-                if isinstance(error, asyncio.TimeoutError):
-                    raise _timeout(seconds) from None
-                raise
+                choices = await _wait(request, work, gone, seconds)
+            except _ClientGone:
+                return Response(status_code=CLIENT_CLOSED)
             return JSONResponse(shape.whole(choices))
         stream = _Stream(self.engine, job)
+        # Errors before the first text (a prompt too long for the context) still get a
+        # proper 4xx answer; only later ones have to travel inside the event stream.
+        first_text = asyncio.ensure_future(stream.next())
         try:
-            # Errors before the first text (a prompt too long for the context) still get a
-            # proper 4xx answer; only later ones have to travel inside the event stream.
-            first = await asyncio.wait_for(stream.next(), seconds)
-        except BaseException as error:
-            stream.gone.set()
-            if isinstance(error, asyncio.TimeoutError):
-                raise _timeout(seconds) from None
-            raise
+            first = await _wait(request, first_text, stream.gone, seconds)
+        except _ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+        finally:
+            first_text.cancel()
         return StreamingResponse(
-            _events(stream, first, shape, parsed.include_usage),
+            _events(
+                stream,
+                first,
+                shape,
+                parsed.include_usage,
+                lambda: self.shutting_down(request.app.state),
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+CLIENT_CLOSED = 499
+"""The status logged and counted for a request whose client left before its answer (nginx's
+convention); nobody receives it."""
+
+
+async def _wait(
+    request: Request, work: asyncio.Future[T], gone: threading.Event, seconds: float
+) -> T:
+    """``work``'s result. Meanwhile the client's connection is looked at every ``POLL_S``:
+    when it closed, or ``seconds`` passed (504), ``gone`` is set, which ends the job's
+    generation at its next piece (or before it starts) and skips its remaining prompts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise _timeout(seconds)
+            done, _ = await asyncio.wait({work}, timeout=min(POLL_S, left))
+            if done:
+                return work.result()
+            if await request.is_disconnected():
+                raise _ClientGone
+    except BaseException:
+        gone.set()
+        raise
 
 
 def _timeout(seconds: float) -> ApiError:
@@ -470,22 +585,29 @@ class _Stream:
 
 
 async def _events(
-    stream: _Stream, first: tuple[int, str] | None, shape: _Shape, include_usage: bool
+    stream: _Stream,
+    first: tuple[int, str] | None,
+    shape: _Shape,
+    include_usage: bool,
+    shutting_down: Callable[[], bool],
 ) -> AsyncIterator[str]:
     """The server-sent events of a streamed answer: a chunk per piece of text, a last chunk
-    per choice with its finish_reason, the usage when asked for, then ``[DONE]``."""
+    per choice with its finish_reason, the usage when asked for, then ``[DONE]``. An error
+    after the first text, or a server shutting down, ends it with an OpenAI-shaped
+    ``error`` event, then ``[DONE]``: never a torn stream."""
     try:
         if shape.chat:
             yield _event(shape.chunk(0, {"role": "assistant", "content": ""}))
         item = first
         while item is not None:
             yield _event(shape.chunk(*item))
-            item = await stream.queue.get()
+            item = await _next_piece(stream, shutting_down)
         error = stream.future.exception()
         if error is not None:  # after text was sent: the status line is long gone
             status = error.status if isinstance(error, ApiError) else 500
             message = str(error) if isinstance(error, ApiError) else "generation failed"
             yield _event(error_body(status, message, "generation_failed"))
+            yield "data: [DONE]\n\n"
             return
         choices = stream.future.result()
         for index, choice in enumerate(choices):
@@ -493,8 +615,27 @@ async def _events(
         if include_usage:
             yield _event({**shape.head("chunk"), "choices": [], "usage": _usage(choices)})
         yield "data: [DONE]\n\n"
+    except _ShuttingDown:
+        stream.gone.set()  # the model thread stops at its next piece
+        message = "The server is shutting down; this answer was cut short. Retry the request."
+        yield _event(error_body(503, message, "server_shutting_down"))
+        yield "data: [DONE]\n\n"
     finally:
         stream.gone.set()  # a client that left stops the generation at its next piece
+
+
+async def _next_piece(stream: _Stream, shutting_down: Callable[[], bool]) -> tuple[int, str] | None:
+    """The stream's next piece (None: the job ended); raises ``_ShuttingDown`` once the
+    server has drained for too long, looked at between pieces and every ``POLL_S``."""
+    while True:
+        if shutting_down():
+            raise _ShuttingDown
+        if not stream.queue.empty():
+            return stream.queue.get_nowait()
+        try:
+            return await asyncio.wait_for(stream.queue.get(), POLL_S)
+        except asyncio.TimeoutError:
+            continue
 
 
 def _event(data: Mapping[str, Any]) -> str:

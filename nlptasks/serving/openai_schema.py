@@ -21,6 +21,11 @@ MAX_STOPS = 4
 
 ROLES = ("system", "user", "assistant")
 
+GREEDY_BELOW = 1e-5
+"""A temperature below this decodes greedily, as 0 does: dividing the logits by a
+temperature near zero overflows them to inf (``5e-324``: a RuntimeError inside sampling),
+and sampling that cold picks the most likely token anyway."""
+
 
 def _is_none(value: Any) -> bool:
     return value is None
@@ -31,7 +36,10 @@ def _is_zero(value: Any) -> bool:
 
 
 def _is_one(value: Any) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value == 1)
+    """None or 1, written ``1`` or ``1.0`` (integral floats count as integers everywhere)."""
+    return value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1
+    )
 
 
 def _is_false(value: Any) -> bool:
@@ -87,6 +95,17 @@ CHAT_UNSUPPORTED: Unsupported = {
     "modalities": (_anything, "anything (ignored: text only)"),
     "reasoning_effort": (_is_none, "null"),
 }
+MESSAGE_DEFAULTS: Unsupported = {
+    "name": (_is_none, "null (the chat template gets role and content only)"),
+    "refusal": (_is_none, "null"),
+    "tool_calls": (_is_empty, "null (no tool calls)"),
+    "function_call": (_is_none, "null (no function calls)"),
+    "audio": (_is_none, "null (text only)"),
+    "annotations": (_is_empty, "null"),
+}
+"""Message fields besides role and content, accepted at their default only: a client that
+sends back an earlier reply's message object sends them as null."""
+
 _SUPPORTED = (
     "model",
     "max_tokens",
@@ -111,7 +130,8 @@ class Sampling:
     def settings(self, recipe: GenerationConfig) -> GenerationConfig:
         """The recipe's generation settings with this request's values over them. Like
         ``nlptasks predict``'s flags: a temperature or top_p turns sampling on, except
-        temperature 0, which means greedy (OpenAI's convention)."""
+        temperature 0, which means greedy (OpenAI's convention), and so does any temperature
+        below ``GREEDY_BELOW`` (1e-5), which would overflow the logits."""
         settings = dataclasses.replace(recipe)
         if self.max_tokens is not None:
             settings.max_new_tokens = self.max_tokens
@@ -119,8 +139,8 @@ class Sampling:
             settings.top_p = self.top_p
             settings.do_sample = True
         if self.temperature is not None:
-            settings.do_sample = self.temperature > 0
-            if self.temperature > 0:
+            settings.do_sample = self.temperature >= GREEDY_BELOW
+            if settings.do_sample:
                 settings.temperature = self.temperature
         if self.seed is not None:
             settings.seed = self.seed
@@ -151,8 +171,9 @@ class ChatRequest(GenerationRequest):
     messages: tuple[dict[str, str], ...]
 
 
-def parse_completion(body: Any, max_chars: int) -> CompletionRequest:
-    """A ``/v1/completions`` body, checked; ``max_chars``: characters per prompt at most."""
+def parse_completion(body: Any, max_chars: int, max_prompts: int) -> CompletionRequest:
+    """A ``/v1/completions`` body, checked; ``max_chars``: characters per prompt at most;
+    ``max_prompts``: prompts in a list at most (``--max-records``, as ``/v1/predict``)."""
     fields = _object(body, ("prompt",), COMPLETION_UNSUPPORTED)
     prompt = fields.get("prompt")
     if prompt is None:
@@ -173,6 +194,14 @@ def parse_completion(body: Any, max_chars: int) -> CompletionRequest:
             f"'prompt' must be a string or a list of strings, not {_kind(prompt)} (token ids "
             f"are not accepted: send text).",
             code="invalid_type",
+            param="prompt",
+        )
+    if len(prompts) > max_prompts:
+        raise ApiError(
+            413,
+            f"'prompt' is a list of {len(prompts)} prompts; this server takes at most "
+            f"{max_prompts} per request (nlptasks serve --max-records). Split it.",
+            code="too_many_records",
             param="prompt",
         )
     for number, text in enumerate(prompts):
@@ -259,7 +288,7 @@ def _common(fields: Mapping[str, Any]) -> dict[str, Any]:
     max_tokens = _integer(fields.get("max_tokens"), "max_tokens")
     if max_tokens is not None and max_tokens < 1:
         raise ApiError(
-            400, f"'max_tokens' must be at least 1, not {max_tokens}.", param="max_tokens"
+            400, f"'max_tokens' must be at least 1, not {shown(max_tokens)}.", param="max_tokens"
         )
     temperature = _number(fields.get("temperature"), "temperature")
     if temperature is not None and not 0 <= temperature <= 2:
@@ -272,7 +301,9 @@ def _common(fields: Mapping[str, Any]) -> dict[str, Any]:
     seed = _integer(fields.get("seed"), "seed")
     if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise ApiError(
-            400, f"'seed' must be in {SEED_RANGE[0]}..{SEED_RANGE[1]}, not {seed}.", param="seed"
+            400,
+            f"'seed' must be in {SEED_RANGE[0]}..{SEED_RANGE[1]}, not {shown(seed)}.",
+            param="seed",
         )
     stream = fields.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -341,6 +372,18 @@ def _message(value: Any, where: str) -> dict[str, str]:
             f"{where}.role is {role!r}; give one of {', '.join(ROLES)} (tools are not supported).",
             param=f"{where}.role",
         )
+    for name, field in value.items():
+        if name in ("role", "content"):
+            continue
+        accepts, accepted = MESSAGE_DEFAULTS.get(name, (_is_none, "nothing: leave it out"))
+        if not accepts(field):
+            raise ApiError(
+                400,
+                f"{where}.{name} is not supported with value {_kind(field)}; give {accepted}. "
+                f"A message is {{role, content}}.",
+                code="unsupported_parameter",
+                param=f"{where}.{name}",
+            )
     content = value.get("content")
     if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
         parts = []
@@ -391,6 +434,49 @@ def _number(value: Any, name: str) -> float | None:
             400, f"'{name}' must be a number, not {_kind(value)}.", code="invalid_type", param=name
         )
     return float(value)
+
+
+def shown(number: int) -> str:
+    """An integer as an error message shows it: a client's ``1e300`` is not echoed as 301
+    digits."""
+    text = str(number)
+    return text if len(text) <= 20 else f"{text[:3]}... ({len(text)} digits)"
+
+
+def check_unicode(body: Any) -> None:
+    """Refuse a body holding a string that is not valid Unicode (JSON's ``"\ud800"``: a lone
+    surrogate, which no tokenizer or UTF-8 answer can carry), naming where it is. The body
+    is walked in order without recursion: a deeply nested body must not overflow the stack."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, where or "The body")
+        elif isinstance(value, Mapping):
+            items = []
+            for key, item in value.items():
+                _check_text(str(key), f"A key of {where or 'the body'}")
+                items.append((f"{where}.{key}" if where else str(key), item))
+            stack.extend(reversed(items))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", value[i]) for i in reversed(range(len(value))))
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        field = where.split("[")[0].split(".")[0]
+        raise ApiError(
+            400,
+            f"{where} is not valid Unicode: it holds the lone surrogate "
+            f"{ascii(text[error.start])}. Send UTF-8 text (pair the surrogate or drop it).",
+            code="invalid_unicode",
+            param=field if field in _FIELDS else None,
+        ) from None
+
+
+_FIELDS = frozenset(("prompt", "messages", "model", "stop", "user", *_SUPPORTED))
 
 
 def _check_length(chars: int, limit: int, where: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import nlptasks
 from nlptasks import DataError
 
 IGNORE = -100
@@ -102,13 +103,10 @@ def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]], prompt: bool = False) -> str:
-    """The conversation as text: the tokenizer's chat template, else ``role: content`` lines.
-    ``prompt`` adds the start of an assistant turn (for generation)."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
-        return str(text)
-    lines = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-    return lines + ("assistant: " if prompt else "")
+    """The conversation as text: ``nlptasks.render_chat`` (the tokenizer's chat template,
+    else ``role: content`` lines), the core's, so ``nlptasks serve`` renders chats for a
+    model as it was trained on them. ``prompt`` adds the start of an assistant turn."""
+    return str(nlptasks.render_chat(tokenizer, messages, prompt))
 
 
 def chat_example(
