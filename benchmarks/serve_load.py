@@ -17,6 +17,8 @@ Without ``--model`` it trains the offline sentiment default (``--recipe minilm``
 steps into a temporary folder: throughput depends on the model's size and the sentences'
 lengths, not on how well it was trained. Reported per server and round: requests/s,
 p50/p99 latency, errors; and the ratio ours / naive (target: >= 3x, 0 errors, p99 < 1 s).
+The exit status is 0 whatever the numbers (a report); with ``--check`` it is 1 when a target
+is missed.
 """
 
 from __future__ import annotations
@@ -268,16 +270,21 @@ def main() -> None:
     parser.add_argument("--task", help="Its task (default: its run's recipe says).")
     parser.add_argument("--seconds", type=float, default=30.0, help="Load per server and round.")
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="At least 2 (medians).")
     parser.add_argument("--serve-args", default="", help="Extra 'nlptasks serve' arguments.")
     parser.add_argument("--json", dest="json_out", help="Write every round as JSON here.")
+    parser.add_argument(
+        "--check", action="store_true", help="Exit 1 when a target is missed (CI use)."
+    )
     parser.add_argument("--naive-server", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
         naive_server(args.naive_server, args.task)
         return
-    if args.rounds < 1 or args.clients < 1 or args.seconds <= 0:
-        parser.error("--rounds, --clients and --seconds must be positive")
+    if args.clients < 1 or args.seconds <= 0:
+        parser.error("--clients and --seconds must be positive")
+    if args.rounds < 2:  # one round has no median: a cold or noisy round would be the result
+        parser.error("--rounds must be at least 2 (the ratio is a median over rounds)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     texts = sentences()
     with tempfile.TemporaryDirectory(prefix="serve-load-") as work:
@@ -301,10 +308,13 @@ def main() -> None:
             for number in range(1, args.rounds + 1):
                 rounds.append(measure("naive", number, naive.url, args, texts))
                 rounds.append(measure("ours", number, ours.url, args, texts))
-    report(rounds, args)
+    missed = report(rounds, args)
+    if args.check and missed:
+        sys.exit(f"Missed: {'; '.join(missed)}.")
 
 
-def report(rounds: list[Round], args: argparse.Namespace) -> None:
+def report(rounds: list[Round], args: argparse.Namespace) -> list[str]:
+    """Print the table and the summary line; returns the targets missed (one phrase each)."""
     print()
     print("| server | round | requests/s | p50 ms | p99 ms | max ms | requests | errors |")
     print("|---|---|---|---|---|---|---|---|")
@@ -329,6 +339,14 @@ def report(rounds: list[Round], args: argparse.Namespace) -> None:
         summary = {"ratio": ratio, "errors": errors, "worst_p99_ms": worst_p99}
         payload = {"rounds": [asdict(r) for r in rounds], "summary": summary}
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    missed = []
+    if ratio < 3:
+        missed.append(f"ratio {ratio:.2f}x < 3x")
+    if errors:
+        missed.append(f"{errors} errors")
+    if worst_p99 >= 1000:
+        missed.append(f"p99 {worst_p99:.0f} ms >= 1000 ms")
+    return missed
 
 
 if __name__ == "__main__":

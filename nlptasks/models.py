@@ -125,10 +125,14 @@ def load_pretrained(reference: str, loader: Callable[..., T], task: str = "") ->
             f"{OFFLINE_HINT} with a local path (model=/path/to/model), a preset from 'nlptasks "
             f"list models'{offline_recipe}."
         )
+    # transformers builds an adapter-only checkpoint's config from its base model, which
+    # knows nothing of the run's labels: carry them in (a classifier would say LABEL_1).
+    labels = adapter_labels(local) if _adapter_only(local) else {}
+    extra: dict[str, Any] = dict(labels) if labels and _loads_a_model(loader) else {}
+    if _remote_code.get():
+        extra["trust_remote_code"] = True
     try:
-        if _remote_code.get():
-            return loader(reference, trust_remote_code=True)
-        return loader(reference)
+        return _labelled(loader(reference, **extra), labels)
     except RuntimeError as exc:
         # transformers refuses weights of other sizes than config.json makes them, saying
         # only "look at the above report" (a log line we silence).
@@ -170,6 +174,79 @@ def load_pretrained(reference: str, loader: Callable[..., T], task: str = "") ->
             f"Model '{reference}' is not a local directory and {why}. Use a local path "
             f"(model=/path/to/model), a preset from 'nlptasks list models'{offline_recipe}."
         ) from exc
+
+
+# The label settings of a classifier's config.json.
+_LABEL_KEYS = ("id2label", "label2id", "problem_type")
+
+
+def _adapter_only(folder: Path) -> bool:
+    return (
+        folder.is_dir()
+        and (folder / "adapter_config.json").is_file()
+        and not (folder / "config.json").is_file()
+    )
+
+
+def adapter_labels(folder: str | Path) -> dict[str, Any]:
+    """The labels of the run a LoRA adapter folder belongs to (``RUN/model``, ``RUN/adapter``,
+    ``RUN/checkpoints/NAME``), as ``from_pretrained`` keyword arguments: the base model's
+    config does not have them. Found in the run's ``model/config.json``, else a config.json
+    beside the adapter, else the run's ``recipe.yaml`` (``options.label_names``); empty when
+    none says (a generation run, a folder outside a run)."""
+    import json
+
+    from nlptasks.recipes.safe_yaml import load_yaml
+
+    folder = Path(folder).expanduser()
+    roots = [r for r in (folder.parent, folder.parent.parent) if (r / "recipe.yaml").is_file()]
+    configs = [root / "model" / "config.json" for root in roots] + [folder / "config.json"]
+    for path in configs:
+        if path.is_file():
+            try:
+                found = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            labels = {k: found[k] for k in _LABEL_KEYS if found.get(k) is not None}
+            if "id2label" in labels:
+                labels["id2label"] = {int(i): n for i, n in labels["id2label"].items()}
+                return labels
+    for root in roots:
+        try:
+            recipe = load_yaml((root / "recipe.yaml").read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - an unreadable recipe only gives no labels
+            continue
+        options = recipe.get("options") if isinstance(recipe, dict) else None
+        names = options.get("label_names") if isinstance(options, dict) else None
+        if isinstance(names, list) and names:
+            return {
+                "id2label": dict(enumerate(str(n) for n in names)),
+                "label2id": {str(n): i for i, n in enumerate(names)},
+            }
+    return {}
+
+
+def _loads_a_model(loader: Callable[..., Any]) -> bool:
+    """Whether ``loader`` is a transformers model class's ``from_pretrained`` (it takes config
+    keywords such as ``id2label``; a tokenizer's would keep them as its own settings)."""
+    owner = getattr(loader, "__self__", None)
+    if not isinstance(owner, type):
+        return False
+    import transformers
+
+    return issubclass(owner, transformers.PreTrainedModel) or owner.__name__.startswith("AutoModel")
+
+
+def _labelled(loaded: T, labels: dict[str, Any]) -> T:
+    """``loaded`` with the run's labels in its config, when the loader could not take them
+    (a task's own lambda) and its head has as many outputs."""
+    config = getattr(loaded, "config", None)
+    id2label = labels.get("id2label")
+    if config is None or not id2label or getattr(config, "num_labels", None) != len(id2label):
+        return loaded
+    for key, value in labels.items():
+        setattr(config, key, value)
+    return loaded
 
 
 def _size_mismatch(reference: str, loader: Callable[..., Any]) -> str:

@@ -44,12 +44,9 @@ def _head(src: Path, dst: Path, rows: int) -> Path:
 
 
 # ------------------------------------------------------------------------------ runs
-@pytest.fixture(scope="module")
-def sentiment_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real `nlptasks run sentiment` on a tiny BERT and 300 SST-2 rows (seconds)."""
+def _sentiment(tiny_bert: Path, work: Path, *settings: str) -> Path:
     from tests.test_generation import invoke
 
-    work = tmp_path_factory.mktemp("sentiment")
     train = _head(SST2 / "train.tsv", work / "train.tsv", 300)
     dev = _head(SST2 / "dev.tsv", work / "dev.tsv", 40)
     invoke(
@@ -64,11 +61,37 @@ def sentiment_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "train.learning_rate=1e-3",
         "train.batch_size=16",
         "train.mixed_precision=no",
+        *settings,
         "--quiet",
         "--output-dir",
         str(work / "run"),
     )
     return work / "run"
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `nlptasks run sentiment` on a tiny BERT and 300 SST-2 rows (seconds)."""
+    return _sentiment(tiny_bert, tmp_path_factory.mktemp("sentiment"))
+
+
+@pytest.fixture(scope="module")
+def sentiment_lora_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same with LoRA: its checkpoints hold the adapter alone (no config.json), on a
+    base model whose config has no labels."""
+    work = tmp_path_factory.mktemp("sentiment-lora")
+    return _sentiment(tiny_bert, work, "lora.enabled=true", "lora.save_adapter=true")
+
+
+def _adapter_only_run(run: Path, dest: Path) -> Path:
+    """A copy of ``run`` whose model/ is its best checkpoint's adapter (what a run stopped
+    before saving, or a hand-made one, holds) and no RUN/adapter."""
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("checkpoints", "model", "adapter"))
+    (dest / "model").mkdir()
+    for path in (run / "checkpoints" / "best").iterdir():
+        if path.name.startswith(("adapter_", "tokenizer", "generation_config", "special_")):
+            shutil.copy2(path, dest / "model" / path.name)
+    return dest
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +177,17 @@ def test_merge_lora_writes_a_plain_model_that_computes_the_runs(
 
     dest = tmp_path / "merged"
     output = cli("export", str(lora_run), str(dest), "--merge-lora").output
-    assert "model/ of this LoRA run is merged already" in output
+    assert (
+        "model/ of this LoRA run is merged already (nlptasks merges at save), copied as is"
+        in output
+    )
     assert "Checked: it loads with AutoModelForCausalLM" in output
-    assert "RUN/adapter merged into its base model gives the same logits" in output
+    remerged = re.search(
+        r"Re-merged RUN/adapter .* on the first \d+ eval features of the run: max "
+        r"\|difference\| ([0-9.e+-]+)",
+        output,
+    )
+    assert remerged and float(remerged.group(1)) <= 1e-5, output
     names = {p.name for p in dest.iterdir()}
     assert not names & {"adapter_config.json", "adapter_model.safetensors"}
     assert {"config.json", "generation_config.json", "model.safetensors"} <= names
@@ -187,18 +218,12 @@ def test_merge_lora_merges_an_adapter_it_finds_in_the_model_folder(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    run = tmp_path / "run"
-    shutil.copytree(lora_run, run, ignore=shutil.ignore_patterns("checkpoints", "model"))
+    run = _adapter_only_run(lora_run, tmp_path / "run")
     best = lora_run / "checkpoints" / "best"
-    (run / "model").mkdir()
-    for path in best.iterdir():
-        if path.name.startswith(("adapter_", "tokenizer", "generation_config", "special_")):
-            shutil.copy2(path, run / "model" / path.name)
-    shutil.rmtree(run / "adapter")
     dest = tmp_path / "merged"
     output = cli("export", str(run), str(dest), "--merge-lora").output
     assert "Merged the LoRA adapter in model/ into its base model" in output
-    assert "Checked: it loads with AutoModelForCausalLM" in output
+    assert "Checked: it loads with AutoModelForCausalLM; compared with the base model" in output
     assert not (dest / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(dest)
     attached = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_lm), best)
@@ -218,6 +243,117 @@ def test_merge_lora_of_a_run_without_lora_is_the_plain_export(
     cli("export", str(sentiment_run), str(tmp_path / "plain"))
     for path in (tmp_path / "plain").iterdir():
         assert (tmp_path / "merged" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+# ------------------------------------------------- a classifier's LoRA adapter: its labels
+def test_an_adapter_only_classifier_keeps_the_runs_labels_in_predict_and_export(
+    sentiment_lora_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    """The base model's config has no labels (LABEL_0, LABEL_1): predict on a checkpoint and
+    the merged export carry the run's, and the check runs on the run's eval data."""
+    run_config = json.loads((sentiment_lora_run / "model" / "config.json").read_text())
+    assert run_config["id2label"] == {"0": "negative", "1": "positive"}
+    checkpoint = sentiment_lora_run / "checkpoints" / "best"
+    assert not (checkpoint / "config.json").exists()
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"text": "a gorgeous , witty movie ."}\n{"text": "bad"}\n')
+    printed = cli("predict", "sentiment", "--model", str(checkpoint), "--input", str(records))
+    rows = [json.loads(line) for line in printed.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 2 and {r["label"] for r in rows} <= {"negative", "positive"}
+    assert all(set(r["probabilities"]) == {"negative", "positive"} for r in rows)
+    # model/ holding the adapter alone: labels from the run's recipe (options.label_names).
+    run = _adapter_only_run(sentiment_lora_run, tmp_path / "run")
+    dest = tmp_path / "merged"
+    output = cli("export", str(run), str(dest), "--merge-lora").output
+    assert (
+        "compared with the base model with model/'s adapter attached (peft) on the first "
+        "16 eval features of the run" in output
+    ), output
+    assert "fixed sentence" not in output
+    config = json.loads((dest / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert config["label2id"] == {"negative": 0, "positive": 1}
+    merged = cli("predict", "sentiment", "--model", str(dest), "--input", str(records)).stdout
+    merged_rows = [json.loads(line) for line in merged.splitlines() if line.startswith("{")]
+    assert [r["label"] for r in merged_rows] == [r["label"] for r in rows]
+    for ours, theirs in zip(merged_rows, rows, strict=True):
+        assert abs(ours["score"] - theirs["score"]) < 1e-4  # two load paths, one model
+
+
+def test_a_missing_base_model_is_one_line_naming_the_adapter_and_the_base(
+    sentiment_lora_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    run = _adapter_only_run(sentiment_lora_run, tmp_path / "run")
+    adapter_config = run / "model" / "adapter_config.json"
+    found = json.loads(adapter_config.read_text())
+    found["base_model_name_or_path"] = str(tmp_path / "gone-bert")
+    adapter_config.write_text(json.dumps(found))
+    for option in ("--merge-lora", "--format=onnx"):
+        result = cli("export", str(run), str(tmp_path / "x"), option, exit_code=1)
+        _one_line_error(
+            result, f"LoRA adapter in {run / 'model'}", f"'{tmp_path / 'gone-bert'}'",
+            "no such folder here", "base_model_name_or_path",
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_run_whose_adapter_disagrees_with_its_model_is_refused(
+    lora_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    """RUN/adapter with one weight scaled: the re-merge differs from model/, so export
+    fails in one line and writes nothing (the check can fail)."""
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    weights = run / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    name = next(k for k in sorted(tensors) if "lora_B" in k)
+    tensors[name] = tensors[name] * 3 + 0.01
+    save_file(tensors, str(weights))
+    result = cli("export", str(run), str(tmp_path / "x"), "--merge-lora", exit_code=1)
+    _one_line_error(result, "RUN/adapter merged into its base model", "nothing was exported")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_failed_checks_write_nothing(
+    sentiment_lora_run: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tolerance no real difference meets: the merge and the ONNX checks fail in one line,
+    and neither DEST nor a staging folder is left."""
+    from nlptasks.runs import export, onnx_export
+
+    run = _adapter_only_run(sentiment_lora_run, tmp_path / "run")
+    monkeypatch.setattr(export, "MERGE_TOLERANCE", -1.0)
+    result = cli("export", str(run), str(tmp_path / "x"), "--merge-lora", exit_code=1)
+    _one_line_error(result, "base model with the adapter", "nothing was exported")
+    monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)
+    result = cli(
+        "export", str(sentiment_lora_run), str(tmp_path / "x"), "--format=onnx", exit_code=1
+    )
+    _one_line_error(result, "The ONNX model's logits differ from PyTorch's", "nothing was exported")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_folder_made_at_dest_while_exporting_is_never_replaced(
+    sentiment_run: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process makes DEST (empty) after the first check: export refuses, in one
+    line, and leaves that folder as it was."""
+    from nlptasks.runs import export
+
+    dest = tmp_path / "dest"
+    stage = export.stage
+
+    def stage_then_race(run_dir: Path, folder: Path) -> None:
+        stage(run_dir, folder)
+        dest.mkdir()
+
+    monkeypatch.setattr(export, "stage", stage_then_race)
+    result = cli("export", str(sentiment_run), str(dest), exit_code=1)
+    _one_line_error(result, "exists already (made while export ran)")
+    assert dest.is_dir() and not list(dest.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
 
 # -------------------------------------------------------------- LoRA served with its adapter
@@ -321,6 +457,39 @@ def test_onnx_export_of_sentiment_matches_pytorch_on_any_batch(
     with torch.inference_mode():
         torch_labels = model(**encoded).logits.argmax(-1).tolist()
     assert session.run(["logits"], feeds)[0].argmax(-1).tolist() == torch_labels
+
+
+def test_onnx_falls_back_to_the_torchscript_exporter_and_says_why(
+    sentiment_run: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for a model torch.export cannot trace: the dynamo exporter fails, the TorchScript
+    one writes a model.onnx that matches PyTorch, and the CLI says which and why."""
+    from nlptasks.runs import onnx_export
+
+    export = onnx_export._export
+
+    def dynamo_fails(*args: Any, dynamo: bool, **kwargs: Any) -> None:
+        if dynamo:
+            raise RuntimeError("cannot trace this model")
+        export(*args, dynamo=dynamo, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "_export", dynamo_fails)
+    dest = tmp_path / "onnx"
+    output = cli("export", str(sentiment_run), str(dest), "--format", "onnx").output
+    assert "torch.onnx torchscript exporter" in output
+    assert "(the dynamo exporter failed: RuntimeError: cannot trace this model)" in output
+    found = DIFFERENCE.search(output)
+    assert found and float(found.group(1)) <= 1e-4, output
+    session = _session(dest)
+    names = {i.name for i in session.get_inputs()}
+    assert names == {"input_ids", "attention_mask", "token_type_ids"}
+    # Dynamic axes: a padded batch of another size and length than the check's.
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(sentiment_run / "model").eval()
+    texts = ["bad", "a gorgeous , witty , seductive movie that never once loses its nerve ."]
+    encoded = AutoTokenizer.from_pretrained(dest)(texts, padding=True, return_tensors="pt")
+    assert _compare(session, model, encoded, ["logits"]) <= 1e-4
 
 
 def test_onnx_export_of_qa_gives_both_span_logits(qa_run: Path, tmp_path: Path, cli: Any) -> None:

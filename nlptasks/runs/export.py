@@ -11,15 +11,19 @@ For serving stacks (transformers, vLLM, TGI, onnxruntime) two options change the
 checked on the run's own eval data before the folder is renamed into place:
 
 - ``--merge-lora``: a plain model with no trace of peft (a LoRA adapter found in ``model/``
-  is merged into its base model; a LoRA run's ``model/``, merged at save, is verified, and
-  re-merged from ``RUN/adapter`` when the run kept it); logits within 1e-5 of the run's.
+  is merged into its base model, the run's labels carried in, and compared with the base
+  model with the adapter attached; a LoRA run's ``model/``, merged at save, is copied as is
+  and compared with ``RUN/adapter`` merged again when the run kept it); logits within 1e-5.
+  One model is in memory at a time: each check keeps only its logits.
 - ``--format onnx``: ``model.onnx`` in place of the safetensors weights, for encoder tasks
   (:mod:`nlptasks.runs.onnx_export`); logits within 1e-4 of PyTorch's, with onnxruntime.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -117,12 +121,31 @@ def export_for_serving(
                         ".safetensors.index.json"
                     ):
                         path.unlink()
-            staging.rename(dest)
+            _move_into_place(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if exported.onnx is not None:
         exported.onnx.path = dest / exported.onnx.path.name
     return exported
+
+
+def _move_into_place(staging: Path, dest: Path) -> None:
+    """Claim ``dest`` with ``os.mkdir`` (which refuses an existing folder, even one made since
+    the first check) and move the staged files into it: ``rename`` of a folder would replace
+    an empty one made in between."""
+    try:
+        os.mkdir(dest)
+    except FileExistsError:
+        raise RunDirectoryError(
+            f"{dest} exists already (made while export ran); export never writes over a "
+            f"folder. Choose a new one."
+        ) from None
+    try:
+        for path in sorted(staging.iterdir()):
+            os.rename(path, dest / path.name)
+    except OSError:
+        shutil.rmtree(dest, ignore_errors=True)  # ours: made above
+        raise
 
 
 def stage(run_dir: Path, folder: Path) -> None:
@@ -156,85 +179,144 @@ def stage(run_dir: Path, folder: Path) -> None:
 def merge_lora_in(run: Run, folder: Path, task: Any) -> list[str]:
     """Make ``folder`` (a staged copy of ``RUN/model``) a plain transformers model and check
     it; returns what was done, one line each. A run without LoRA is left as it is."""
+    from nlptasks.models import adapter_labels, load_pretrained
+    from nlptasks.runs import model_checks
+
+    model_dir = run.path / "model"
     holds_adapter = (folder / "adapter_config.json").is_file()
     lora = (run.results.get("train") or {}).get("lora")
     kept_adapter = run.path / "adapter"
-    if not holds_adapter and not lora and not (kept_adapter / "adapter_config.json").is_file():
+    kept = (kept_adapter / "adapter_config.json").is_file()
+    if not holds_adapter and not lora and not kept:
         return ["Not a LoRA run: model/ is a plain transformers model already, exported as is."]
-    from nlptasks.runs import model_checks
-
     notes = []
-    # The run's own files: the staged copy names no local path (its base model's neither).
-    model_class = model_checks.auto_class_of(task, run.path / "model")
     if holds_adapter:
-        kept = _kept_files(folder, ("generation_config.json",))
-        merged = _merge_adapter(run.path / "model", model_class)
+        _require_base(model_dir)
+    # The run's own files: the staged copy names no local path (its base model's neither).
+    model_class = model_checks.auto_class_of(task, model_dir)
+    if holds_adapter:
+        generation = _kept_files(folder, ("generation_config.json",))
+        merged = _merge_adapter(model_dir, model_class, adapter_labels(model_dir))
         for name in _ADAPTER_FILES:
             (folder / name).unlink(missing_ok=True)
         merged.save_pretrained(folder)
-        _restore(folder, kept)
+        del merged  # one model at a time
+        gc.collect()
+        _restore(folder, generation)
         _scrub_json(run.path, folder / "config.json")
         notes.append(
             f"Merged the LoRA adapter in model/ into its base model "
-            f"({_base_of(run.path / 'model')}) with peft's merge_and_unload."
+            f"({_base_of(model_dir)}) with peft's merge_and_unload."
         )
-    else:
-        notes.append("model/ of this LoRA run is merged already (nlptasks merges at save).")
     _check_plain(folder)
-    run_model = _loaded(model_class, run.path / "model")
-    exported_model = _loaded(model_class, folder)
+    # One model in memory at a time: each is loaded, gives its logits and is freed.
+    exported = _loaded(model_class, folder)
     architectures = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
         "architectures"
     )
-    if architectures != [type(exported_model).__name__]:
+    if architectures != [type(exported).__name__]:
         raise NlpTasksError(
             f"The exported config.json names architectures {architectures}, but the model "
-            f"loads as {type(exported_model).__name__}; serving stacks would build the wrong "
+            f"loads as {type(exported).__name__}; serving stacks would build the wrong "
             f"model."
         )
-    tokenizer = _tokenizer(folder)
-    batch, source = model_checks.real_batch(run.path, task, tokenizer, run_model)
-    expected = model_checks.logits_of(run_model, batch)
-    difference = model_checks.max_difference(
-        expected, model_checks.logits_of(exported_model, batch)
-    )
-    if not difference <= MERGE_TOLERANCE:
-        raise NlpTasksError(
-            f"The merged model's logits differ from the run's model by up to "
-            f"{difference:.3g} on {source} (more than {MERGE_TOLERANCE:g}); nothing was "
-            f"exported."
+    batch, source = model_checks.real_batch(run.path, task, _tokenizer(folder), exported)
+    found = model_checks.logits_of(exported, batch)
+    del exported  # one model at a time
+    gc.collect()
+    loads = f"Checked: it loads with {model_class.__name__}"
+    if holds_adapter:
+        # The run's model as predict loads it: the base model with the adapter attached.
+        attached = _loaded(model_class, model_dir, load_pretrained)
+        expected = model_checks.logits_of(attached, batch)
+        del attached  # one model at a time
+        gc.collect()
+        difference = _compared(expected, found, source, "the base model with the adapter")
+        notes.append(
+            f"{loads}; compared with the base model with model/'s adapter attached (peft) on "
+            f"{source}: max |difference| {difference:.2g}."
         )
+        return notes
     notes.append(
-        f"Checked: it loads with {model_class.__name__} and gives the run model's logits on "
-        f"{source} (max |difference| {difference:.2g})."
+        f"{loads}; model/ of this LoRA run is merged already (nlptasks merges at save), "
+        f"copied as is."
     )
-    if not holds_adapter and (kept_adapter / "adapter_config.json").is_file():
-        notes.append(_remerged(kept_adapter, model_class, exported_model, batch))
+    if kept:
+        notes.append(_remerged(kept_adapter, model_class, found, batch, source))
+    else:
+        notes.append(
+            "No RUN/adapter to compare with (the run kept none: lora.save_adapter=false); "
+            "the merged weights were not checked again."
+        )
     return notes
 
 
-def _remerged(adapter: Path, model_class: Any, exported: Any, batch: Any) -> str:
-    """RUN/adapter merged into its base model again, compared with the exported model: the
-    adapter a user attaches to the base model (vLLM's --lora-modules) is the same model."""
-    from nlptasks.errors import ModelError
+def _compared(expected: Any, found: Any, source: str, reference: str) -> float:
+    """The largest |difference| of the exported model's logits from ``reference``'s; more
+    than :data:`MERGE_TOLERANCE` is an error (nothing is written)."""
+    from nlptasks.runs import model_checks
+
+    difference = model_checks.max_difference(expected, found)
+    if not difference <= MERGE_TOLERANCE:  # also catches NaN
+        raise NlpTasksError(
+            f"The merged model's logits differ from {reference}'s by up to {difference:.3g} "
+            f"on {source} (more than {MERGE_TOLERANCE:g}); nothing was exported. Export "
+            f"without --merge-lora, or re-run."
+        )
+    return difference
+
+
+def _remerged(adapter: Path, model_class: Any, found: Any, batch: Any, source: str) -> str:
+    """RUN/adapter merged into its base model again, compared with the exported model's
+    logits ``found``: the adapter a user attaches to the base model (vLLM's
+    --lora-modules) is the same model."""
+    from nlptasks.models import adapter_labels
     from nlptasks.runs import model_checks
 
     try:
-        merged = _merge_adapter(adapter, model_class)
-    except ModelError as exc:
+        _require_base(adapter)
+        merged = _merge_adapter(adapter, model_class, adapter_labels(adapter))
+    except NlpTasksError as exc:
         return f"RUN/adapter was not re-merged to compare: {first_line(exc)}"
     expected = model_checks.logits_of(merged, batch)
-    difference = model_checks.max_difference(expected, model_checks.logits_of(exported, batch))
-    if not difference <= MERGE_TOLERANCE:
-        raise NlpTasksError(
-            f"model/ differs from its base model with RUN/adapter merged by up to "
-            f"{difference:.3g} (more than {MERGE_TOLERANCE:g}): the run's adapter and its "
-            f"model disagree. Export without --merge-lora, or re-run."
-        )
+    del merged  # one model at a time
+    gc.collect()
+    difference = _compared(expected, found, source, "RUN/adapter merged into its base model")
     return (
-        f"RUN/adapter merged into its base model gives the same logits (max |difference| "
-        f"{difference:.2g})."
+        f"Re-merged RUN/adapter into its base model and compared on {source}: max "
+        f"|difference| {difference:.2g}."
     )
+
+
+def _require_base(adapter_folder: Path) -> None:
+    """The adapter's base model can be loaded here, or a one-line error naming both: what
+    a merge needs first."""
+    from transformers import AutoConfig
+
+    from nlptasks.errors import ModelError, hub_offline
+    from nlptasks.models import load_pretrained
+
+    base = _base_of(adapter_folder)
+    config = adapter_folder / "adapter_config.json"
+    if not base:
+        raise NlpTasksError(
+            f"{config} names no base_model_name_or_path; export cannot merge the adapter "
+            f"without its base model."
+        )
+    try:
+        load_pretrained(base, AutoConfig.from_pretrained)
+    except ModelError as exc:
+        if base.startswith(("/", "~", ".")) and not Path(base).expanduser().exists():
+            why = "no such folder here"
+        elif hub_offline():
+            why = "not a local folder, and not in the Hub cache with HF_HUB_OFFLINE=1"
+        else:
+            why = first_line(exc)
+        raise NlpTasksError(
+            f"The LoRA adapter in {adapter_folder} needs its base model '{base}' ({why}). "
+            f"Put the base model there, or set base_model_name_or_path in {config} to "
+            f"where it is."
+        ) from exc
 
 
 def _base_of(adapter_folder: Path) -> str:
@@ -242,9 +324,13 @@ def _base_of(adapter_folder: Path) -> str:
     return str(config.get("base_model_name_or_path") or "")
 
 
-def _merge_adapter(adapter_folder: Path, model_class: Any) -> Any:
+def _merge_adapter(
+    adapter_folder: Path, model_class: Any, labels: dict[str, Any] | None = None
+) -> Any:
     """The base model named in ``adapter_config.json`` with the adapter merged in (peft's
-    ``merge_and_unload``): plain transformers modules, the adapter's heads included."""
+    ``merge_and_unload``): plain transformers modules, the adapter's heads included.
+    ``labels``: the run's id2label, label2id, problem_type (the base model's config does
+    not have them; a head of another size is replaced by the adapter's)."""
     import peft
 
     from nlptasks.models import load_pretrained
@@ -255,7 +341,14 @@ def _merge_adapter(adapter_folder: Path, model_class: Any) -> Any:
             f"{adapter_folder / 'adapter_config.json'} names no base_model_name_or_path; "
             f"export cannot merge the adapter without its base model."
         )
-    base = _loaded(model_class, base_ref, load_pretrained)
+    settings = dict(labels or {})
+    if settings:
+        settings["ignore_mismatched_sizes"] = True  # as training did: the adapter has the head
+
+    def load(reference: str, **extra: Any) -> Any:
+        return model_class.from_pretrained(reference, **settings, **extra)
+
+    base = _loaded(model_class, base_ref, lambda ref, _: load_pretrained(ref, load))
     with warnings.catch_warnings():
         # peft calls a transformers method that transformers deprecates: not the user's.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
