@@ -66,4 +66,4 @@ if __name__ == "__main__":
     if dist.get_rank() == 0:
         print(json.dumps({"weights_back": weights_back, "states_kept": states_kept,
                           "everything_back": everything_back, "files": files}))  # fmt: skip
-    leave(0)  # not the interpreter's teardown, where gloo can abort (FSDP2's mesh holds the group)
+    leave(0)  # no teardown: gloo can abort or deadlock there (nlptasks.training.distributed.leave)

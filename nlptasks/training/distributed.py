@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import os
 import sys
 import warnings
@@ -138,16 +137,19 @@ def joined_a_group() -> bool:
 
 
 def leave(code: int) -> NoReturn:
-    """End a process that was part of a process group: close the group, run the exit
-    handlers, flush, and exit with ``code`` without the interpreter's teardown.
+    """End a process that was part of a process group: run the exit handlers, flush, and
+    exit with ``code`` without the interpreter's teardown, destroying nothing.
 
-    Why: gloo's worker threads outlive ``destroy_process_group`` while anything still holds
-    the group (FSDP2's device mesh does), and when the interpreter then frees the tensors
-    they hold, the process aborts ("terminate called without an active exception", SIGABRT)
-    after its work is done: a finished run would exit 134. torch's own atexit fix for this
-    (pytorch PR 179291) was abandoned. Everything the process wrote is flushed first."""
-    _close_process_group()
-    gc.collect()
+    Why: gloo's worker threads can still hold finished work with Python tensors in it. When
+    the interpreter's teardown frees the group, a worker then needs the GIL the teardown
+    holds: the process aborts ("terminate called without an active exception", SIGABRT; seen
+    in CI with FSDP2, whose device mesh keeps the group alive past
+    ``destroy_process_group``; pytorch PR 179291, abandoned) or deadlocks (seen when freeing
+    a DDP model's reducer at exit: the main thread holds the GIL and waits for the group's
+    lock, a worker holds that lock and waits for the GIL). ``os._exit`` runs no destructor,
+    so neither can happen. The command's last collective has returned on every rank that
+    gets here, so no peer waits on this one; its sockets close as the process ends."""
+    atexit.unregister(_close_process_group)  # the destruction this function avoids
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to lose
