@@ -18,6 +18,7 @@ import click
 import yaml
 from safetensors import SafetensorError
 
+from nlptasks.cli import params
 from nlptasks.cli.params import HubRepoId, Seed
 from nlptasks.errors import NlpTasksError, RunInterrupted, clip, first_line, shorten_message
 from nlptasks.events import JsonReporter, QuietReporter, RichReporter, strict_json
@@ -300,18 +301,8 @@ def eval_command(
     "-f question=... -f context=...",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), help="Records per batch.")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a key of the model's recipe, e.g. --set generation.num_beams=4.",
-)
-@click.option(
-    "--mixed-precision",
-    type=click.Choice(["auto", "no", "bf16", "fp16"]),
-    help="Precision (default: the model's recipe's train.mixed_precision).",
-)
+@params.recipe_overrides
+@params.mixed_precision
 @click.option(
     "--max-new-tokens", type=click.IntRange(min=1), help="Generating tasks: at most N new tokens."
 )
@@ -340,11 +331,7 @@ def eval_command(
 @click.option(
     "--greedy", is_flag=True, help="Generating tasks: greedy decoding (no sampling, one beam)."
 )
-@click.option(
-    "--allow-untrained-head",
-    is_flag=True,
-    help="Take a model whose head transformers initialised at random (its outputs mean nothing).",
-)
+@params.allow_untrained_head
 @click.option(
     "--explain",
     is_flag=True,

@@ -94,3 +94,23 @@ class HubRepoId(click.ParamType):
                 f"{flag} needs a Hub token, but there is none: run 'hf auth login' or set HF_TOKEN."
             )
         return text
+
+
+# Options that several commands share, declared once so they read the same everywhere.
+recipe_overrides = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a key of the model's recipe, e.g. --set generation.num_beams=4.",
+)
+mixed_precision = click.option(
+    "--mixed-precision",
+    type=click.Choice(["auto", "no", "bf16", "fp16"]),
+    help="Precision (default: the model's recipe's train.mixed_precision).",
+)
+allow_untrained_head = click.option(
+    "--allow-untrained-head",
+    is_flag=True,
+    help="Take a model whose head transformers initialised at random (its outputs mean nothing).",
+)

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from nlptasks.cli import params
 from nlptasks.errors import NlpTasksError
 from nlptasks.serving.settings import API_KEY_VARIABLE, ServeSettings
 
@@ -45,23 +46,9 @@ from nlptasks.serving.settings import API_KEY_VARIABLE, ServeSettings
 @click.option("--max-queue-records", default=None, type=int,
               help="Records waiting for the model at most, then 503 "
                    "(default: 16 x --max-batch-size, at least 1024).")  # fmt: skip
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a key of the model's recipe, e.g. --set generation.num_beams=4.",
-)
-@click.option(
-    "--mixed-precision",
-    type=click.Choice(["auto", "no", "bf16", "fp16"]),
-    help="Precision (default: the model's recipe's train.mixed_precision).",
-)
-@click.option(
-    "--allow-untrained-head",
-    is_flag=True,
-    help="Serve a model whose task head is not trained (random answers; for testing).",
-)
+@params.recipe_overrides
+@params.mixed_precision
+@params.allow_untrained_head
 def serve(
     model_dir: str,
     task: str | None,
