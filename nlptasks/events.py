@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -196,6 +197,8 @@ class EventLog:
         self.reporter = reporter or QuietReporter()
         self._failed_plugins: set[str] = set()
         self._file = path.open("a", encoding="utf-8") if (path and enabled) else None
+        self.observers: list[Callable[[Event], None]] = []
+        """In-process consumers of every event after the plugins (the run's trackers)."""
 
     def emit(self, type: str, **fields: Any) -> Event:
         event: Event = {"type": type, "time": round(time.time(), 3), **fields}
@@ -205,6 +208,8 @@ class EventLog:
             self._file.write(json.dumps(strict_json(event), default=str) + "\n")
             self._file.flush()
         self._notify_plugins(event)
+        for observer in self.observers:
+            observer(event)
         self.reporter.handle(event)
         return event
 

@@ -58,7 +58,7 @@ from nlptasks.runs import events as run_events
 from nlptasks.runs import lock as run_lock
 from nlptasks.runs import status as run_status
 from nlptasks.task import Explains, ReadsSources, WritesSamples, declared_metrics
-from nlptasks.training import checkpoints, lora, precision
+from nlptasks.training import checkpoints, lora, precision, tracking
 from nlptasks.training.distributed import full_state_dict, is_sharded
 from nlptasks.training.tokenise_once import features_once
 from nlptasks.training.trainer import StopRequests, Trainer, make_accelerator
@@ -191,12 +191,16 @@ def run_recipe(
         events = EventLog(
             run_dir / "events.jsonl", reporter if main else QuietReporter(), enabled=main
         )
+        trackers = tracking.Trackers.start(prepared.accelerator, prepared.recipe, run_dir)
+        if trackers is not None:
+            events.observers.append(trackers.handle)
         # The signal handler covers the whole run, the final save included: a signal there
         # lets the (short) save finish, so the run directory is whole either way.
         with StopRequests() as stop:
             try:
                 _announce(events, prepared, run_dir, checkpoint)
                 trainer = _make_trainer(prepared, events, run_dir)
+                trainer.eval_intervals = trackers is not None  # they plot every interval
                 # Samples from before fine-tuning (not on a resumed run: its model is trained).
                 before = _samples_before(prepared) if main and checkpoint is None else None
                 outcome = trainer.train(stop=stop, resume_from=checkpoint)
@@ -226,6 +230,8 @@ def run_recipe(
                 raise
             finally:
                 events.close()
+                if trackers is not None:
+                    trackers.finish()
             prepared.accelerator.wait_for_everyone()
     if stop.signal_name is not None:
         # The run is complete: exit 0 (a scheduler must not requeue it), and say so.
@@ -275,6 +281,7 @@ def _check_before_loading(
     folder that is new, room on disk, and (for a resume) a whole checkpoint to resume from,
     which this returns. (The recipe and the command's flags are checked before this.)"""
     precision.resolve(recipe.train.mixed_precision)
+    tracking.check_installed(recipe.track.to)
     if resume_dir is None and output_dir is not None and Path(output_dir).expanduser().exists():
         raise RunDirectoryError(
             f"Output directory '{output_dir}' already exists; runs never overwrite earlier "

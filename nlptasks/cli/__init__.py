@@ -131,6 +131,11 @@ def _reporter(quiet: bool, as_json: bool) -> Any:
     "(same as 'nlptasks estimate'; --json prints it as JSON).",
 )
 @click.option("--no-probe", is_flag=True, help="With --dry-run: time from FLOPs, no probe steps.")
+@click.option(
+    "--report-to",
+    metavar="NAME[,NAME]",
+    help="Experiment trackers that receive the run (e.g. tensorboard); overrides track.to.",
+)
 def run(
     task: str,
     overrides: tuple[str, ...],
@@ -142,6 +147,7 @@ def run(
     repo_id: str | None,
     dry_run: bool,
     no_probe: bool,
+    report_to: str | None,
 ) -> None:
     """Fine-tune and evaluate TASK with a recipe, then write a new run directory.
 
@@ -152,7 +158,18 @@ def run(
         nlptasks run sentiment --recipe minilm train.epochs=1 data.max_train_examples=2000
         nlptasks run sentiment --resume runs/sentiment-minilm-20261129-101500
         nlptasks run sentiment --recipe minilm --dry-run     # what it costs; trains nothing
+        nlptasks run sentiment --recipe minilm --report-to tensorboard
     """
+    if report_to is not None:
+        from nlptasks.recipes.schema import TRACKERS
+
+        names = [name.strip() for name in report_to.split(",") if name.strip()]
+        for name in names:
+            if name not in TRACKERS:
+                raise NlpTasksError(
+                    f"unknown tracker '{name}' in --report-to; choose from {', '.join(TRACKERS)}"
+                )
+        overrides = (*overrides, f"track.to=[{', '.join(names)}]")
     if dry_run:
         given = (("--resume", resume_dir), ("--output-dir", output_dir), ("--push-to-hub", repo_id))
         used = [flag for flag, value in given if value]

@@ -385,6 +385,41 @@ class DistributedConfig:
         )
 
 
+TRACKERS: dict[str, Any] = {"tensorboard": "tensorboard"}
+"""The experiment trackers ``track.to`` may name: what accelerate's ``log_with`` takes for
+each (its tracker's name, or a ``GeneralTracker`` instance)."""
+
+
+@dataclass
+class TrackConfig:
+    """Experiment trackers that receive the run's hyperparameters, training curves and
+    evaluations (through accelerate's tracker API, on the main process only); none unless
+    named, and offline: each writes under the run directory (or ``dir``)."""
+
+    to: list[str] = field(default_factory=list)
+    """Tracker names (``tensorboard``); ``nlptasks run --report-to`` overrides it."""
+    project: str | None = None
+    """The tracker's project: TensorBoard's folder under ``dir``; the task's name when
+    absent."""
+    run_name: str | None = None
+    """The run's name in the tracker (``dir/project/run_name`` for TensorBoard); the run
+    directory's name when absent."""
+    dir: str | None = None
+    """Where the trackers write; ``RUN/trackers`` when absent."""
+
+    def problems(self) -> list[str]:
+        """Unknown tracker names, one line each."""
+        return _failed(
+            [
+                (
+                    name in TRACKERS,
+                    f"unknown tracker '{name}' in 'track.to'; choose from {', '.join(TRACKERS)}",
+                )
+                for name in self.to
+            ]
+        )
+
+
 @dataclass
 class Expectation:
     """What a run of this recipe should reach (``nlptasks verify RUN``), and where the
@@ -463,6 +498,7 @@ class Recipe:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     expect: Expectation | None = None
     """What a run should reach (``nlptasks verify``); none by default."""
     name: str | None = None
@@ -476,6 +512,7 @@ class Recipe:
             *self.generation.problems(),
             *self.lora.problems(),
             *self.distributed.problems(),
+            *self.track.problems(),
             *_failed(
                 [
                     (

@@ -116,6 +116,11 @@ class Trainer:
         self._scheduler: Any = None
         self._evaluations: dict[int, Evaluation] = {}
         """This process's evaluations of the best and the latest step, by step."""
+        self._grad_norms: list[torch.Tensor] = []
+        """The gradient norms (before clipping) of the steps since the last logged one."""
+        self.eval_intervals = False
+        """Whether every ``eval`` event carries its metrics' bootstrap intervals (the run's
+        trackers plot them); off by default: the bootstrap costs time at every evaluation."""
 
     # ----------------------------------------------------------------------------- training
     def train(
@@ -284,6 +289,9 @@ class Trainer:
             return
         now = time.perf_counter()
         elapsed = now - loop.started
+        # The mean norm over the logged window (absent without clipping: not computed).
+        norms, self._grad_norms = self._grad_norms, []
+        grad_norm = float(torch.stack(norms).mean()) if norms else None
         self.events.emit(
             "step",
             step=loop.step,
@@ -291,6 +299,7 @@ class Trainer:
             epoch=round(loop.epoch, 4),
             loss=loop.window_loss / loop.window_steps,
             learning_rate=learning_rate,
+            grad_norm=grad_norm,
             examples_per_second=loop.window_examples / max(now - loop.window_started, 1e-9),
             tokens_per_second=loop.window_tokens / max(now - loop.window_started, 1e-9),
             examples_seen=loop.examples_seen,
@@ -346,8 +355,19 @@ class Trainer:
         self._evaluations = {
             step: e for step, e in self._evaluations.items() if step == best.step
         } | {loop.step: evaluation}
+        extra: dict[str, Any] = {}
+        if self.eval_intervals and self.accelerator.is_main_process:
+            from nlptasks.evaluation import uncertainty
+
+            found = uncertainty.of_evaluation(self.task, evaluation, self.config)
+            extra["intervals"] = {name: [i.low, i.high] for name, i in found.intervals.items()}
         self.events.emit(
-            "eval", step=loop.step, epoch=round(loop.epoch, 4), metrics=metrics, is_best=improved
+            "eval",
+            step=loop.step,
+            epoch=round(loop.epoch, 4),
+            metrics=metrics,
+            is_best=improved,
+            **extra,
         )
         if improved:
             self._save_checkpoint("best", loop, best, metrics)
@@ -574,7 +594,12 @@ class Trainer:
         summed: tuple[int, int],
     ) -> tuple[float | None, int, int]:
         if self.config.max_grad_norm:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            norm = self.accelerator.clip_grad_norm_(
+                self.model.parameters(), self.config.max_grad_norm
+            )
+            # Kept as a tensor: read (one device sync) only when a step is logged.
+            if norm is not None:
+                self._grad_norms.append(torch.as_tensor(norm).detach().float())
         optimizer.step()
         return float(loss / total), *summed
 
