@@ -4,6 +4,7 @@ unknown or not installed is refused in one line before training."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ from click.testing import CliRunner
 from nlptasks.cli import cli
 from nlptasks.recipes import schema
 
-pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+needs_tensorboard = pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None,
+    reason="the tensorboard extra is not installed (pip install -e '.[dev]' has it)",
+)
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -86,6 +90,7 @@ def tracked_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return run_dir
 
 
+@needs_tensorboard
 def test_tensorboard_receives_the_logged_steps_evaluations_and_results(tracked_run: Path) -> None:
     events = _events(tracked_run)
     scalars = _scalars(tracked_run / "trackers" / "tiny" / "run")
@@ -164,6 +169,7 @@ class BrokenTracker(GeneralTracker):
         self.finished = True
 
 
+@needs_tensorboard
 def test_a_failing_tracker_is_dropped_with_one_warning_and_the_run_finishes(
     tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -193,8 +193,8 @@ def run(
     if resume_dir is not None:
         if recipe or overrides or output_dir:
             raise click.UsageError(
-                "--resume continues a run with its own recipe.yaml; drop --recipe, "
-                "--output-dir and the overrides."
+                "--resume continues a run with its own recipe.yaml (its trackers too); drop "
+                "--recipe, --output-dir, --report-to and the overrides."
             )
         _check_run_task(task, resume_dir)
         result = resume_run(resume_dir, reporter)
